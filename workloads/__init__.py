@@ -1,0 +1,1 @@
+"""Workloads the sovereign-node stacks deploy: generator, vcf, federation, warehouse, batch, cli."""

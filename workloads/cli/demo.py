@@ -1,0 +1,10 @@
+"""CLI commands: demo (filled in by its workload)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Adds no command yet."""

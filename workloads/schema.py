@@ -1,0 +1,131 @@
+"""Table schemas written once, in BigQuery's vocabulary, and rendered for every engine.
+
+The Pulumi stack declares its BigQuery tables from these definitions (`bigquery_json`),
+the BigQuery loaders build `SchemaField`s from them, and the local DuckDB warehouse
+creates its tables from them (`duckdb_type`). Nothing restates a column elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+FieldType = Literal[
+    "STRING", "INTEGER", "FLOAT", "BOOLEAN", "TIMESTAMP", "DATE", "JSON", "BYTES", "RECORD"
+]
+Mode = Literal["NULLABLE", "REQUIRED", "REPEATED"]
+
+_DUCKDB_SCALARS: dict[str, str] = {
+    "STRING": "VARCHAR",
+    "INTEGER": "BIGINT",
+    "FLOAT": "DOUBLE",
+    "BOOLEAN": "BOOLEAN",
+    "TIMESTAMP": "TIMESTAMPTZ",
+    "DATE": "DATE",
+    "JSON": "JSON",
+    "BYTES": "BLOB",
+}
+
+_ARROW_SCALARS: dict[str, pa.DataType] = {
+    "STRING": pa.string(),
+    "INTEGER": pa.int64(),
+    "FLOAT": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    "DATE": pa.date32(),
+    "JSON": pa.string(),
+    "BYTES": pa.binary(),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: FieldType
+    mode: Mode = "NULLABLE"
+    description: str = ""
+    fields: tuple[Column, ...] = ()  # sub-columns of a RECORD
+
+    def __post_init__(self) -> None:
+        if (self.type == "RECORD") != bool(self.fields):
+            raise ValueError(f"column {self.name}: RECORD columns and only they have fields")
+
+    def bigquery_json(self) -> dict[str, Any]:
+        """The column as BigQuery's REST API writes a TableFieldSchema."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "mode": self.mode}
+        if self.description:
+            out["description"] = self.description
+        if self.fields:
+            out["fields"] = [f.bigquery_json() for f in self.fields]
+        return out
+
+    def duckdb_type(self) -> str:
+        if self.type == "RECORD":
+            inner = ", ".join(f'"{f.name}" {f.duckdb_type()}' for f in self.fields)
+            base = f"STRUCT({inner})"
+        else:
+            base = _DUCKDB_SCALARS[self.type]
+        return f"{base}[]" if self.mode == "REPEATED" else base
+
+    def arrow_type(self) -> pa.DataType:
+        if self.type == "RECORD":
+            base: pa.DataType = pa.struct([f.arrow_field() for f in self.fields])
+        else:
+            base = _ARROW_SCALARS[self.type]
+        return pa.list_(base) if self.mode == "REPEATED" else base
+
+    def arrow_field(self) -> pa.Field:
+        return pa.field(self.name, self.arrow_type(), nullable=self.mode != "REQUIRED")
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """BigQuery partitioning: by a DATE/TIMESTAMP column (`type_`) or integer range."""
+
+    column: str
+    type_: Literal["DAY", "HOUR", "MONTH", "YEAR", "RANGE"] = "DAY"
+    range_start: int = 0
+    range_end: int = 0
+    range_interval: int = 0
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()  # what makes a row unique: loads MERGE on it
+    partitioning: Partitioning | None = None
+    clustering: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"table {self.name}: duplicate column names")
+        for key in (*self.primary_key, *self.clustering):
+            if key not in names:
+                raise ValueError(f"table {self.name}: {key!r} is not a column")
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def bigquery_json(self) -> str:
+        """The schema as the JSON string `gcp.bigquery.Table(schema=...)` takes."""
+        return json.dumps([c.bigquery_json() for c in self.columns], indent=None)
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([c.arrow_field() for c in self.columns])
+
+    def duckdb_ddl(self, qualified_name: str) -> str:
+        cols = [
+            f'"{c.name}" {c.duckdb_type()}' + (" NOT NULL" if c.mode == "REQUIRED" else "")
+            for c in self.columns
+        ]
+        if self.primary_key:
+            cols.append("PRIMARY KEY (" + ", ".join(f'"{k}"' for k in self.primary_key) + ")")
+        return f"CREATE TABLE IF NOT EXISTS {qualified_name} (\n  " + ",\n  ".join(cols) + "\n)"

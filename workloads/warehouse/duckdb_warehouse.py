@@ -1,0 +1,155 @@
+"""The local node warehouse: a DuckDB database encrypted at rest with the node's own key.
+
+DuckDB encrypts the database file, its write-ahead log and its spill files with
+AES-256-GCM. It writes encrypted files only through OpenSSL, which DuckDB ships in its
+official `httpfs` extension; we load that extension from the `duckdb-extension-httpfs`
+wheel with DuckDB's signature check left on, so DuckDB itself refuses the binary unless
+it carries DuckDB's own signature. The "unsafe" fallback (`force_mbedtls_unsafe`) is
+never set: without the extension, writing fails instead of writing weak ciphertext.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import duckdb_extension_httpfs
+import pyarrow as pa
+
+from workloads.errors import UserError
+from workloads.schema import Table
+from workloads.warehouse.base import LoadResult
+
+CATALOG = "node"
+
+
+def _httpfs_extension_path() -> str:
+    folder = os.path.dirname(duckdb_extension_httpfs.__file__)
+    wanted = os.path.join(folder, "extensions", f"v{duckdb.__version__}", "httpfs.duckdb_extension")
+    if os.path.exists(wanted):
+        return wanted
+    found = sorted(glob.glob(os.path.join(folder, "extensions", "*", "httpfs.duckdb_extension")))
+    raise UserError(
+        f"duckdb {duckdb.__version__} needs duckdb-extension-httpfs=={duckdb.__version__} "
+        f"for encrypted writes (found {found or 'none'}); fix: pip install -r requirements.txt"
+    )
+
+
+class DuckDBWarehouse:
+    """One node's encrypted DuckDB database, attached under the catalog name `node`."""
+
+    def __init__(self, node: str, path: Path, key: str, *, memory_limit: str = "1GB") -> None:
+        self.node = node
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(":memory:")
+        self._con.execute(f"SET memory_limit = '{memory_limit}'")
+        self._con.execute(f"LOAD '{_httpfs_extension_path()}'")
+        # Spill files go next to the database, encrypted like it.
+        self._con.execute(f"SET temp_directory = '{self.path.parent / '.duckdb_tmp'}'")
+        try:
+            self._con.execute(
+                f"ATTACH '{self.path}' AS {CATALOG} "
+                f"(ENCRYPTION_KEY '{key}', ENCRYPTION_CIPHER 'GCM')"
+            )
+        except duckdb.Error as exc:
+            self._con.close()
+            raise UserError(
+                f"cannot open node {node!r} warehouse {self.path}: {exc}; fix: use the key this "
+                f"node was created with (see README, 'Data at rest')"
+            ) from exc
+        self._con.execute(f"USE {CATALOG}")
+
+    # -- schema -----------------------------------------------------------------
+    def ensure_tables(self, tables: Iterable[Table]) -> None:
+        for table in tables:
+            self._con.execute(table.duckdb_ddl(self.table_ref(table)))
+
+    def table_ref(self, table: Table | str) -> str:
+        name = table.name if isinstance(table, Table) else table
+        return f'{CATALOG}.main."{name}"'
+
+    # -- loading ----------------------------------------------------------------
+    def merge(
+        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = ""
+    ) -> LoadResult:
+        """Upsert on the primary key in one transaction: a failure leaves the table as it was."""
+        if not table.primary_key:
+            raise ValueError(f"table {table.name} has no primary key to merge on")
+        self.ensure_tables([table])
+        schema = table.arrow_schema()
+        chunks = [batches] if isinstance(batches, pa.Table) else batches
+        target = self.table_ref(table)
+        cols = table.column_names
+        on = " AND ".join(f't."{k}" = s."{k}"' for k in table.primary_key)
+        changed = " OR ".join(
+            f't."{c}" IS DISTINCT FROM s."{c}"' for c in cols if c not in table.primary_key
+        ) or "FALSE"
+        merge_sql = (
+            f"MERGE INTO {target} AS t USING _incoming AS s ON {on} "
+            f"WHEN MATCHED AND ({changed}) THEN UPDATE SET "
+            + ", ".join(f'"{c}" = s."{c}"' for c in cols if c not in table.primary_key)
+            + " WHEN NOT MATCHED THEN INSERT ("
+            + ", ".join(f'"{c}"' for c in cols)
+            + ") VALUES ("
+            + ", ".join(f's."{c}"' for c in cols)
+            + ")"
+        )
+        first_key = table.primary_key[0]
+        inserted = updated = total = 0
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            for chunk in chunks:
+                if chunk.num_rows == 0:
+                    continue
+                if isinstance(chunk, pa.RecordBatch):
+                    chunk = pa.Table.from_batches([chunk])
+                incoming = chunk.select(cols).cast(schema)
+                self._check_unique_keys(table, incoming, label)
+                self._con.register("_incoming", incoming)
+                # Count what the MERGE will do with one vectorised join, then do it.
+                new, changed_rows = self._con.execute(
+                    f"SELECT count(*) FILTER (WHERE t.\"{first_key}\" IS NULL), "
+                    f"count(*) FILTER (WHERE t.\"{first_key}\" IS NOT NULL AND ({changed})) "
+                    f"FROM _incoming AS s LEFT JOIN {target} AS t ON {on}"
+                ).fetchone() or (0, 0)
+                self._con.execute(merge_sql)
+                self._con.unregister("_incoming")
+                inserted += new
+                updated += changed_rows
+                total += incoming.num_rows
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        return LoadResult(table.name, inserted, updated, total - inserted - updated)
+
+    def _check_unique_keys(self, table: Table, incoming: pa.Table, label: str) -> None:
+        keys = ", ".join(f'"{k}"' for k in table.primary_key)
+        self._con.register("_keys", incoming.select(list(table.primary_key)))
+        dup = self._con.execute(
+            f"SELECT {keys}, count(*) AS n FROM _keys GROUP BY ALL HAVING n > 1 LIMIT 1"
+        ).fetchone()
+        self._con.unregister("_keys")
+        if dup:
+            raise UserError(
+                f"{label or table.name}: key {dup[:-1]} appears {dup[-1]} times in one batch; "
+                f"fix: make {', '.join(table.primary_key)} unique before loading"
+            )
+
+    # -- reading ----------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        return self._con.execute(sql, params or []).fetch_arrow_table()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> DuckDBWarehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
