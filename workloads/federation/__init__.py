@@ -1,0 +1,1 @@
+"""Federation engine: only aggregates leave a node."""
