@@ -48,9 +48,14 @@ class DuckDBWarehouse:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(":memory:")
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
+        # Signature checks stay on, so only DuckDB's own signed build of httpfs can load.
+        unsigned = self._con.execute("SELECT current_setting('allow_unsigned_extensions')")
+        if (unsigned.fetchone() or (True,))[0]:
+            raise UserError("DuckDB allows unsigned extensions here; fix: unset that option")
         self._con.execute(f"LOAD '{_httpfs_extension_path()}'")
-        # Spill files go next to the database, encrypted like it.
+        # Spill files go next to the database, encrypted like it (off by default in DuckDB).
         self._con.execute(f"SET temp_directory = '{self.path.parent / '.duckdb_tmp'}'")
+        self._con.execute("SET temp_file_encryption = true")
         try:
             self._con.execute(
                 f"ATTACH '{self.path}' AS {CATALOG} "
