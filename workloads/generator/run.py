@@ -1,0 +1,112 @@
+"""Generate one node's patients in a single streaming pass into files and its warehouse.
+
+Every batch goes to each file sink and into the warehouse's MERGE as it is produced;
+the files are renamed into place only after the warehouse transaction commits, and
+nothing is kept if any step fails.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from workloads.errors import UserError
+from workloads.generator.outputs import FILE_FORMATS, Sink, open_sink, writable_dir
+from workloads.generator.profile import Profile
+from workloads.generator.sampling import DEFAULT_CHUNK_ROWS, check_counts, generate_batches
+from workloads.local_node import LocalNode
+from workloads.tables import PATIENT_GENOMIC_DATA
+from workloads.warehouse.base import LoadResult
+
+WAREHOUSE = "warehouse"
+FORMATS = (*FILE_FORMATS, WAREHOUSE)
+DEFAULT_FORMATS = FORMATS
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    node: str
+    rows: int
+    files: dict[str, Path]  # format -> written file
+    load: LoadResult | None  # what the warehouse MERGE did, if loaded
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    wanted = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown or not wanted:
+        raise UserError(
+            f"--formats {text!r}: unknown format {', '.join(unknown) or '(none given)'}; "
+            f"fix: a comma-separated subset of {','.join(FORMATS)}"
+        )
+    return wanted
+
+
+def default_out_dir(root: Path, node: str) -> Path:
+    """The node's own bucket folder: its data stays inside the node."""
+    return LocalNode(node, root).bucket / PATIENT_GENOMIC_DATA.name
+
+
+def output_path(out_dir: Path, node: str, fmt: str) -> Path:
+    return out_dir / f"{PATIENT_GENOMIC_DATA.name}_{node}.{fmt}"
+
+
+def generate_node(
+    profile: Profile,
+    *,
+    rows: int,
+    seed: int,
+    root: Path,
+    out_dir: Path | None = None,
+    formats: Sequence[str] = DEFAULT_FORMATS,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: bool = True,
+) -> GenerateResult:
+    check_counts(rows=rows, seed=seed, chunk_rows=chunk_rows)
+    node = LocalNode(profile.node, root)
+    file_formats = [f for f in formats if f in FILE_FORMATS]
+    folder = out_dir if out_dir is not None else default_out_dir(root, profile.node)
+    if file_formats:
+        writable_dir(folder)
+    schema = PATIENT_GENOMIC_DATA.arrow_schema()
+    batches = generate_batches(profile, rows, seed, chunk_rows=chunk_rows)
+    sinks: list[Sink] = []
+    load: LoadResult | None = None
+    with tqdm(
+        total=rows, unit="row", unit_scale=True, desc=f"generate {profile.node}",
+        file=sys.stderr, disable=not progress,
+    ) as bar:
+        try:
+            for fmt in file_formats:
+                sinks.append(open_sink(fmt, output_path(folder, profile.node, fmt), schema))
+            stream = _fan_out(batches, sinks, bar)
+            if WAREHOUSE in formats:
+                with node.open_warehouse() as warehouse:
+                    load = warehouse.merge(PATIENT_GENOMIC_DATA, stream, label=str(profile.source))
+            else:
+                for _ in stream:
+                    pass
+        except BaseException:
+            for sink in sinks:
+                sink.abort()
+            raise
+        for sink in sinks:
+            sink.commit()
+    files = {fmt: sink.path for fmt, sink in zip(file_formats, sinks, strict=True)}
+    return GenerateResult(profile.node, rows, files, load)
+
+
+def _fan_out(
+    batches: Iterable[pa.RecordBatch], sinks: Sequence[Sink], bar: tqdm[Any]
+) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        for sink in sinks:
+            sink.write(batch)
+        bar.update(batch.num_rows)
+        yield batch
