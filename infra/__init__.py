@@ -1,0 +1,1 @@
+"""The Pulumi program: a sovereign node role and a federation hub role (see program.py)."""

@@ -1,0 +1,169 @@
+"""Run the Pulumi program offline under mocks and capture every resource it declares.
+
+`capture_stack("us")` reads `Pulumi.yaml` and `Pulumi.us.yaml`, applies optional overrides,
+runs infra/program.py with Pulumi's mock monitor and returns each declared resource (the
+stack, components and custom resources) with its inputs exactly as a CrossGuard policy
+pack sees them (camelCase keys) and its effective `protect` option. The render command,
+the unit tests and the policy tests all read the infrastructure through this one function.
+
+It can run many times in one process: each call installs fresh mocks, a fresh root stack
+and fresh config before running the program.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml  # type: ignore[import-untyped]
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from infra import mock_outputs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class CapturedResource:
+    type: str
+    name: str
+    urn: str
+    parent: str | None  # the parent's URN; None only for the root stack
+    inputs: dict[str, Any]  # camelCase keys, as Mocks.new_resource and policy packs see them
+    protect: bool  # the effective option, inherited from the parent when not set
+
+
+class StackFileError(Exception):
+    """Pulumi.yaml or Pulumi.<stack>.yaml is missing or unreadable."""
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Gives every resource the computed outputs the real provider would (ids, emails...)."""
+
+    def new_resource(
+        self, args: pulumi.runtime.MockResourceArgs
+    ) -> tuple[str | None, dict[Any, Any]]:
+        return mock_outputs.for_resource(args.typ, args.name, dict(args.inputs))
+
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        # The program reads every fact from config; an invoke would be a fact from the cloud.
+        raise NotImplementedError(f"the program must not call {args.token} (no cloud offline)")
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The mock monitor, also recording each registration with its parent and protect flag."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.captured: list[CapturedResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        inputs = rpc.deserialize_properties(request.object) if request.object else {}
+        self.captured.append(
+            CapturedResource(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=request.parent or None,
+                inputs=_plain(inputs),
+                protect=bool(request.protect),
+            )
+        )
+        return response
+
+
+def _plain(value: Any) -> Any:
+    """Deserialised properties as plain JSON-like values (dicts, lists, scalars)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def project_name(stack_dir: Path) -> str:
+    path = stack_dir / "Pulumi.yaml"
+    if not path.is_file():
+        raise StackFileError(f"{path} not found: run from the repository or pass stack_dir")
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise StackFileError(f"{path}: no project `name:`")
+    return str(data["name"])
+
+
+def stack_config(
+    stack: str, overrides: Mapping[str, Any] | None = None, *, stack_dir: Path = REPO_ROOT
+) -> tuple[str, dict[str, Any]]:
+    """(project, config) of a stack file with overrides applied; keys fully namespaced.
+
+    Override keys may be bare (`region`) or namespaced (`gcp:project`); a value of None
+    removes the key, as `pulumi config rm` would.
+    """
+    project = project_name(stack_dir)
+    path = stack_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise StackFileError(f"{path} not found: a stack needs its Pulumi.<stack>.yaml")
+    data = yaml.safe_load(path.read_text()) or {}
+    values: dict[str, Any] = dict(data.get("config") or {})
+    for key, value in (overrides or {}).items():
+        full = key if ":" in key else f"{project}:{key}"
+        if value is None:
+            values.pop(full, None)
+        else:
+            values[full] = value
+    return project, values
+
+
+def _as_runtime_value(value: Any) -> str:
+    """Config the way the Pulumi engine hands it to a program: strings, structures as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value)
+
+
+def capture_stack(
+    stack: str,
+    config: Mapping[str, Any] | None = None,
+    *,
+    stack_dir: Path = REPO_ROOT,
+    program: Callable[[], None] | None = None,
+) -> list[CapturedResource]:
+    """Every resource the program declares for the stack, sorted by URN."""
+    project, values = stack_config(stack, config, stack_dir=stack_dir)
+    secret_keys = [k for k, v in values.items() if isinstance(v, Mapping) and set(v) == {"secure"}]
+    runtime_config = {
+        k: ("[secret]" if k in secret_keys else _as_runtime_value(v)) for k, v in values.items()
+    }
+    if program is None:
+        from infra.program import main
+
+        program = main
+
+    # Fresh runtime state: no root stack, no pending outputs, this stack's config.
+    settings.ROOT.set(None)
+    settings.SETTINGS.outputs.clear()
+    set_all_config(runtime_config, secret_keys)
+    monitor = _RecordingMonitor(_Mocks())
+    pulumi.runtime.set_mocks(_Mocks(), project=project, stack=stack, preview=False, monitor=monitor)
+    try:
+        run: Callable[[], None] = program
+        _sync_await(run_pulumi_func(run))
+    finally:
+        settings.ROOT.set(None)
+        set_all_config({}, [])
+    return sorted(monitor.captured, key=lambda r: r.urn)

@@ -1,0 +1,282 @@
+"""The stack's configuration: read once, typed, validated before any resource is declared.
+
+Every per-node fact lives in `Pulumi.<stack>.yaml` under the `sovereign-genomics:` namespace;
+the program holds no region, project or jurisdiction of its own. A wrong or missing value
+stops the program with one message that names the key and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pulumi
+
+from workloads.errors import UserError
+
+NAMESPACE = "sovereign-genomics"
+
+Role = Literal["node", "hub"]
+PerimeterMode = Literal["dryrun", "enforced"]
+ProvisioningModel = Literal["SPOT", "STANDARD"]
+
+ROLES: tuple[Role, ...] = ("node", "hub")
+PERIMETER_MODES: tuple[PerimeterMode, ...] = ("dryrun", "enforced")
+PROVISIONING_MODELS: tuple[ProvisioningModel, ...] = ("SPOT", "STANDARD")
+
+# GCP project ids: 6-30 characters, lowercase letters, digits and hyphens, starting with a
+# letter and not ending with a hyphen.
+_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_PROJECT_NUMBER = re.compile(r"^[1-9][0-9]{5,18}$")
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+_ACCESS_POLICY = re.compile(r"^[0-9]{1,20}$")
+# Confidential VMs with AMD SEV on general-purpose machines: the N2D family.
+_CONFIDENTIAL_MACHINE = re.compile(r"^n2d-(standard|highmem|highcpu)-[0-9]+$")
+# Org policy values for gcp.resourceLocations: a region's value group or a bare region.
+_REGION_GROUP = re.compile(r"^in:([a-z]+-[a-z]+[0-9]+)-locations$")
+
+
+class ConfigError(UserError, pulumi.RunError):
+    """A stack configuration value is missing or wrong (RunError: Pulumi prints no traceback)."""
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    provisioning_model: ProvisioningModel
+    machine_type: str
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A node as the hub knows it: its short name and its GCP project."""
+
+    name: str
+    project: str
+
+    @property
+    def federation_identity(self) -> str:
+        from workloads.federation.names import FEDERATION_WORKER_ACCOUNT_ID
+
+        return f"{FEDERATION_WORKER_ACCOUNT_ID}@{self.project}.iam.gserviceaccount.com"
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    stack: str
+    role: Role
+    project: str
+    project_number: str
+    region: str
+    jurisdiction: str
+    allowed_locations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeConfig(CommonConfig):
+    node: str
+    hub_project: str
+    hub_project_number: str
+    access_policy: str
+    perimeter_mode: PerimeterMode
+    batch: BatchSettings
+    batch_job: Mapping[str, Any] | None  # the optional `batchJob` block, read by infra/batch_job
+
+
+@dataclass(frozen=True)
+class HubConfig(CommonConfig):
+    nodes: tuple[NodeRef, ...]
+
+
+StackConfig = NodeConfig | HubConfig
+
+
+class _Reader:
+    """Reads raw values from a Pulumi config and turns every problem into a ConfigError."""
+
+    def __init__(self, cfg: pulumi.Config, stack: str) -> None:
+        self._cfg = cfg
+        self._stack = stack
+
+    def fail(self, key: str, problem: str, fix: str) -> ConfigError:
+        return ConfigError(
+            f"stack {self._stack}: config {NAMESPACE}:{key} {problem}; "
+            f"fix: {fix} (in Pulumi.{self._stack}.yaml)"
+        )
+
+    def raw(self, key: str) -> str | None:
+        return self._cfg.get(key)
+
+    def string(
+        self,
+        key: str,
+        pattern: re.Pattern[str] | None = None,
+        example: str = "",
+        default: str | None = None,
+    ) -> str:
+        value = self.raw(key)
+        if value is None or value == "":
+            if default is not None:
+                return default
+            raise self.fail(key, "is missing", f"set it, e.g. `{key}: {example}`")
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(
+                key, f"is {value!r}, which is malformed", f"use a value like {example!r}"
+            )
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
+        value = self.string(key, default=default, example=choices[0])
+        if value not in choices:
+            raise self.fail(key, f"is {value!r}", f"use one of {', '.join(choices)}")
+        return value
+
+    def structured(self, key: str, example: str) -> Any:
+        value = self.raw(key)
+        if value is None:
+            return None
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            problem = f"is not structured YAML ({exc.msg})"
+            raise self.fail(key, problem, f"write it as {example}") from None
+
+    def string_list(self, key: str, example: str) -> tuple[str, ...]:
+        value = self.structured(key, example)
+        if value is None:
+            raise self.fail(key, "is missing", f"set it as a list, e.g. {example}")
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise self.fail(
+                key, f"is {value!r}", f"write a non-empty list of strings, e.g. {example}"
+            )
+        return tuple(value)
+
+
+def region_allowed(region: str, allowed_locations: tuple[str, ...]) -> bool:
+    """True if an org-policy location list admits the region (its value group or itself)."""
+    return region in allowed_locations or f"in:{region}-locations" in allowed_locations
+
+
+def _common(r: _Reader, stack: str, role: Role) -> dict[str, Any]:
+    region = r.string("region", _REGION, "us-central1")
+    allowed = r.string_list("allowedLocations", f"[in:{region}-locations]")
+    for value in allowed:
+        if not (_REGION_GROUP.match(value) or _REGION.match(value)):
+            raise r.fail(
+                "allowedLocations",
+                f"has {value!r}, which is neither a region nor a region value group",
+                f"use values like in:{region}-locations or {region}",
+            )
+    if not region_allowed(region, allowed):
+        raise r.fail(
+            "region",
+            f"is {region!r}, outside the jurisdiction's allowedLocations {list(allowed)}",
+            f"pick a region inside allowedLocations or add in:{region}-locations to it "
+            "if the jurisdiction admits it",
+        )
+    return {
+        "stack": stack,
+        "role": role,
+        "project": r.string("project", _PROJECT_ID, "fed-node-us"),
+        "project_number": r.string(
+            "projectNumber",
+            _PROJECT_NUMBER,
+            "123456789012 (gcloud projects describe PROJECT --format='value(projectNumber)')",
+        ),
+        "region": region,
+        "jurisdiction": r.string("jurisdiction", re.compile(r"^[A-Za-z0-9 _-]{2,40}$"), "HIPAA"),
+        "allowed_locations": allowed,
+    }
+
+
+def _node(r: _Reader, common: dict[str, Any]) -> NodeConfig:
+    batch_raw = r.structured("batch", "batch: {provisioningModel: SPOT, machineType: ...}")
+    batch_raw = {} if batch_raw is None else batch_raw
+    if not isinstance(batch_raw, dict):
+        raise r.fail("batch", f"is {batch_raw!r}", "write it as a mapping")
+    unknown = set(batch_raw) - {"provisioningModel", "machineType"}
+    if unknown:
+        raise r.fail(
+            "batch", f"has unknown keys {sorted(unknown)}", "use provisioningModel, machineType"
+        )
+    model = batch_raw.get("provisioningModel", "SPOT")
+    if model not in PROVISIONING_MODELS:
+        raise r.fail(
+            "batch.provisioningModel",
+            f"is {model!r}",
+            f"use one of {', '.join(PROVISIONING_MODELS)}",
+        )
+    machine = batch_raw.get("machineType", "n2d-standard-4")
+    if not isinstance(machine, str) or not _CONFIDENTIAL_MACHINE.match(machine):
+        raise r.fail(
+            "batch.machineType",
+            f"is {machine!r}, not an N2D machine type (AMD SEV Confidential VMs need N2D)",
+            "use e.g. n2d-standard-4",
+        )
+    batch_job = r.structured("batchJob", "batchJob: {enabled: true, ...}")
+    if batch_job is not None and not isinstance(batch_job, dict):
+        raise r.fail("batchJob", f"is {batch_job!r}", "write it as a mapping")
+    hub_project = r.string("hubProject", _PROJECT_ID, "fed-hub")
+    if hub_project == common["project"]:
+        raise r.fail("hubProject", "equals the node's own project", "name the hub's project")
+    return NodeConfig(
+        **common,
+        node=r.string("node", _NODE_NAME, "us"),
+        hub_project=hub_project,
+        hub_project_number=r.string("hubProjectNumber", _PROJECT_NUMBER, "210987654321"),
+        access_policy=r.string(
+            "accessPolicy",
+            _ACCESS_POLICY,
+            "123456789 (gcloud access-context-manager policies list --organization=ORG)",
+        ),
+        perimeter_mode=_as_perimeter_mode(r.choice("perimeterMode", PERIMETER_MODES, "enforced")),
+        batch=BatchSettings(provisioning_model=model, machine_type=machine),
+        batch_job=batch_job,
+    )
+
+
+def _hub(r: _Reader, common: dict[str, Any]) -> HubConfig:
+    example = "nodes: [{name: us, project: fed-node-us}]"
+    raw = r.structured("nodes", example)
+    if not isinstance(raw, list) or not raw:
+        raise r.fail("nodes", "is missing or empty", f"list the nodes, e.g. {example}")
+    nodes: list[NodeRef] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or set(item) != {"name", "project"}:
+            raise r.fail(
+                f"nodes[{i}]", f"is {item!r}", "write it as {name: us, project: fed-node-us}"
+            )
+        name, project = item["name"], item["project"]
+        if not isinstance(name, str) or not _NODE_NAME.match(name):
+            raise r.fail(f"nodes[{i}].name", f"is {name!r}", "use a short lowercase name like us")
+        if not isinstance(project, str) or not _PROJECT_ID.match(project):
+            raise r.fail(
+                f"nodes[{i}].project", f"is {project!r}", "use a GCP project id like fed-node-us"
+            )
+        nodes.append(NodeRef(name=name, project=project))
+    names = [n.name for n in nodes]
+    if len(set(names)) != len(names):
+        raise r.fail("nodes", f"repeats a node name: {names}", "give every node a distinct name")
+    return HubConfig(**common, nodes=tuple(nodes))
+
+
+def _as_perimeter_mode(value: str) -> PerimeterMode:
+    return "dryrun" if value == "dryrun" else "enforced"
+
+
+_BUILDERS: dict[str, Callable[[_Reader, dict[str, Any]], StackConfig]] = {
+    "node": _node,
+    "hub": _hub,
+}
+
+
+def load(cfg: pulumi.Config | None = None, stack: str | None = None) -> StackConfig:
+    """The stack's whole configuration, or a ConfigError naming the first wrong key."""
+    stack = stack if stack is not None else pulumi.get_stack()
+    reader = _Reader(cfg if cfg is not None else pulumi.Config(NAMESPACE), stack)
+    role = reader.choice("role", ROLES)
+    common = _common(reader, stack, "node" if role == "node" else "hub")
+    return _BUILDERS[role](reader, common)

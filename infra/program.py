@@ -1,0 +1,14 @@
+"""The Pulumi program: read and validate the stack's config, then declare its role."""
+
+from __future__ import annotations
+
+from infra import config
+from infra.node import declare_node
+
+
+def main() -> None:
+    cfg = config.load()  # raises ConfigError before any resource exists
+    if isinstance(cfg, config.NodeConfig):
+        declare_node(cfg)
+    else:
+        raise config.ConfigError(f"stack {cfg.stack}: the hub role is not implemented yet")

@@ -1,0 +1,10 @@
+"""Shared fixtures for the infra tests: the repository on sys.path and captured stacks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))

@@ -1,0 +1,62 @@
+"""capture_stack: the one way tests, the renderer and the policy pack read the program."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.capture import StackFileError, capture_stack
+from infra.config import ConfigError
+
+
+def test_captures_components_and_resources_with_parents() -> None:
+    resources = capture_stack("us")
+    by_urn = {r.urn: r for r in resources}
+    types = {r.type for r in resources}
+    assert "pulumi:pulumi:Stack" in types
+    assert "sovereign:common:Keys" in types
+    assert "gcp:kms/cryptoKey:CryptoKey" in types
+    roots = [r for r in resources if r.parent is None]
+    assert [r.type for r in roots] == ["pulumi:pulumi:Stack"]
+    for r in resources:
+        assert r.parent is None or r.parent in by_urn, f"{r.urn} has an unknown parent"
+    keys = [r for r in resources if r.type == "gcp:kms/cryptoKey:CryptoKey"]
+    assert all(by_urn[k.parent].type == "sovereign:common:Keys" for k in keys if k.parent)
+
+
+def test_inputs_are_camel_case_and_protect_is_captured() -> None:
+    resources = capture_stack("us")
+    key = next(r for r in resources if r.type == "gcp:kms/cryptoKey:CryptoKey")
+    assert key.inputs["rotationPeriod"] == "7776000s"
+    assert key.protect is True
+    service = next(r for r in resources if r.type == "gcp:projects/service:Service")
+    assert service.protect is False
+
+
+def test_repeated_captures_in_one_process_are_identical_and_isolated() -> None:
+    first = capture_stack("us")
+    eu = capture_stack("eu")
+    again = capture_stack("us")
+    assert first == again
+    assert all(":us::" in r.urn for r in first)
+    assert all(":eu::" in r.urn for r in eu)
+    assert {r.inputs.get("location") for r in eu} - {None} == {"europe-west2"}
+
+
+def test_overrides_apply_and_none_removes_a_key() -> None:
+    moved = capture_stack(
+        "us", {"region": "us-east4", "allowedLocations": ["in:us-east4-locations"]}
+    )
+    assert {r.inputs.get("location") for r in moved} - {None} == {"us-east4"}
+    with pytest.raises(ConfigError, match="sovereign-genomics:project is missing"):
+        capture_stack("us", {"project": None})
+
+
+def test_unknown_stack_file_is_a_clear_error() -> None:
+    with pytest.raises(StackFileError, match=r"Pulumi\.nowhere\.yaml not found"):
+        capture_stack("nowhere")
+
+
+def test_a_failed_capture_leaves_the_next_one_working() -> None:
+    with pytest.raises(ConfigError):
+        capture_stack("us", {"perimeterMode": "sideways"})
+    assert capture_stack("us") == capture_stack("us")
