@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 from typing import IO, Protocol
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -57,6 +59,37 @@ class _AtomicFile:
             self.tmp.unlink(missing_ok=True)
 
 
+_LOOKUP_LIMIT = 1 << 16  # distinct values above which a column is left to the CSV writer
+
+
+def _as_text(column: pa.Array) -> pa.Array:
+    """Small-range integers (and one-decimal floats) as text via a lookup table.
+
+    Arrow's CSV writer formats numbers value by value; these columns hold a few hundred
+    distinct values at most, so formatting each once and taking by index halves the CSV
+    cost. Floats get one decimal ("29.0"), as pandas writes them.
+    """
+    if pa.types.is_integer(column.type):
+        values = column.to_numpy(zero_copy_only=False)
+        labels: list[str] | None = None
+    elif pa.types.is_floating(column.type):
+        raw = column.to_numpy(zero_copy_only=False)
+        values = np.rint(raw * 10).astype(np.int64)
+        if not np.array_equal(values / 10, raw):
+            return column  # not all one-decimal values: leave it to the writer
+        labels = []
+    else:
+        return column
+    if len(values) == 0:
+        return column
+    low, high = int(values.min()), int(values.max())
+    if high - low >= _LOOKUP_LIMIT:
+        return column
+    domain = range(low, high + 1)
+    text = [str(v) for v in domain] if labels is None else [f"{v / 10:.1f}" for v in domain]
+    return pa.array(text).take(pa.array(values - low))
+
+
 class CsvSink(_AtomicFile):
     """CSV with a plain header and unquoted values, as pandas/csv.writer write the seed's files."""
 
@@ -66,10 +99,14 @@ class CsvSink(_AtomicFile):
         self._file.write((",".join(schema.names) + "\n").encode())
         # Values are ids, integers and floats: nothing needs quoting (checked in the tests).
         options = pacsv.WriteOptions(include_header=False, quoting_style="none")
-        self._writer = pacsv.CSVWriter(self._file, schema, write_options=options)
+        self._names = schema.names
+        text_schema = pa.schema([pa.field(name, pa.string()) for name in schema.names])
+        self._writer = pacsv.CSVWriter(self._file, text_schema, write_options=options)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
+        columns = [_as_text(column) for column in batch.columns]
+        columns = [c if c.type == pa.string() else pc.cast(c, pa.string()) for c in columns]
+        self._writer.write_batch(pa.RecordBatch.from_arrays(columns, names=self._names))
 
     def commit(self) -> None:
         self._writer.close()

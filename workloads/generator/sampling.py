@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from workloads.errors import UserError
 from workloads.generator.profile import GENES, Profile
@@ -22,6 +21,7 @@ from workloads.tables import PATIENT_GENOMIC_DATA
 
 BLOCK_ROWS = 1 << 16  # the unit of randomness: fixed, so results never depend on chunking
 DEFAULT_CHUNK_ROWS = 1 << 19  # rows per record batch written / loaded (~ 30 MB in memory)
+MAX_CHUNK_ROWS = 1 << 24  # keeps a chunk's id text under Arrow's 2 GiB string offsets
 ID_DIGITS = 4  # US-0001 ... US-9999, then US-10000: the seed's f"{i:04d}" at any size
 
 Columns = dict[str, np.ndarray]
@@ -61,10 +61,33 @@ def sample_block(profile: Profile, seed: int, block: int, rows: int) -> Columns:
 
 
 def patient_ids(prefix: str, first: int, count: int) -> pa.Array:
-    """Ids for rows first .. first+count-1 (0-based), numbered from 1."""
-    numbers = pa.array(np.arange(first + 1, first + count + 1, dtype=np.int64))
-    padded = pc.utf8_lpad(pc.cast(numbers, pa.string()), width=ID_DIGITS, padding="0")
-    return pc.binary_join_element_wise(f"{prefix}-", padded, "")
+    """Ids for rows first .. first+count-1 (0-based), numbered from 1: PREFIX-0001 ...
+
+    Built as bytes with numpy (one vectorised pass per digit), about twice as fast as
+    Arrow's string kernels and free of their one-off set-up cost.
+    """
+    head = np.frombuffer(f"{prefix}-".encode(), dtype=np.uint8)
+    pieces: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    number = first + 1
+    last = first + count
+    while number <= last:
+        digits = max(ID_DIGITS, len(str(number)))
+        end = min(last, 10**digits - 1)  # the numbers that print with this many digits
+        numbers = np.arange(number, end + 1, dtype=np.int64)
+        width = len(head) + digits
+        text = np.empty((len(numbers), width), dtype=np.uint8)
+        text[:, : len(head)] = head
+        for pos in range(width - 1, len(head) - 1, -1):
+            text[:, pos] = ord("0") + numbers % 10
+            numbers //= 10
+        pieces.append(text.ravel())
+        lengths.append(np.full(end + 1 - number, width, dtype=np.int64))
+        number = end + 1
+    offsets = np.zeros(count + 1, dtype=np.int32)
+    np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    data = np.concatenate(pieces)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def generate_batches(
@@ -102,5 +125,7 @@ def check_counts(*, rows: int, seed: int, chunk_rows: int = DEFAULT_CHUNK_ROWS) 
         )
     if seed < 0:
         raise UserError(f"--seed {seed}: must be >= 0; fix: e.g. --seed 42")
-    if chunk_rows <= 0:
-        raise UserError(f"--chunk-rows {chunk_rows}: must be > 0; fix: e.g. --chunk-rows 500000")
+    if not 0 < chunk_rows <= MAX_CHUNK_ROWS:
+        raise UserError(
+            f"--chunk-rows {chunk_rows}: must be 1-{MAX_CHUNK_ROWS}; fix: e.g. --chunk-rows 500000"
+        )
