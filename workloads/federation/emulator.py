@@ -86,7 +86,7 @@ def running_emulator(project: str = "sovereign-local") -> Iterator[str]:
     The emulator is always stopped afterwards (its whole process group: the launcher
     script starts a Java child).
     """
-    binary, problems = find_emulator()
+    binary, _problems = find_emulator()
     if binary is None or missing():
         raise UserError("Pub/Sub emulator not usable: " + "; ".join(missing()))
     for _attempt in range(3):  # another process may grab the free port first

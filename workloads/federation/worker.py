@@ -1,0 +1,202 @@
+"""A node's federation worker: answers the hub's rounds from its own warehouse only.
+
+It reads nothing but its node's encrypted warehouse, releases only aggregates (masked,
+suppressed or noised as the round asks), ignores messages addressed to other nodes,
+answers a repeated announcement with the very same bytes (so a redelivery never
+releases a second noisy sample), and refuses a differentially private round that would
+take its run past the node's own epsilon ceiling.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from workloads.federation import disclosure, local_stats, privacy, secure_agg
+from workloads.federation.protocol import HUB, Message, MessageRejectedError, decode
+from workloads.federation.transport import NodeEndpoint
+from workloads.local_node import LocalNode
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_EPSILON = 10.0
+
+
+@dataclass
+class NodeWorker:
+    node: LocalNode
+    endpoint: NodeEndpoint
+    max_epsilon: float = DEFAULT_MAX_EPSILON
+    rejected: list[str] = field(default_factory=list)
+    _data: local_stats.NodeData | None = None
+    _keys: dict[tuple[str, int], X25519PrivateKey] = field(default_factory=dict)
+    _answers: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    _dp_released: dict[str, set[int]] = field(default_factory=dict)
+    _rng: np.random.Generator = field(default_factory=np.random.default_rng)
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def data(self) -> local_stats.NodeData:
+        if self._data is None:
+            self._data = local_stats.load(self.node)
+        return self._data
+
+    def serve(
+        self,
+        stop: threading.Event | None = None,
+        *,
+        exit_after_run: bool = False,
+        idle_timeout: float | None = None,
+    ) -> None:
+        """Answer rounds until `stop` is set, a run ends (if exit_after_run) or idle."""
+        last = time.monotonic()
+        while stop is None or not stop.is_set():
+            batch = self.endpoint.receive(timeout=0.2)
+            if batch:
+                last = time.monotonic()
+            for data in batch:
+                ended = self.handle(data)
+                if ended and exit_after_run:
+                    return
+            if idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                log.info("node %s: idle for %.0f s, stopping", self.name, idle_timeout)
+                return
+
+    def handle(self, data: bytes) -> bool:
+        """Process one broadcast message; True when it ends a run addressed to this node."""
+        try:
+            message = decode(data)
+        except MessageRejectedError as exc:
+            self._reject(f"malformed broadcast: {exc}")
+            return False
+        if message.node != HUB:
+            self._reject(f"broadcast from {message.node!r}, not the hub")
+            return False
+        if self.name not in message.to:
+            return False  # addressed to other nodes: not ours to answer
+        if message.kind in ("done", "abort"):
+            log.info("node %s: run %s %s", self.name, message.run_id, message.kind)
+            self._forget(message.run_id)
+            return True
+        if message.kind != "announce":
+            self._reject(f"unexpected {message.kind} on the broadcast topic")
+            return False
+        answer_key = (message.run_id, message.round)
+        if answer_key not in self._answers:
+            try:
+                reply = self._answer(message)
+            except (ValueError, KeyError, privacy.BudgetExceededError) as exc:
+                self._reject(f"run {message.run_id} round {message.round} refused: {exc}")
+                return False
+            if reply is None:
+                return False
+            self._answers[answer_key] = reply.encode()
+        self.endpoint.upload(self._answers[answer_key])
+        return False
+
+    def _reject(self, reason: str) -> None:
+        log.warning("node %s: %s", self.name, reason)
+        self.rejected.append(reason)
+
+    def _forget(self, run_id: str) -> None:
+        for store in (self._keys, self._answers):
+            for key in [k for k in store if k[0] == run_id]:
+                del store[key]
+
+    def _reply(self, announce: Message, **fields: object) -> Message:
+        return Message(
+            run_id=announce.run_id,
+            round=announce.round,
+            node=self.name,
+            algorithm=announce.algorithm,
+            kind=fields.pop("kind", "result"),  # type: ignore[arg-type]
+            **fields,  # type: ignore[arg-type]
+        )
+
+    def _answer(self, announce: Message) -> Message | None:
+        if announce.algorithm == "keys":
+            key = secure_agg.new_private_key()
+            self._keys[(announce.run_id, announce.round)] = key
+            return self._reply(
+                announce,
+                kind="public_key",
+                public_keys={self.name: secure_agg.public_hex(key)},
+            )
+        if announce.algorithm == "stats":
+            vector = local_stats.stats_vector(self.data())
+            k = int(announce.params.get("k", disclosure.DEFAULT_K))
+            released = disclosure.node_release(vector, k)
+            return self._reply(
+                announce,
+                values=tuple(released),
+                masked=self._masked(announce, vector),
+            )
+        if announce.algorithm == "logreg":
+            beta = np.asarray(announce.values, dtype=np.float64)
+            if beta.shape != (len(local_stats.COEFFICIENT_NAMES),):
+                raise ValueError(f"expected {len(local_stats.COEFFICIENT_NAMES)} coefficients")
+            if announce.params.get("phase") == "auc":
+                return self._reply(announce, values=(local_stats.auc(self.data(), beta),))
+            return self._reply(announce, masked=self._masked(announce, self._newton(announce)))
+        raise ValueError(f"unknown algorithm {announce.algorithm!r}")
+
+    def _newton(self, announce: Message) -> np.ndarray:
+        beta = np.asarray(announce.values, dtype=np.float64)
+        dp = dp_config(announce.params)
+        if dp is None:
+            return local_stats.newton_vector(self.data(), beta)
+        if dp.epsilon > self.max_epsilon:
+            raise privacy.BudgetExceededError(
+                f"run budget epsilon {dp.epsilon} exceeds this node's ceiling {self.max_epsilon}"
+            )
+        released = self._dp_released.setdefault(announce.run_id, set())
+        multiplier = float(announce.params["noise_multiplier"])
+        # Checked before computing anything: refusal happens before any release.
+        privacy.check_budget(multiplier, len(released | {announce.round}), dp)
+        vector = local_stats.newton_vector(self.data(), beta, clip=dp.clip)
+        vector[-1] = 0.0  # the log-likelihood is not released under DP
+        noisy = privacy.noisy(vector, multiplier, dp, self._rng)
+        released.add(announce.round)
+        return noisy
+
+    def _masked(self, announce: Message, vector: np.ndarray) -> tuple[int, ...]:
+        key_round = int(announce.params["key_round"])
+        own = self._keys.get((announce.run_id, key_round))
+        if own is None:
+            raise KeyError(f"no key of ours for key round {key_round}")
+        peers = dict(announce.public_keys)
+        if peers.get(self.name) != secure_agg.public_hex(own):
+            raise ValueError("the announced key set does not hold our public key")
+        if len(peers) < 2:
+            raise ValueError("masking needs at least two participants (else the sum is ours)")
+        encoded = secure_agg.encode(vector)
+        context = f"{announce.run_id}|{announce.round}|{announce.algorithm}"
+        masked = secure_agg.mask(encoded, self.name, own, peers, context)
+        return tuple(secure_agg.to_wire(masked))
+
+
+def dp_config(params: dict[str, str]) -> privacy.DPConfig | None:
+    if "dp_epsilon" not in params:
+        return None
+    return privacy.DPConfig(
+        epsilon=float(params["dp_epsilon"]),
+        delta=float(params["dp_delta"]),
+        clip=float(params["dp_clip"]),
+        rounds=int(params["dp_rounds"]),
+    )
+
+
+def dp_params(config: privacy.DPConfig, noise_multiplier: float) -> dict[str, str]:
+    return {
+        "dp_epsilon": repr(config.epsilon),
+        "dp_delta": repr(config.delta),
+        "dp_clip": repr(config.clip),
+        "dp_rounds": str(config.rounds),
+        "noise_multiplier": repr(noise_multiplier),
+    }
