@@ -148,7 +148,7 @@ class DuckDBWarehouse:
 
     # -- reading ----------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        return self._con.execute(sql, params or []).fetch_arrow_table()
+        return self._con.execute(sql, params or []).to_arrow_table()
 
     def close(self) -> None:
         self._con.close()
