@@ -6,7 +6,7 @@ creates them from the same objects.
 
 from __future__ import annotations
 
-from workloads.schema import Column, Table
+from workloads.schema import Column, Partitioning, Table
 
 PATIENT_GENOMIC_DATA = Table(
     name="patient_genomic_data",
@@ -36,3 +36,95 @@ def table_named(name: str) -> Table:
         if table.name == name:
             return table
     raise KeyError(f"no table {name!r}; known: {', '.join(t.name for t in ALL_TABLES)}")
+
+
+# -- the VCF pipeline (workloads/vcf) --------------------------------------------------------
+# One row per alternate allele after `bcftools norm -m -any`, modelled on Variant Transforms.
+# BigQuery range partitioning needs an INTEGER column: start_position in 250 kb buckets gives
+# 1,000 partitions over the longest chromosome (limit 10,000); clustering on
+# reference_name, start_position prunes blocks inside a partition for region queries.
+_CALL_FIELDS = (
+    Column("name", "STRING", "REQUIRED", "Sample name (the patient id)"),
+    Column("genotype", "INTEGER", "REPEATED", "Allele indices, -1 for a no-call"),
+    Column("phaseset", "STRING", "NULLABLE", "'*' when phased without PS, NULL if unphased"),
+    Column("DP", "INTEGER", "NULLABLE", "FORMAT/DP read depth"),
+    Column("GQ", "INTEGER", "NULLABLE", "FORMAT/GQ genotype quality"),
+    Column("AD", "INTEGER", "REPEATED", "FORMAT/AD (Number=R) for [ref, alt]; -1 = missing"),
+    Column("PL", "INTEGER", "REPEATED", "FORMAT/PL (Number=G) for 0/0, 0/1, 1/1; -1 = missing"),
+    Column("other_format", "JSON", "NULLABLE", "Other FORMAT fields of the header, if any"),
+)
+
+PROCESSED_VARIANTS = Table(
+    name="processed_variants",
+    description=(
+        "Variants after `bcftools norm -m -any` (one row per alternate allele), annotated with "
+        "the gene of interest; Variant Transforms-like columns. Written by the VCF pipeline."
+    ),
+    columns=(
+        Column("reference_name", "STRING", "REQUIRED", "Contig, e.g. chr17"),
+        Column("start_position", "INTEGER", "REQUIRED", "0-based start"),
+        Column("end_position", "INTEGER", "REQUIRED", "0-based exclusive end"),
+        Column("reference_bases", "STRING", "REQUIRED", "REF"),
+        Column("alternate_bases", "STRING", "NULLABLE", "The ALT after splitting, or NULL"),
+        Column("names", "STRING", "REPEATED", "IDs (rsIDs)"),
+        Column("quality", "FLOAT", "NULLABLE", "QUAL"),
+        Column("filter", "STRING", "REPEATED", "FILTER values (PASS included)"),
+        Column("info", "JSON", "NULLABLE", "INFO fields after splitting (Number=A/R/G sliced)"),
+        Column("gene", "STRING", "NULLABLE", "Gene of interest whose span holds the variant"),
+        Column("call", "RECORD", "REPEATED", "One entry per sample", fields=_CALL_FIELDS),
+        Column("source_fingerprint", "STRING", "REQUIRED", "sha256 of the input VCF file"),
+    ),
+    partitioning=Partitioning(
+        "start_position", "RANGE", range_start=0, range_end=250_000_000, range_interval=250_000
+    ),
+    clustering=("reference_name", "start_position"),
+)
+
+SAMPLE_APOE = Table(
+    name="sample_apoe",
+    description=(
+        "APOE e2/e3/e4 genotype per sample from rs429358 and rs7412, written by the VCF "
+        "annotator in the same load as the file's variants."
+    ),
+    columns=(
+        Column("sample", "STRING", "REQUIRED", "Sample name (the patient id)"),
+        Column("apoe_genotype", "STRING", "NULLABLE", "e.g. e3/e4; NULL when a call is missing"),
+        Column("e4_count", "INTEGER", "NULLABLE", "Number of e4 alleles, 0-2"),
+        Column("phased", "BOOLEAN", "REQUIRED", "Haplotypes read from phased calls"),
+        Column("source_fingerprint", "STRING", "REQUIRED", "sha256 of the input VCF file"),
+    ),
+    primary_key=("sample", "source_fingerprint"),
+)
+
+VCF_LOADS = Table(
+    name="vcf_loads",
+    description=(
+        "Ledger of loaded VCF files: a fingerprint here means its rows are in "
+        "processed_variants, written in the same transaction, so a file is never loaded twice."
+    ),
+    columns=(
+        Column("fingerprint", "STRING", "REQUIRED", "sha256 of the input VCF file"),
+        Column("source", "STRING", "REQUIRED", "Where the file was read from"),
+        Column("variant_rows", "INTEGER", "REQUIRED", "Rows loaded into processed_variants"),
+        Column("loaded_at", "TIMESTAMP", "REQUIRED", "When the load committed"),
+    ),
+    primary_key=("fingerprint",),
+)
+
+VARIANT_FEATURES = Table(
+    name="variant_features",
+    description=(
+        "Per-patient features derived with SQL from processed_variants: alternate alleles "
+        "carried in BRCA1 and TP53 (capped at 2) and APOE e4 alleles from rs429358/rs7412. "
+        "Same meaning as the columns of patient_genomic_data, so the two can be compared."
+    ),
+    columns=(
+        Column("patient_id", "STRING", "REQUIRED", "Sample name = patient id"),
+        Column("variant_brca1", "INTEGER", "REQUIRED", "BRCA1 variant allele count, 0-2"),
+        Column("variant_tp53", "INTEGER", "REQUIRED", "TP53 variant allele count, 0-2"),
+        Column("variant_apoe4", "INTEGER", "NULLABLE", "APOE e4 allele count; NULL if no call"),
+    ),
+    primary_key=("patient_id",),
+)
+
+ALL_TABLES = (*ALL_TABLES, PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS, VARIANT_FEATURES)

@@ -1,0 +1,68 @@
+"""Google Cloud Storage as the object store (google-cloud-storage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from google.cloud import storage
+
+from workloads.errors import UserError
+
+
+class GcsStore:
+    """Objects under gs://bucket/prefix; the bucket's CMEK default key encrypts writes."""
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+        self.bucket_name = bucket
+        self.prefix = prefix.strip("/")
+        self._client = client
+        self._bucket: Any = None
+
+    @classmethod
+    def from_uri(cls, uri: str, client: Any = None) -> GcsStore:
+        rest = uri.removeprefix("gs://")
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise UserError(f"{uri!r} names no bucket; fix: gs://<bucket>[/prefix]")
+        return cls(bucket, prefix, client)
+
+    @property
+    def bucket(self) -> Any:
+        if self._bucket is None:
+            client = self._client or storage.Client()
+            self._bucket = client.bucket(self.bucket_name)
+        return self._bucket
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str) -> str:
+        return f"gs://{self.bucket_name}/{self._name(key)}"
+
+    def list(self, prefix: str = "") -> list[str]:
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        blobs = self.bucket.client.list_blobs(self.bucket_name, prefix=self._name(prefix))
+        return sorted(b.name[skip:] for b in blobs)
+
+    def exists(self, key: str) -> bool:
+        return bool(self.bucket.blob(self._name(key)).exists())
+
+    def download(self, key: str, dest: Path) -> Path:
+        self.bucket.blob(self._name(key)).download_to_filename(str(dest))
+        return dest
+
+    def upload(self, src: Path, key: str) -> None:
+        # A GCS object appears whole or not at all: the upload is atomic.
+        self.bucket.blob(self._name(key)).upload_from_filename(str(src))
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.bucket.blob(self._name(key)).upload_from_string(data)
+
+    def read_bytes(self, key: str) -> bytes:
+        return bytes(self.bucket.blob(self._name(key)).download_as_bytes())
+
+    def move(self, src: str, dst: str) -> None:
+        blob = self.bucket.blob(self._name(src))
+        self.bucket.copy_blob(blob, self.bucket, self._name(dst))
+        blob.delete()

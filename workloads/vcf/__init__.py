@@ -1,0 +1,1 @@
+"""The VCF pipeline: synthesise, validate, normalise (bcftools), annotate, write Parquet, load."""
