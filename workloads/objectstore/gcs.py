@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from google.cloud import storage
+from google.cloud import storage  # type: ignore[attr-defined]
 
 from workloads.errors import UserError
 
