@@ -128,6 +128,9 @@ class Coordinator:
                     continue
                 answers[message.node] = message
         self.bytes_per_round.append(received)
+        log.debug(
+            "hub: round %d (%s): %d answers, %d bytes", round_, algorithm, len(answers), received
+        )
         return answers
 
     def _check(

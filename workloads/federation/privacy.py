@@ -8,9 +8,8 @@ sensitivity is sqrt(clip^2 + clip^4 / 16), and each node adds Gaussian noise of 
 deviation noise_multiplier * sensitivity to its own release: every node's guarantee holds
 on its own, without trusting the masking (the sum carries m times that noise variance).
 Each round is one GaussianDpEvent; rounds compose in Google's dp-accounting RDP accountant,
-which reports
-(epsilon, delta). Both the hub and every node compute the run's epsilon BEFORE a release
-and refuse a round that would exceed the budget.
+which reports (epsilon, delta). Both the hub and every node compute the run's epsilon
+BEFORE a release and refuse a round that would exceed the budget.
 """
 
 from __future__ import annotations
