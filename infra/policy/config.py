@@ -1,0 +1,69 @@
+"""The pack's config for a stack, derived from Pulumi.<stack>.yaml (the one place it is written).
+
+    python -m infra.policy.config us > policy-config.json
+    pulumi preview -s us --policy-pack infra/policy --policy-pack-config policy-config.json
+
+The pack also falls back to the stack's own config, which the engine passes to policy
+packs; the file makes the review explicit and works the same with any backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from infra.capture import REPO_ROOT, StackFileError, stack_config
+from infra.policy.sovereign_policies import POLICIES, PolicyConfig
+from workloads.errors import UserError
+
+
+def config_for_stack(stack: str, *, stack_dir: Path = REPO_ROOT) -> PolicyConfig:
+    """The PolicyConfig of Pulumi.<stack>.yaml (role, allowedLocations, hubProjectNumber)."""
+    try:
+        project, values = stack_config(stack, stack_dir=stack_dir)
+    except StackFileError as err:
+        raise UserError(f"{err}; fix: pass an existing stack name (us, eu, hub, ...)") from err
+    config = PolicyConfig.from_mapping(
+        {k.removeprefix(f"{project}:"): v for k, v in values.items()}
+    )
+    if not config.allowed_locations:
+        raise UserError(
+            f"Pulumi.{stack}.yaml has no {project}:allowedLocations; fix: list the "
+            "jurisdiction's locations there, e.g. [in:us-central1-locations]"
+        )
+    return config
+
+
+def pack_config(config: PolicyConfig) -> dict[str, Any]:
+    """--policy-pack-config JSON: each policy gets the config keys it declares."""
+    values = config.to_mapping()
+    out: dict[str, Any] = {}
+    for policy in POLICIES:
+        props = {k: values[k] for k in policy.config_keys if k in values}
+        if props:
+            out[policy.name] = props
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.policy.config",
+        description="Print the policy pack config (JSON) for a stack, from Pulumi.<stack>.yaml.",
+    )
+    parser.add_argument("stack", help="stack name: us, eu, hub, ...")
+    args = parser.parse_args(argv)
+    try:
+        config = config_for_stack(args.stack)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    json.dump(pack_config(config), sys.stdout, indent=2, sort_keys=True)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

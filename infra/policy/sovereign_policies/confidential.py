@@ -1,0 +1,162 @@
+"""Confidential compute: node data is only ever processed in AMD SEV memory-encrypted VMs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from .model import Finding, Policy, PolicyConfig, Resource, Severity
+from .props import (
+    VM_TYPES,
+    batch_job,
+    get,
+    is_true,
+    items,
+    known,
+    last_segment,
+    org_policies,
+    org_policy_rules,
+)
+
+SEV_TYPES = ("SEV", "SEV_SNP")
+CONFIDENTIAL_MACHINE_FAMILIES = ("n2d-", "c2d-")  # AMD EPYC families that run SEV
+
+
+def _confidential_vm(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+    if resource.type not in VM_TYPES:
+        return
+    cic = known(resource.props.get("confidentialInstanceConfig"), "confidentialInstanceConfig")
+    cic = cic or {}
+    sev = (
+        cic.get("enableConfidentialCompute") is True
+        or cic.get("confidentialInstanceType") in SEV_TYPES
+    )
+    if not sev:
+        yield (
+            "is not a Confidential VM (confidentialInstanceConfig has neither "
+            "enableConfidentialCompute nor confidentialInstanceType SEV), so data in memory is "
+            "readable by the host; fix: set confidential_instance_config "
+            'confidential_instance_type="SEV"'
+        )
+    machine = last_segment(known(resource.props.get("machineType"), "machineType") or "")
+    if not machine.startswith(CONFIDENTIAL_MACHINE_FAMILIES):
+        yield (
+            f"machine type {machine or '(unset)'} cannot run AMD SEV; fix: use an N2D or C2D "
+            "machine type such as n2d-standard-4"
+        )
+
+
+def _shielded_vm(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+    if resource.type not in VM_TYPES:
+        return
+    shielded = known(resource.props.get("shieldedInstanceConfig"), "shieldedInstanceConfig") or {}
+    off = [
+        label
+        for key, label in (
+            ("enableSecureBoot", "secure boot"),
+            ("enableVtpm", "vTPM"),
+            ("enableIntegrityMonitoring", "integrity monitoring"),
+        )
+        if shielded.get(key) is not True
+    ]
+    if off:
+        yield (
+            f"shielded VM {', '.join(off)} not enabled; fix: set shielded_instance_config "
+            "enable_secure_boot, enable_vtpm and enable_integrity_monitoring to True"
+        )
+
+
+def _batch_job(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+    job = batch_job(resource)
+    if job is None:
+        return
+    instances = items(get(job, "allocationPolicy.instances"), "jobJson.allocationPolicy.instances")
+    if not instances:
+        yield (
+            "the Batch job declares no allocationPolicy.instances, so Batch picks ordinary VMs; "
+            "fix: give it one instance policy with instanceTemplate set to the node's "
+            "Confidential VM template"
+        )
+    for i, instance in enumerate(instances):
+        if not get(instance, "instanceTemplate"):
+            yield (
+                f"allocationPolicy.instances[{i}] has no instanceTemplate, and Batch has no "
+                "confidential-computing field of its own, so its VMs would not be confidential; "
+                "fix: set instanceTemplate to the node's Confidential VM template"
+            )
+
+
+RESTRICT_NON_CONFIDENTIAL = "compute.restrictNonConfidentialComputing"
+COMPUTE_API = "compute.googleapis.com"
+
+
+def _confidential_org_policy(
+    resources: Sequence[Resource], config: PolicyConfig
+) -> Iterator[Finding]:
+    if not config.is_node:
+        return
+    policies = org_policies(resources, RESTRICT_NON_CONFIDENTIAL)
+    denies = any(
+        COMPUTE_API in (known(get(rule, "values.deniedValues"), "spec.rules.values") or [])
+        or is_true(rule.get("denyAll"), "spec.rules.denyAll")
+        for policy in policies
+        for rule in org_policy_rules(policy)
+    )
+    if not denies:
+        yield Finding(
+            f"the node has no {RESTRICT_NON_CONFIDENTIAL} org policy denying {COMPUTE_API}, so "
+            "a VM created outside this stack could be non-confidential; fix: declare "
+            f"gcp.orgpolicy.Policy .../policies/{RESTRICT_NON_CONFIDENTIAL} with "
+            f'values.denied_values=["{COMPUTE_API}"]'
+        )
+
+
+POLICIES = [
+    Policy(
+        name="confidential-vm",
+        pillar="Confidential compute",
+        description=(
+            "Every instance template and instance is a Confidential VM: AMD SEV memory "
+            "encryption on an N2D or C2D machine type. Checkov has no such rule."
+        ),
+        severity=Severity.CRITICAL,
+        checkov=(),
+        config_keys=(),
+        resource_check=_confidential_vm,
+    ),
+    Policy(
+        name="confidential-shielded-vm",
+        pillar="Confidential compute",
+        description=(
+            "Every instance template and instance is a Shielded VM with secure boot, vTPM and "
+            "integrity monitoring all on."
+        ),
+        severity=Severity.HIGH,
+        checkov=("CKV_GCP_39",),
+        config_keys=(),
+        resource_check=_shielded_vm,
+    ),
+    Policy(
+        name="confidential-batch-job",
+        pillar="Confidential compute",
+        description=(
+            "Every Batch job runs its VMs from an instance template (the only way Batch can get "
+            "Confidential VMs): each allocationPolicy.instances[] sets instanceTemplate."
+        ),
+        severity=Severity.CRITICAL,
+        checkov=(),
+        config_keys=(),
+        resource_check=_batch_job,
+    ),
+    Policy(
+        name="confidential-org-policy",
+        pillar="Confidential compute",
+        description=(
+            "A node stack declares the compute.restrictNonConfidentialComputing org policy "
+            "denying compute.googleapis.com, so no non-confidential VM can be created at all."
+        ),
+        severity=Severity.HIGH,
+        checkov=(),
+        config_keys=("role",),
+        stack_check=_confidential_org_policy,
+    ),
+]

@@ -1,0 +1,197 @@
+"""Identity: least privilege, nothing public, no default or key-based service accounts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .model import Finding, Policy, PolicyConfig, Resource, Severity
+from .props import (
+    BQ_DATASET,
+    BQ_DATASET_ACCESS,
+    SERVICE_ACCOUNT_KEY,
+    VM_TYPES,
+    batch_job,
+    get,
+    is_true,
+    items,
+    known,
+    org_policies,
+    org_policy_rules,
+)
+
+BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
+PUBLIC_PRINCIPALS = frozenset({"allUsers", "allAuthenticatedUsers"})
+_IAM_SUFFIXES = ("iammember", "iambinding", "iampolicy")
+
+
+def is_iam(resource: Resource) -> bool:
+    """Any *IAMMember / *IamBinding / *IAMPolicy resource, whatever its casing or service."""
+    return resource.type.rsplit(":", 1)[-1].lower().endswith(_IAM_SUFFIXES)
+
+
+def grants(resource: Resource) -> list[tuple[str, str]]:
+    """(role, member) pairs an IAM or dataset-access resource grants."""
+    props = resource.props
+    pairs: list[tuple[str, str]] = []
+    if is_iam(resource):
+        role = str(known(props.get("role"), "role") or "")
+        if "member" in props:
+            pairs.append((role, str(known(props.get("member"), "member"))))
+        for member in items(props.get("members"), "members"):
+            pairs.append((role, str(known(member, "members"))))
+        if "policyData" in props:
+            data = known(props.get("policyData"), "policyData")
+            policy = json.loads(data) if isinstance(data, str) else data
+            for binding in (policy or {}).get("bindings", []):
+                pairs.extend((str(binding.get("role")), str(m)) for m in binding.get("members", []))
+    accesses: list[Any] = []
+    if resource.type == BQ_DATASET:
+        accesses = items(props.get("accesses"), "accesses")
+    elif resource.type == BQ_DATASET_ACCESS:
+        accesses = [props]
+    for access in accesses:
+        access = known(access, "accesses")
+        member = access.get("iamMember") or access.get("specialGroup")
+        if member:
+            pairs.append((str(access.get("role", "")), str(member)))
+    return pairs
+
+
+def _no_basic_roles(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+    for role, member in grants(resource):
+        if role in BASIC_ROLES:
+            yield (
+                f"grants the basic role {role} to {member}, which holds thousands of "
+                "permissions; fix: grant the narrow predefined role the identity needs"
+            )
+
+
+def _no_public_principals(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+    for role, member in grants(resource):
+        if member in PUBLIC_PRINCIPALS:
+            yield (
+                f"grants {role or 'access'} to {member}, i.e. to anyone on the internet; fix: "
+                "remove the binding and grant named identities only"
+            )
+
+
+DEFAULT_COMPUTE_SA_SUFFIX = "-compute@developer.gserviceaccount.com"
+
+
+def _no_default_service_account(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+    email: Any = None
+    if resource.type in VM_TYPES:
+        account = known(resource.props.get("serviceAccount"), "serviceAccount")
+        if account is None:
+            return  # no service account attached at all
+        email = get(account, "email")
+        if not email:
+            yield (
+                "attaches a service account without an email, which means the Compute Engine "
+                "default service account (Editor on the project); fix: set "
+                "service_account.email to the node's dedicated batch service account"
+            )
+            return
+    else:
+        job = batch_job(resource)
+        if job is None:
+            return
+        email = get(job, "allocationPolicy.serviceAccount.email")
+    if email and str(known(email, "serviceAccount.email")).endswith(DEFAULT_COMPUTE_SA_SUFFIX):
+        yield (
+            f"runs as the Compute Engine default service account {email} (Editor on the "
+            "project); fix: use the node's dedicated least-privilege service account"
+        )
+
+
+def _no_service_account_keys(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+    if resource.type == SERVICE_ACCOUNT_KEY:
+        yield (
+            "creates a long-lived service account key, a credential that can leak and "
+            "works from anywhere; fix: remove it and use attached service accounts or "
+            "workload identity federation"
+        )
+
+
+DISABLE_KEY_CREATION = "iam.disableServiceAccountKeyCreation"
+
+
+def _key_creation_org_policy(
+    resources: Sequence[Resource], config: PolicyConfig
+) -> Iterator[Finding]:
+    if not config.is_node:
+        return
+    enforced = any(
+        is_true(rule.get("enforce"), "spec.rules.enforce")
+        for policy in org_policies(resources, DISABLE_KEY_CREATION)
+        for rule in org_policy_rules(policy)
+    )
+    if not enforced:
+        yield Finding(
+            f"the node has no enforced {DISABLE_KEY_CREATION} org policy, so anyone with IAM "
+            "admin rights can mint service account keys; fix: declare gcp.orgpolicy.Policy "
+            f'.../policies/{DISABLE_KEY_CREATION} with spec.rules [{{enforce: "TRUE"}}]'
+        )
+
+
+POLICIES = [
+    Policy(
+        name="identity-no-basic-roles",
+        pillar="Identity",
+        description=(
+            "No IAM binding or member anywhere (project, dataset, bucket, topic, key, ...) "
+            "grants roles/owner, roles/editor or roles/viewer."
+        ),
+        severity=Severity.HIGH,
+        checkov=("CKV_GCP_117",),
+        config_keys=(),
+        resource_check=_no_basic_roles,
+    ),
+    Policy(
+        name="identity-no-public-principals",
+        pillar="Identity",
+        description=(
+            "No IAM binding, member, policy or BigQuery dataset access grants anything to "
+            "allUsers or allAuthenticatedUsers."
+        ),
+        severity=Severity.CRITICAL,
+        checkov=("CKV_GCP_28", "CKV_GCP_15", "CKV_GCP_100", "CKV_GCP_112", "CKV_GCP_101"),
+        config_keys=(),
+        resource_check=_no_public_principals,
+    ),
+    Policy(
+        name="identity-no-default-service-account",
+        pillar="Identity",
+        description=(
+            "No instance template, instance or Batch job runs as the Compute Engine default "
+            "service account (PROJECT_NUMBER-compute@developer.gserviceaccount.com)."
+        ),
+        severity=Severity.HIGH,
+        checkov=("CKV_GCP_30",),
+        config_keys=(),
+        resource_check=_no_default_service_account,
+    ),
+    Policy(
+        name="identity-no-service-account-keys",
+        pillar="Identity",
+        description="The stack creates no service account keys (gcp.serviceaccount.Key).",
+        severity=Severity.HIGH,
+        checkov=(),
+        config_keys=(),
+        resource_check=_no_service_account_keys,
+    ),
+    Policy(
+        name="identity-key-creation-org-policy",
+        pillar="Identity",
+        description=(
+            "A node stack enforces the iam.disableServiceAccountKeyCreation org policy, so no "
+            "one can create service account keys in the node project."
+        ),
+        severity=Severity.HIGH,
+        checkov=(),
+        config_keys=("role",),
+        stack_check=_key_creation_org_policy,
+    ),
+]

@@ -1,0 +1,31 @@
+"""Policy tests: the repository on sys.path, and the mutation matrix in the test summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    """Print the mutation x policy matrix whenever policy tests ran in this session.
+
+    Computed here (not collected from the tests) so that it also prints under pytest-xdist,
+    where tests run in worker processes; with `pytest tests/policy` it is the same cached
+    computation the tests asserted on.
+    """
+    ran = any(
+        getattr(report, "nodeid", "").startswith("tests/policy/")
+        for reports in terminalreporter.stats.values()
+        for report in reports
+    )
+    if not ran:
+        return
+    from tests.policy.mutations import matrix, render, stacks_under_test
+
+    terminalreporter.write_sep("=", "policy mutation matrix (mutation x policy)")
+    terminalreporter.write_line(render(matrix(stacks_under_test())))
