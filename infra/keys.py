@@ -34,6 +34,13 @@ def service_agent(purpose: KeyPurpose, project_number: str) -> str:
 class Keys(pulumi.ComponentResource):
     """`keys[purpose].id` is the key name a resource's CMEK setting takes."""
 
+    def key_id(self, purpose: KeyPurpose) -> pulumi.Output[str]:
+        return self.keys[purpose].id
+
+    def usable(self, purpose: KeyPurpose) -> list[pulumi.Resource]:
+        """What a resource encrypted for `purpose` must depend on: the key and its grant."""
+        return [self.keys[purpose], self.grants[purpose]]
+
     def __init__(
         self,
         name: str,
@@ -53,6 +60,8 @@ class Keys(pulumi.ComponentResource):
             f"{name}-ring", project=project, location=region, name=ring_name, opts=protected
         )
         self.keys: dict[KeyPurpose, gcp.kms.CryptoKey] = {}
+        # A resource encrypted with a key must wait for its agent's grant, or creation fails.
+        self.grants: dict[KeyPurpose, gcp.kms.CryptoKeyIAMMember] = {}
         for purpose in purposes:
             key = gcp.kms.CryptoKey(
                 f"{name}-{purpose}",
@@ -67,7 +76,7 @@ class Keys(pulumi.ComponentResource):
                 deletion_policy="PREVENT",
                 opts=protected,
             )
-            gcp.kms.CryptoKeyIAMMember(
+            self.grants[purpose] = gcp.kms.CryptoKeyIAMMember(
                 f"{name}-{purpose}-agent",
                 crypto_key_id=key.id,
                 role=ENCRYPTER_DECRYPTER,

@@ -5,21 +5,123 @@ from __future__ import annotations
 import pulumi
 
 from infra.apis import Apis
+from infra.buckets import Buckets
+from infra.confidential_batch import ConfidentialBatch
 from infra.config import NodeConfig
-from infra.keys import Keys
-from infra.services import NODE_APIS
+from infra.identities import Identities, NodeResources
+from infra.keys import KeyPurpose, Keys
+from infra.network import Network
+from infra.org_policies import OrgPolicies
+from infra.perimeter import Perimeter
+from infra.registry import Registry
+from infra.services import NODE_APIS, NODE_RESTRICTED_APIS
+from infra.warehouse import Warehouse
+from workloads.tables import ALL_TABLES
+
+NODE_KEY_PURPOSES: tuple[KeyPurpose, ...] = ("bigquery", "storage", "artifactregistry", "compute")
+# Services whose data the org policy refuses to store without a customer-managed key.
+NODE_CMEK_SERVICES: tuple[str, ...] = (
+    "artifactregistry.googleapis.com",
+    "bigquery.googleapis.com",
+    "compute.googleapis.com",
+    "storage.googleapis.com",
+)
 
 
 def declare_node(cfg: NodeConfig) -> None:
     apis = Apis("apis", project=cfg.project, services=NODE_APIS)
+    after_apis = pulumi.ResourceOptions(depends_on=[apis])
+    OrgPolicies(
+        "org-policies",
+        project=cfg.project,
+        allowed_locations=cfg.allowed_locations,
+        cmek_services=NODE_CMEK_SERVICES,
+        opts=after_apis,
+    )
     keys = Keys(
         "keys",
         project=cfg.project,
         project_number=cfg.project_number,
         region=cfg.region,
         ring_name=f"sovereign-{cfg.node}",
-        purposes=("bigquery", "storage", "artifactregistry", "compute"),
-        opts=pulumi.ResourceOptions(depends_on=[apis]),
+        purposes=NODE_KEY_PURPOSES,
+        opts=after_apis,
     )
+
+    def encrypted_with(purpose: KeyPurpose) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(depends_on=[apis, *keys.usable(purpose)])
+
+    warehouse = Warehouse(
+        "warehouse",
+        project=cfg.project,
+        region=cfg.region,
+        kms_key=keys.key_id("bigquery"),
+        tables=ALL_TABLES,
+        opts=encrypted_with("bigquery"),
+    )
+    buckets = Buckets(
+        "buckets",
+        project=cfg.project,
+        region=cfg.region,
+        kms_key=keys.key_id("storage"),
+        opts=encrypted_with("storage"),
+    )
+    registry = Registry(
+        "registry",
+        project=cfg.project,
+        region=cfg.region,
+        kms_key=keys.key_id("artifactregistry"),
+        opts=encrypted_with("artifactregistry"),
+    )
+    network = Network("network", project=cfg.project, region=cfg.region, opts=after_apis)
+    identities = Identities(
+        "identities",
+        project=cfg.project,
+        region=cfg.region,
+        on=NodeResources(
+            raw_input_bucket=buckets.buckets["raw-input"],
+            staging_bucket=buckets.buckets["staging"],
+            results_bucket=buckets.buckets["results"],
+            dataset=warehouse.dataset,
+            repository=registry.repository,
+        ),
+        opts=after_apis,
+    )
+    batch = ConfidentialBatch(
+        "confidential-batch",
+        project=cfg.project,
+        node=cfg.node,
+        settings=cfg.batch,
+        subnet=network.subnet.self_link,
+        service_account=identities.batch_runner.email,
+        kms_key=keys.key_id("compute"),
+        opts=encrypted_with("compute"),
+    )
+    perimeter = Perimeter(
+        "perimeter",
+        access_policy=cfg.access_policy,
+        node=cfg.node,
+        project_number=cfg.project_number,
+        restricted_services=NODE_RESTRICTED_APIS,
+        federation_identity=identities.federation_worker.email,
+        hub_project_number=cfg.hub_project_number,
+        mode=cfg.perimeter_mode,
+        opts=after_apis,
+    )
+
+    pulumi.export("node", cfg.node)
+    pulumi.export("jurisdiction", cfg.jurisdiction)
+    pulumi.export("project", cfg.project)
     pulumi.export("region", cfg.region)
     pulumi.export("keys", {purpose: key.id for purpose, key in keys.keys.items()})
+    pulumi.export("dataset", warehouse.dataset.dataset_id)
+    pulumi.export("tables", {name: t.id for name, t in warehouse.tables.items()})
+    pulumi.export("buckets", {purpose: b.name for purpose, b in buckets.buckets.items()})
+    pulumi.export("repository_url", registry.url)
+    pulumi.export("network", network.vpc.self_link)
+    pulumi.export("subnet", network.subnet.self_link)
+    pulumi.export("batch_template", batch.template.self_link)
+    pulumi.export("batch_service_account", identities.batch_runner.email)
+    pulumi.export("federation_service_account", identities.federation_worker.email)
+    pulumi.export("perimeter", perimeter.perimeter.name)
+    pulumi.export("perimeter_mode", cfg.perimeter_mode)

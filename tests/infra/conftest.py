@@ -5,6 +5,26 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+from infra.capture import CapturedResource, capture_stack  # noqa: E402
+
+NODE_STACKS = ("us", "eu")
+
+
+@pytest.fixture(scope="session")
+def captured() -> dict[str, list[CapturedResource]]:
+    """Each committed node stack, captured once per test session."""
+    return {stack: capture_stack(stack) for stack in NODE_STACKS}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # pulumi_gcp warns about its own deprecated aliases while it loads: not ours to fix.
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_gcp"))

@@ -1,0 +1,39 @@
+"""Helpers for reading captured resources in the infra tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+from infra.capture import REPO_ROOT, CapturedResource
+
+
+def of_type(resources: list[CapturedResource], suffix: str) -> list[CapturedResource]:
+    """Resources whose type token ends with `suffix` (e.g. ":Bucket")."""
+    return [r for r in resources if r.type.endswith(suffix)]
+
+
+def one(resources: list[CapturedResource], suffix: str) -> CapturedResource:
+    found = of_type(resources, suffix)
+    assert len(found) == 1, f"expected one {suffix}, found {[r.name for r in found]}"
+    return found[0]
+
+
+def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (dotted path, leaf value) in nested inputs."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from walk(v, f"{path}.{k}" if path else k)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from walk(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def stack_file(stack: str) -> dict[str, Any]:
+    """The committed stack file's config, keys without the namespace."""
+    data = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
+    return {k.split(":", 1)[1]: v for k, v in data["config"].items()}
