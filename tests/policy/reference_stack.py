@@ -8,13 +8,14 @@ exactly what the pulumi-gcp SDK sends (camelCase) with the effective protect opt
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
 
 from infra import config as stack_config
+from workloads.batch.job import build_job, job_json
+from workloads.batch.target import BatchTarget
 
 COMPUTE_SA = "batch@{project}.iam.gserviceaccount.com"
 
@@ -28,18 +29,19 @@ class BatchJob(pulumi.dynamic.Resource):
     """Type token pulumi-python:dynamic:Resource, inputs project, location, jobId, jobJson."""
 
 
-def batch_job_json(region: str, template: str, sa_email: str) -> str:
-    """A google-cloud-batch Job (camelCase JSON) that runs from an instance template."""
-    return json.dumps(
-        {
-            "taskGroups": [{"taskSpec": {"runnables": [{"container": {"imageUri": "img"}}]}}],
-            "allocationPolicy": {
-                "location": {"allowedLocations": [f"regions/{region}"]},
-                "instances": [{"instanceTemplate": template}],
-                "serviceAccount": {"email": sa_email},
-            },
-        }
+def batch_job_json(project: str, region: str, template: str, sa_email: str) -> str:
+    """The VCF pipeline's real Batch job (workloads.batch.job) as a dynamic resource's jobJson."""
+    target = BatchTarget(
+        project=project,
+        region=region,
+        instance_template=template,
+        service_account=sa_email,
+        input_bucket=f"{project}-raw",
+        staging_bucket=f"{project}-staging",
+        dataset="hospital_data",
+        image_uri=f"{region}-docker.pkg.dev/{project}/images/vcf-processor:latest",
     )
+    return job_json(build_job(target, ["vcf/sample-1.vcf.gz"]))
 
 
 def reference_node() -> None:
@@ -168,7 +170,7 @@ def reference_node() -> None:
             "location": region,
             "jobId": "vcf-1",
             "jobJson": template.self_link.apply(
-                lambda link: batch_job_json(region, link, sa_email)
+                lambda link: batch_job_json(project, region, link, sa_email)
             ),
         },
     )
