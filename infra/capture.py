@@ -27,6 +27,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from infra import mock_outputs
+from workloads.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +42,7 @@ class CapturedResource:
     protect: bool  # the effective option, inherited from the parent when not set
 
 
-class StackFileError(Exception):
+class StackFileError(UserError):
     """Pulumi.yaml or Pulumi.<stack>.yaml is missing or unreadable."""
 
 

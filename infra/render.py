@@ -1,0 +1,470 @@
+"""Offline review of a stack: a sorted JSON manifest and a Markdown posture summary.
+
+    python -m infra.render --stack us [--stack eu ...] [--out DIR]
+    python -m infra.render --update-golden      # refresh tests/infra/golden/ (us, eu, hub)
+
+Both are rendered from the same program `pulumi up` runs, under mocks, without any cloud
+access: the manifest lists every declared resource (type, name, parent, protect, inputs)
+sorted by URN with sorted keys, so that a pull request shows the infrastructure change as
+a plain diff; the posture summary says what a security reviewer asks first (keys and their
+rotation, which resource uses which key, regions, the perimeter, org policies, identities
+and their roles, and the policy pack's verdicts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pulumi.runtime import rpc
+
+from infra.capture import REPO_ROOT, CapturedResource, capture_stack, stack_config
+from workloads.errors import UserError
+
+GOLDEN_DIR = REPO_ROOT / "tests" / "infra" / "golden"
+GOLDEN_STACKS = ("us", "eu")  # hub: see infra/hub.py
+DEFAULT_OUT = REPO_ROOT / "out" / "infra"
+VERDICTS_HEADING = "## Policy verdicts"
+
+_NAMESPACE_PREFIX = "sovereign-genomics:"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    stack: str
+    manifest: str  # JSON text
+    posture: str  # Markdown text
+
+    def files(self) -> dict[str, str]:
+        return {
+            f"{self.stack}.manifest.json": self.manifest,
+            f"{self.stack}.posture.md": self.posture,
+        }
+
+
+# ---------------------------------------------------------------- manifest
+
+
+def _stable(value: Any) -> Any:
+    """Values that render the same on every run: no secrets in clear, unknowns named."""
+    if isinstance(value, Mapping):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return "<secret>"
+        return {str(k): _stable(v) for k, v in value.items() if k != "__provider"} | (
+            {"__provider": "<serialized dynamic provider>"} if "__provider" in value else {}
+        )
+    if isinstance(value, (list, tuple)):
+        return [_stable(v) for v in value]
+    if value == rpc.UNKNOWN:
+        return "<unknown>"
+    return value
+
+
+def manifest(stack: str, resources: Sequence[CapturedResource]) -> dict[str, Any]:
+    return {
+        "stack": stack,
+        "resources": [
+            {
+                "urn": r.urn,
+                "type": r.type,
+                "name": r.name,
+                "parent": r.parent,
+                "protect": r.protect,
+                "inputs": _stable(r.inputs),
+            }
+            for r in sorted(resources, key=lambda r: r.urn)
+        ],
+    }
+
+
+def manifest_json(stack: str, resources: Sequence[CapturedResource]) -> str:
+    return json.dumps(manifest(stack, resources), indent=2, sort_keys=True) + "\n"
+
+
+# ---------------------------------------------------------------- posture
+
+
+def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _leaves(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def _of(resources: Sequence[CapturedResource], type_: str) -> list[CapturedResource]:
+    return sorted((r for r in resources if r.type == type_), key=lambda r: r.name)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _days(period: str) -> str:
+    seconds = int(period.rstrip("s"))
+    return f"{seconds // 86400} days" if seconds % 86400 == 0 else period
+
+
+def _key_section(resources: Sequence[CapturedResource]) -> list[str]:
+    keys = {
+        f"{k.inputs['keyRing']}/cryptoKeys/{k.inputs['name']}": k
+        for k in _of(resources, "gcp:kms/cryptoKey:CryptoKey")
+    }
+    users: dict[str, set[str]] = defaultdict(set)
+    holders: dict[str, set[str]] = defaultdict(set)
+    for r in resources:
+        if r.type == "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember":
+            holders[r.inputs["cryptoKeyId"]].add(
+                f"{r.inputs['member']} ({r.inputs['role'].removeprefix('roles/')})"
+            )
+            continue
+        for _path, value in _leaves(r.inputs):
+            if isinstance(value, str) and value in keys:
+                users[value].add(f"{r.type.rsplit(':', 1)[1]} {r.name}")
+    rows = [
+        [
+            f"`{k.inputs['name']}`",
+            _days(k.inputs.get("rotationPeriod", "0s")) if "rotationPeriod" in k.inputs else "NONE",
+            "yes" if k.protect else "NO",
+            ", ".join(sorted(users[key_id])) or "-",
+            ", ".join(sorted(holders[key_id])) or "-",
+        ]
+        for key_id, k in sorted(keys.items())
+    ]
+    rings = [
+        f"`{r.inputs['name']}` in {r.inputs['location']}"
+        for r in _of(resources, "gcp:kms/keyRing:KeyRing")
+    ]
+    return [
+        "## Keys",
+        "",
+        f"Keyring: {', '.join(rings) or '(none)'}",
+        "",
+        *_table(["key", "rotation", "protected", "used by", "granted to"], rows),
+    ]
+
+
+def _region_section(resources: Sequence[CapturedResource]) -> list[str]:
+    counts: dict[str, int] = defaultdict(int)
+    for r in resources:
+        for path, value in _leaves(r.inputs):
+            if path.rsplit(".", 1)[-1] in ("location", "region") and isinstance(value, str):
+                counts[value] += 1
+    allowed = [
+        v
+        for p in _of(resources, "gcp:orgpolicy/policy:Policy")
+        if p.inputs["name"].endswith("/gcp.resourceLocations")
+        for _path, v in _leaves(p.inputs["spec"])
+        if _path.startswith("rules[0].values.allowedValues")
+    ]
+    rows = [[f"`{region}`", str(n)] for region, n in sorted(counts.items())]
+    return [
+        "## Regions",
+        "",
+        "Org policy gcp.resourceLocations allows: "
+        + (", ".join(f"`{v}`" for v in allowed) or "(not set)"),
+        "",
+        *_table(["location", "resources placed there"], rows),
+        "",
+        "Global by nature: the instance template, the VPC, firewalls, routes and DNS zones.",
+    ]
+
+
+def _perimeter_section(resources: Sequence[CapturedResource]) -> list[str]:
+    perimeters = _of(resources, "gcp:accesscontextmanager/servicePerimeter:ServicePerimeter")
+    if not perimeters:
+        return []
+    lines = ["## Perimeter (VPC Service Controls)", ""]
+    for p in perimeters:
+        dry = bool(p.inputs.get("useExplicitDryRunSpec"))
+        fence = p.inputs.get("spec" if dry else "status", {})
+        lines += [
+            f"`{p.inputs['name']}`: **{'DRY-RUN (logs, does not block)' if dry else 'ENFORCED'}**",
+            "",
+            f"- protects: {', '.join(fence.get('resources', []))}",
+            "- restricted services: "
+            + ", ".join(
+                s.removesuffix(".googleapis.com") for s in fence.get("restrictedServices", [])
+            ),
+            "- from inside the VPC, only restricted services are reachable: "
+            + ("yes" if fence.get("vpcAccessibleServices", {}).get("enableRestriction") else "NO"),
+        ]
+        for rule in fence.get("egressPolicies", []):
+            who = ", ".join(rule.get("egressFrom", {}).get("identities", [])) or "ANY IDENTITY"
+            to = rule.get("egressTo", {})
+            for op in to.get("operations", []):
+                methods = ", ".join(
+                    m.get("method", m.get("permission", "")).rsplit(".", 1)[-1]
+                    for m in op.get("methodSelectors", [])
+                )
+                lines.append(
+                    f"- egress: {who} -> {', '.join(to.get('resources', []))}, "
+                    f"{op.get('serviceName')} ({methods})"
+                )
+        if fence.get("egressPolicies"):
+            lines.append(
+                "- VPC-SC names projects, not topics: which hub topics and subscription the "
+                "identity may use is narrowed by the hub stack's IAM"
+            )
+        for _rule in fence.get("ingressPolicies", []):
+            lines.append("- ingress rule present (see manifest)")
+        lines.append("")
+    return lines[:-1]
+
+
+def _rule_text(rule: Mapping[str, Any]) -> str:
+    if "enforce" in rule:
+        return f"enforce {rule['enforce']}"
+    if "denyAll" in rule:
+        return "deny all"
+    if "allowAll" in rule:
+        return "ALLOW ALL"
+    values = rule.get("values", {})
+    parts = []
+    if "allowedValues" in values:
+        parts.append("allow " + ", ".join(values["allowedValues"]))
+    if "deniedValues" in values:
+        parts.append("deny " + ", ".join(values["deniedValues"]))
+    return "; ".join(parts) or json.dumps(rule, sort_keys=True)
+
+
+def _org_policy_section(resources: Sequence[CapturedResource]) -> list[str]:
+    rows = [
+        [
+            f"`{p.inputs['name'].rsplit('/', 1)[1]}`",
+            "; ".join(_rule_text(r) for r in p.inputs.get("spec", {}).get("rules", [])),
+        ]
+        for p in _of(resources, "gcp:orgpolicy/policy:Policy")
+    ]
+    return ["## Org policies (project level)", "", *_table(["constraint", "rule"], rows)]
+
+
+_SCOPE_KEYS = (
+    ("cryptoKeyId", "key"),
+    ("bucket", "bucket"),
+    ("datasetId", "dataset"),
+    ("repository", "repository"),
+    ("topic", "topic"),
+    ("subscription", "subscription"),
+    ("project", "project"),
+)
+
+
+def _identity_section(resources: Sequence[CapturedResource]) -> list[str]:
+    roles: dict[str, set[str]] = defaultdict(set)
+    for r in resources:
+        if "member" not in r.inputs or "role" not in r.inputs:
+            continue
+        scope = next(
+            (
+                f"{label} {str(r.inputs[key]).rsplit('/', 1)[-1]}"
+                for key, label in _SCOPE_KEYS
+                if key in r.inputs
+            ),
+            "?",
+        )
+        roles[r.inputs["member"]].add(f"{r.inputs['role'].removeprefix('roles/')} on {scope}")
+    accounts = [
+        f"`{a.inputs['accountId']}` ({a.inputs.get('displayName', '')})"
+        for a in _of(resources, "gcp:serviceaccount/account:Account")
+    ]
+    rows = [[f"`{m}`", "; ".join(sorted(rs))] for m, rs in sorted(roles.items())]
+    return [
+        "## Identities and their roles",
+        "",
+        f"Service accounts declared: {', '.join(accounts) or '(none)'}",
+        "",
+        *_table(["member", "roles"], rows),
+    ]
+
+
+def _compute_section(resources: Sequence[CapturedResource]) -> list[str]:
+    templates = _of(resources, "gcp:compute/instanceTemplate:InstanceTemplate")
+    if not templates:
+        return []
+    rows = []
+    for t in templates:
+        i = t.inputs
+        external = any("accessConfigs" in nic for nic in i.get("networkInterfaces", []))
+        rows.append(
+            [
+                f"`{i.get('name', t.name)}`",
+                i.get("machineType", "?"),
+                i.get("confidentialInstanceConfig", {}).get("confidentialInstanceType", "NONE"),
+                i.get("scheduling", {}).get("provisioningModel", "STANDARD"),
+                "yes" if external else "no",
+                i.get("serviceAccount", {}).get("email", "?"),
+            ]
+        )
+    return [
+        "## Compute",
+        "",
+        *_table(
+            ["template", "machine", "confidential", "provisioning", "external IP", "runs as"], rows
+        ),
+    ]
+
+
+def _pubsub_section(resources: Sequence[CapturedResource]) -> list[str]:
+    topics = _of(resources, "gcp:pubsub/topic:Topic")
+    subs = _of(resources, "gcp:pubsub/subscription:Subscription")
+    if not topics and not subs:
+        return []
+    topic_rows = [
+        [
+            f"`{t.inputs['name']}`",
+            t.inputs.get("kmsKeyName", "NONE").rsplit("/", 1)[-1],
+            t.inputs.get("schemaSettings", {}).get("schema", "none").rsplit("/", 1)[-1],
+            t.inputs.get("messageRetentionDuration", "-"),
+            ", ".join(
+                t.inputs.get("messageStoragePolicy", {}).get("allowedPersistenceRegions", [])
+            ),
+        ]
+        for t in topics
+    ]
+    sub_rows = [
+        [
+            f"`{s.inputs['name']}`",
+            str(s.inputs.get("topic", "")).rsplit("/", 1)[-1],
+            s.inputs.get("messageRetentionDuration", "-"),
+            str(s.inputs.get("deadLetterPolicy", {}).get("deadLetterTopic", "none")).rsplit("/", 1)[
+                -1
+            ],
+        ]
+        for s in subs
+    ]
+    return [
+        "## Pub/Sub",
+        "",
+        *_table(["topic", "key", "schema", "retention", "stored in"], topic_rows),
+        "",
+        *_table(["subscription", "topic", "retention", "dead letter"], sub_rows),
+    ]
+
+
+def _header(
+    stack: str, values: Mapping[str, Any], resources: Sequence[CapturedResource]
+) -> list[str]:
+    def get(key: str) -> str:
+        value = values.get(_NAMESPACE_PREFIX + key, "-")
+        return value if isinstance(value, str) else json.dumps(value)
+
+    protected = sum(1 for r in resources if r.protect)
+    custom = sum(1 for r in resources if not r.type.startswith(("sovereign:", "pulumi:")))
+    return [
+        f"# Posture of stack `{stack}`",
+        "",
+        f"- role: {get('role')}; project `{get('project')}` ({get('projectNumber')}); "
+        f"region `{get('region')}`; jurisdiction {get('jurisdiction')}",
+        f"- {custom} cloud resources in {len(resources) - custom - 1} components; "
+        f"{protected} protected against deletion",
+        "- rendered offline under Pulumi mocks from the program `pulumi up` runs; "
+        f"full inputs in `{stack}.manifest.json`",
+    ]
+
+
+def _verdicts(stack: str, resources: Sequence[CapturedResource], stack_dir: Path) -> list[str]:
+    from infra.policy.config import config_for_stack
+    from infra.policy.evaluate import evaluate, verdicts_markdown
+
+    config = config_for_stack(stack, stack_dir=stack_dir)
+    violations = evaluate(resources, config)
+    lines = [VERDICTS_HEADING, "", verdicts_markdown(resources, config).rstrip("\n")]
+    for v in violations:
+        where = f"{v.resource_type} {v.resource_name}" if v.resource_name else "stack"
+        lines.append(f"- FAIL {v.policy} ({where}): {v.message}")
+    return lines
+
+
+def posture_markdown(
+    stack: str,
+    resources: Sequence[CapturedResource],
+    values: Mapping[str, Any],
+    verdicts: Sequence[str] = (),
+) -> str:
+    sections = [
+        _header(stack, values, resources),
+        _key_section(resources),
+        _region_section(resources),
+        _perimeter_section(resources),
+        _compute_section(resources),
+        _pubsub_section(resources),
+        _org_policy_section(resources),
+        _identity_section(resources),
+        list(verdicts),
+    ]
+    return "\n\n".join("\n".join(s) for s in sections if s) + "\n"
+
+
+def without_verdicts(posture: str) -> str:
+    """The posture minus the policy pack's verdicts (owned and versioned by the pack)."""
+    return re.split(rf"^{re.escape(VERDICTS_HEADING)}$", posture, flags=re.MULTILINE)[0]
+
+
+# ---------------------------------------------------------------- command
+
+
+def render(stack: str, *, stack_dir: Path = REPO_ROOT) -> Rendered:
+    resources = capture_stack(stack, stack_dir=stack_dir)
+    _project, values = stack_config(stack, stack_dir=stack_dir)
+    return Rendered(
+        stack=stack,
+        manifest=manifest_json(stack, resources),
+        posture=posture_markdown(stack, resources, values, _verdicts(stack, resources, stack_dir)),
+    )
+
+
+def write(rendered: Rendered, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in rendered.files().items():
+        path = out / name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.render", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--stack", action="append", help="stack to render (repeatable)")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})"
+    )
+    parser.add_argument(
+        "--update-golden",
+        action="store_true",
+        help=f"rewrite tests/infra/golden/ for {', '.join(GOLDEN_STACKS)}",
+    )
+    args = parser.parse_args(argv)
+    stacks = args.stack or (list(GOLDEN_STACKS) if args.update_golden else None)
+    if not stacks:
+        parser.error("name a stack with --stack (or use --update-golden)")
+    out = GOLDEN_DIR if args.update_golden else args.out
+    try:
+        for stack in stacks:
+            for path in write(render(stack), out):
+                print(path)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
