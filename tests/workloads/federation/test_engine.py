@@ -170,11 +170,11 @@ def test_a_dropout_stops_the_run_or_continues_with_a_quorum(
     _root, nodes = two_nodes
     # "sg" is expected but its worker never runs (a node that dropped out).
     with runner.in_process(nodes) as hub:
-        strict = Coordinator(hub, RunConfig(nodes=("us", "eu", "sg"), round_timeout=1))
+        strict = Coordinator(hub, RunConfig(nodes=("us", "eu", "sg"), round_timeout=3))
         with pytest.raises(FederationStoppedError, match="no answer from sg"):
             strict.fit()
     with runner.in_process(nodes) as hub:
-        lenient = Coordinator(hub, RunConfig(nodes=("us", "eu", "sg"), round_timeout=1, quorum=2))
+        lenient = Coordinator(hub, RunConfig(nodes=("us", "eu", "sg"), round_timeout=3, quorum=2))
         fit = lenient.fit()
         lenient.finish()
     assert fit.participants == ("eu", "us")
