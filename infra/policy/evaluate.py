@@ -88,3 +88,19 @@ def verdicts_markdown(
         checkov = ", ".join(p.checkov) if p.checkov else "-"
         lines.append(f"| {p.name} | {p.pillar} | {p.severity.value} | {checkov} | {verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def policy_table_markdown() -> str:
+    """The reviewer's table of every policy (docs/policy.md carries this exact text)."""
+    lines = [
+        "| policy | pillar | severity | scope | Checkov | config | what it requires |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in POLICIES:
+        checkov = ", ".join(p.checkov) if p.checkov else "none"
+        config = ", ".join(p.config_keys) if p.config_keys else "-"
+        lines.append(
+            f"| {p.name} | {p.pillar} | {p.severity.value} | {p.kind} | {checkov} | {config} "
+            f"| {p.description} |"
+        )
+    return "\n".join(lines) + "\n"

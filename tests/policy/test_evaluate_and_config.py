@@ -9,7 +9,13 @@ import pytest
 from infra import config as infra_config
 from infra.capture import REPO_ROOT, capture_stack, project_name, stack_config
 from infra.policy.config import config_for_stack, main, pack_config
-from infra.policy.evaluate import as_policy_config, evaluate, policies, verdicts_markdown
+from infra.policy.evaluate import (
+    as_policy_config,
+    evaluate,
+    policies,
+    policy_table_markdown,
+    verdicts_markdown,
+)
 from infra.policy.sovereign_policies import POLICIES, PolicyConfig
 from tests.policy.mutations import MUTATIONS, captured
 
@@ -84,3 +90,7 @@ def test_config_command_prints_json_and_rejects_unknown_stacks(
     assert PolicyConfig.from_mapping(printed["sovereignty-location-org-policy"]).allowed_locations
     assert main(["atlantis"]) == 2
     assert "Pulumi.atlantis.yaml" in capsys.readouterr().err
+
+
+def test_docs_carry_the_current_policy_table() -> None:
+    assert policy_table_markdown() in (REPO_ROOT / "docs" / "policy.md").read_text()
