@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from infra import config
+from infra.hub import declare_hub
 from infra.node import declare_node
 
 
@@ -11,4 +12,4 @@ def main() -> None:
     if isinstance(cfg, config.NodeConfig):
         declare_node(cfg)
     else:
-        raise config.ConfigError(f"stack {cfg.stack}: the hub role is not implemented yet")
+        declare_hub(cfg)

@@ -29,7 +29,7 @@ from infra.capture import REPO_ROOT, CapturedResource, capture_stack, stack_conf
 from workloads.errors import UserError
 
 GOLDEN_DIR = REPO_ROOT / "tests" / "infra" / "golden"
-GOLDEN_STACKS = ("us", "eu")  # hub: see infra/hub.py
+GOLDEN_STACKS = ("us", "eu", "hub")
 DEFAULT_OUT = REPO_ROOT / "out" / "infra"
 VERDICTS_HEADING = "## Policy verdicts"
 
@@ -162,7 +162,11 @@ def _region_section(resources: Sequence[CapturedResource]) -> list[str]:
     counts: dict[str, int] = defaultdict(int)
     for r in resources:
         for path, value in _leaves(r.inputs):
-            if path.rsplit(".", 1)[-1] in ("location", "region") and isinstance(value, str):
+            last = path.rsplit(".", 1)[-1]
+            is_place = last in ("location", "region") or last.startswith(
+                "allowedPersistenceRegions"
+            )
+            if is_place and isinstance(value, str):
                 counts[value] += 1
     allowed = [
         v
@@ -179,8 +183,6 @@ def _region_section(resources: Sequence[CapturedResource]) -> list[str]:
         + (", ".join(f"`{v}`" for v in allowed) or "(not set)"),
         "",
         *_table(["location", "resources placed there"], rows),
-        "",
-        "Global by nature: the instance template, the VPC, firewalls, routes and DNS zones.",
     ]
 
 
