@@ -4,6 +4,7 @@ size depends on the model's dimension, never on the number of rows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -33,9 +34,13 @@ class NodeData:
     def n(self) -> int:
         return int(self.y.shape[0])
 
-    def design(self) -> np.ndarray:
-        """Intercept plus publicly scaled features."""
+    @cached_property
+    def scaled_design(self) -> np.ndarray:
+        """Intercept plus publicly scaled features (computed once per run)."""
         return np.column_stack([np.ones(self.n), (self.x - CENTRE) / SCALE])
+
+    def design(self) -> np.ndarray:
+        return self.scaled_design
 
 
 def load(node: LocalNode) -> NodeData:

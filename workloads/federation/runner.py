@@ -17,11 +17,19 @@ from workloads.local_node import LocalNode
 
 
 @contextmanager
-def in_process(nodes: list[LocalNode], *, keep: bool = False) -> Iterator[Counted]:
-    """Workers as threads on in-process queues; yields the hub's (counting) endpoint."""
+def in_process(
+    nodes: list[LocalNode], *, keep: bool = False, preload: bool = False
+) -> Iterator[Counted]:
+    """Workers as threads on in-process queues; yields the hub's (counting) endpoint.
+
+    preload: read each node's rows before the first round (for timing the rounds alone).
+    """
     bus = InProcessBus([n.name for n in nodes])
     stop = threading.Event()
     workers = [NodeWorker(node, bus.node(node.name)) for node in nodes]
+    if preload:
+        for worker in workers:
+            worker.data()
     threads = [
         threading.Thread(target=w.serve, args=(stop,), name=f"worker-{w.name}", daemon=True)
         for w in workers
