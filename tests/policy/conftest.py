@@ -6,9 +6,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+
+_PRINTED = pytest.StashKey[bool]()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
@@ -16,8 +21,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
 
     Computed here (not collected from the tests) so that it also prints under pytest-xdist,
     where tests run in worker processes; with `pytest tests/policy` it is the same cached
-    computation the tests asserted on.
+    computation the tests asserted on. Under xdist from the repository root the controller
+    loads only tests/conftest.py: importing this hook there makes it print in that run too
+    (the stash flag keeps it to one copy when both conftests are loaded).
     """
+    if config.stash.get(_PRINTED, False):
+        return
+    config.stash[_PRINTED] = True
     ran = any(
         getattr(report, "nodeid", "").startswith("tests/policy/")
         for reports in terminalreporter.stats.values()

@@ -170,7 +170,12 @@ def test_stack_policy_reports_on_the_captured_stack_with_urns() -> None:
         _stack_args("us", {"allowedLocations": ["in:europe-west2-locations"], "role": "node"}),
     )
     assert urn is not None and urn.endswith("gcp.resourceLocations") and "europe-west2" in message
-    assert _reports(policy, _stack_args("us", {"allowedLocations": ["x"], "role": "hub"})) == []
+    egress = _policy("sovereignty-perimeter-egress")
+    assert (
+        "egress policy 0 sends data to"
+        in _reports(egress, _stack_args("us", {"hubProjectNumber": "1"}))[0][0]
+    )
+    assert _reports(egress, _stack_args("us", {"hubProjectNumber": "1", "role": "hub"})) == []
 
 
 # --- the pack as the engine runs it -------------------------------------------------------

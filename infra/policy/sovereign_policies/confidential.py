@@ -92,8 +92,6 @@ COMPUTE_API = "compute.googleapis.com"
 def _confidential_org_policy(
     resources: Sequence[Resource], config: PolicyConfig
 ) -> Iterator[Finding]:
-    if not config.is_node:
-        return
     policies = org_policies(resources, RESTRICT_NON_CONFIDENTIAL)
     denies = any(
         COMPUTE_API in (known(get(rule, "values.deniedValues"), "spec.rules.values") or [])
@@ -103,7 +101,7 @@ def _confidential_org_policy(
     )
     if not denies:
         yield Finding(
-            f"the node has no {RESTRICT_NON_CONFIDENTIAL} org policy denying {COMPUTE_API}, so "
+            f"the stack has no {RESTRICT_NON_CONFIDENTIAL} org policy denying {COMPUTE_API}, so "
             "a VM created outside this stack could be non-confidential; fix: declare "
             f"gcp.orgpolicy.Policy .../policies/{RESTRICT_NON_CONFIDENTIAL} with "
             f'values.denied_values=["{COMPUTE_API}"]'
@@ -151,12 +149,13 @@ POLICIES = [
         name="confidential-org-policy",
         pillar="Confidential compute",
         description=(
-            "A node stack declares the compute.restrictNonConfidentialComputing org policy "
+            "Every stack (node and hub) declares the compute.restrictNonConfidentialComputing "
+            "org policy "
             "denying compute.googleapis.com, so no non-confidential VM can be created at all."
         ),
         severity=Severity.HIGH,
         checkov=(),
-        config_keys=("role",),
+        config_keys=(),
         stack_check=_confidential_org_policy,
     ),
 ]

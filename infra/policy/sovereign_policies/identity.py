@@ -121,8 +121,6 @@ DISABLE_KEY_CREATION = "iam.disableServiceAccountKeyCreation"
 def _key_creation_org_policy(
     resources: Sequence[Resource], config: PolicyConfig
 ) -> Iterator[Finding]:
-    if not config.is_node:
-        return
     enforced = any(
         is_true(rule.get("enforce"), "spec.rules.enforce")
         for policy in org_policies(resources, DISABLE_KEY_CREATION)
@@ -130,7 +128,7 @@ def _key_creation_org_policy(
     )
     if not enforced:
         yield Finding(
-            f"the node has no enforced {DISABLE_KEY_CREATION} org policy, so anyone with IAM "
+            f"the stack has no enforced {DISABLE_KEY_CREATION} org policy, so anyone with IAM "
             "admin rights can mint service account keys; fix: declare gcp.orgpolicy.Policy "
             f'.../policies/{DISABLE_KEY_CREATION} with spec.rules [{{enforce: "TRUE"}}]'
         )
@@ -186,12 +184,12 @@ POLICIES = [
         name="identity-key-creation-org-policy",
         pillar="Identity",
         description=(
-            "A node stack enforces the iam.disableServiceAccountKeyCreation org policy, so no "
-            "one can create service account keys in the node project."
+            "Every stack (node and hub) enforces the iam.disableServiceAccountKeyCreation org "
+            "policy, so no one can create service account keys in its project."
         ),
         severity=Severity.HIGH,
         checkov=(),
-        config_keys=("role",),
+        config_keys=(),
         stack_check=_key_creation_org_policy,
     ),
 ]

@@ -101,12 +101,10 @@ LOCATIONS_CONSTRAINT = "gcp.resourceLocations"
 
 
 def _location_org_policy(resources: Sequence[Resource], config: PolicyConfig) -> Iterator[Finding]:
-    if not config.is_node:
-        return
     policies = org_policies(resources, LOCATIONS_CONSTRAINT)
     if not policies:
         yield Finding(
-            f"the node has no {LOCATIONS_CONSTRAINT} org policy, so nothing stops a resource "
+            f"the stack has no {LOCATIONS_CONSTRAINT} org policy, so nothing stops a resource "
             "created outside this stack from leaving the jurisdiction; fix: declare "
             f"gcp.orgpolicy.Policy .../policies/{LOCATIONS_CONSTRAINT} allowing exactly "
             f"{list(config.allowed_locations)}"
@@ -284,13 +282,14 @@ POLICIES = [
         name="sovereignty-location-org-policy",
         pillar="Sovereignty",
         description=(
-            "A node stack declares the gcp.resourceLocations org policy and it allows exactly "
+            "Every stack (node and hub) declares the gcp.resourceLocations org policy and it "
+            "allows exactly "
             "the jurisdiction's allowed locations, so resources created outside Pulumi cannot "
             "leave either."
         ),
         severity=Severity.HIGH,
         checkov=(),
-        config_keys=("allowedLocations", "role"),
+        config_keys=("allowedLocations",),
         stack_check=_location_org_policy,
     ),
     Policy(
