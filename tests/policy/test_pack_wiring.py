@@ -287,3 +287,19 @@ def test_pack_process_passes_the_captured_us_stack_and_flags_a_mutation(analyzer
     [diag] = analyzer.AnalyzeStack(request("iam.disableServiceAccountKeyCreation")).diagnostics
     assert diag.policyName == "identity-key-creation-org-policy" and "fix:" in diag.message
     assert diag.enforcementLevel == analyzer_pb2.MANDATORY
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def test_pack_requirements_pin_the_versions_the_tests_run() -> None:
+    pack = _pins(PACK_DIR / "requirements.txt")
+    project = _pins(PACK_DIR.parents[1] / "requirements.txt")
+    assert {"pulumi", "pulumi-policy", "protobuf", "grpcio"} <= set(pack)
+    assert {name: project.get(name) for name in pack} == pack
