@@ -53,6 +53,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default=10.0,
         help="refuse DP runs whose budget exceeds this (default 10)",
     )
+    worker.add_argument(
+        "--max-age",
+        type=float,
+        default=3600.0,
+        help="ignore announcements older than this many seconds (default 3600)",
+    )
     worker.set_defaults(func=_worker)
 
     coordinator = commands.add_parser(
@@ -169,7 +175,12 @@ def _worker(args: argparse.Namespace) -> int:
 
     node = LocalNode(args.node, args.root)
     node.open_warehouse(create=False).close()
-    worker = NodeWorker(node, PubSubNode(args.project, args.node), max_epsilon=args.max_epsilon)
+    worker = NodeWorker(
+        node,
+        PubSubNode(args.project, args.node),
+        max_epsilon=args.max_epsilon,
+        max_age_s=args.max_age,
+    )
     logging.getLogger(__name__).info("node %s: worker pulling its subscription", args.node)
     worker.serve(exit_after_run=args.exit_after_run, idle_timeout=args.idle_timeout)
     return 0

@@ -84,6 +84,7 @@ class Coordinator:
     public_keys: dict[str, str] = field(default_factory=dict)
     key_round: int = -1
     bytes_per_round: list[int] = field(default_factory=list)
+    dp_releases: int = 0  # differentially private rounds announced in this run
 
     def __post_init__(self) -> None:
         self.participants = tuple(sorted(self.config.nodes))
@@ -222,6 +223,13 @@ class Coordinator:
         while True:
             if not self.public_keys:
                 self._exchange_keys()
+            if self.config.dp and params and "noise_multiplier" in params:
+                # Every announcement is a release (a re-run after a dropout too): refused
+                # here, before announcing, if it would overspend the run's budget.
+                privacy.check_budget(
+                    float(params["noise_multiplier"]), self.dp_releases + 1, self.config.dp
+                )
+                self.dp_releases += 1
             round_ = self._announce(algorithm, values, params)
             answers = self._collect(round_, algorithm, "result", dim)
             missing = set(self.participants) - set(answers)
@@ -273,8 +281,6 @@ class Coordinator:
         for rounds in range(1, max_rounds + 1):
             params = {"phase": "newton"}
             if dp:
-                # Refused here, before the announcement, if it would overspend.
-                epsilon = privacy.check_budget(multiplier, rounds, dp)
                 params.update(dp_params(dp, multiplier))
             total, _ = self.secure_round("logreg", NEWTON_DIM, tuple(beta), params)
             gradient = total[:P]
@@ -290,6 +296,8 @@ class Coordinator:
                 converged = True
                 break
         converged = converged or bool(dp)
+        if dp:
+            epsilon = privacy.epsilon_spent(multiplier, self.dp_releases, dp.delta)
         aucs = self.clear_round("logreg", tuple(beta), {"phase": "auc"})
         transform = _to_original_scale()
         covariance = transform @ np.linalg.inv(hessian) @ transform.T

@@ -3,16 +3,22 @@
 It reads nothing but its node's encrypted warehouse, releases only aggregates (masked,
 suppressed or noised as the round asks), ignores messages addressed to other nodes,
 answers a repeated announcement with the very same bytes (so a redelivery never
-releases a second noisy sample), and refuses a differentially private round that would
-take its run past the node's own epsilon ceiling.
+releases a second noisy sample), ignores announcements older than `max_age_s`, and
+refuses a differentially private round that would take its run past its budget or the
+node's own epsilon ceiling. Differentially private releases are counted in a ledger in
+the node's folder (written before the release), so a restarted worker cannot be asked
+to spend a run's budget twice.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -24,6 +30,8 @@ from workloads.local_node import LocalNode
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_EPSILON = 10.0
+DEFAULT_MAX_AGE_S = 3600.0
+LEDGER_NAME = "dp_ledger.json"
 
 
 @dataclass
@@ -31,11 +39,11 @@ class NodeWorker:
     node: LocalNode
     endpoint: NodeEndpoint
     max_epsilon: float = DEFAULT_MAX_EPSILON
+    max_age_s: float = DEFAULT_MAX_AGE_S
     rejected: list[str] = field(default_factory=list)
     _data: local_stats.NodeData | None = None
     _keys: dict[tuple[str, int], X25519PrivateKey] = field(default_factory=dict)
     _answers: dict[tuple[str, int], bytes] = field(default_factory=dict)
-    _dp_released: dict[str, set[int]] = field(default_factory=dict)
     _rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     @property
@@ -86,6 +94,10 @@ class NodeWorker:
             return True
         if message.kind != "announce":
             self._reject(f"unexpected {message.kind} on the broadcast topic")
+            return False
+        age = time.time() - message.sent_at / 1000.0
+        if age > self.max_age_s:
+            self._reject(f"run {message.run_id} round {message.round}: announced {age:.0f} s ago")
             return False
         answer_key = (message.run_id, message.round)
         if answer_key not in self._answers:
@@ -155,15 +167,32 @@ class NodeWorker:
             raise privacy.BudgetExceededError(
                 f"run budget epsilon {dp.epsilon} exceeds this node's ceiling {self.max_epsilon}"
             )
-        released = self._dp_released.setdefault(announce.run_id, set())
         multiplier = float(announce.params["noise_multiplier"])
+        ledger = self._ledger()
+        releases = ledger.get(announce.run_id, 0) + 1
         # Checked before computing anything: refusal happens before any release.
-        privacy.check_budget(multiplier, len(released | {announce.round}), dp)
+        privacy.check_budget(multiplier, releases, dp)
         vector = local_stats.newton_vector(self.data(), beta, clip=dp.clip)
         vector[-1] = 0.0  # the log-likelihood is not released under DP
         noisy = privacy.noisy(vector, multiplier, dp, self._rng)
-        released.add(announce.round)
+        self._write_ledger({**ledger, announce.run_id: releases})
         return noisy
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.node.folder / LEDGER_NAME
+
+    def _ledger(self) -> dict[str, int]:
+        """run id -> differentially private releases this node made for it."""
+        if not self.ledger_path.exists():
+            return {}
+        ledger: dict[str, int] = json.loads(self.ledger_path.read_text())
+        return ledger
+
+    def _write_ledger(self, ledger: dict[str, int]) -> None:
+        temporary = self.ledger_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(ledger, sort_keys=True))
+        os.replace(temporary, self.ledger_path)  # atomic: never a half-written ledger
 
     def _masked(self, announce: Message, vector: np.ndarray) -> tuple[int, ...]:
         key_round = int(announce.params["key_round"])

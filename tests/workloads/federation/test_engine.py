@@ -245,3 +245,54 @@ def test_a_node_refuses_a_budget_above_its_ceiling(
     worker.handle(announce.encode())
     assert bus.uploads.empty()
     assert "ceiling" in worker.rejected[-1]
+
+
+def _keyed_worker(
+    node: LocalNode, bus: InProcessBus, run: str
+) -> tuple[NodeWorker, dict[str, str]]:
+    worker = NodeWorker(node, bus.node(node.name))
+    worker.handle(Message(run, 1, "hub", "keys", "announce", to=("us", "eu")).encode())
+    key = decode(bus.uploads.get_nowait()).public_keys
+    return worker, {**key, "eu": key["us"]}
+
+
+def test_dp_releases_survive_a_worker_restart(two_nodes: tuple[Path, list[LocalNode]]) -> None:
+    from workloads.federation.worker import dp_params
+
+    _, nodes = two_nodes
+    bus = InProcessBus(["us", "eu"])
+    dp = privacy.DPConfig(epsilon=3.0, rounds=2)
+    params = {"key_round": "1", "phase": "newton", **dp_params(dp, privacy.calibrate(dp))}
+    worker, keys = _keyed_worker(nodes[0], bus, "restart-run")
+
+    def announce(round_: int) -> bytes:
+        return Message(
+            "restart-run",
+            round_,
+            "hub",
+            "logreg",
+            "announce",
+            to=("us", "eu"),
+            values=(0.0,) * 6,
+            public_keys=keys,
+            params=params,
+        ).encode()
+
+    worker.handle(announce(2))
+    worker.handle(announce(3))
+    assert bus.uploads.qsize() == 2
+    # A restarted worker has lost its cache but not the ledger: a third release is refused.
+    restarted = NodeWorker(nodes[0], bus.node("us"))
+    restarted._keys = worker._keys
+    restarted.handle(announce(2))
+    assert bus.uploads.qsize() == 2
+    assert "refused before any release" in restarted.rejected[-1]
+
+
+def test_stale_announcements_are_ignored(two_nodes: tuple[Path, list[LocalNode]]) -> None:
+    _, nodes = two_nodes
+    bus = InProcessBus(["us"])
+    worker = NodeWorker(nodes[0], bus.node("us"), max_age_s=60)
+    old = Message("r", 1, "hub", "keys", "announce", to=("us",), sent_at=1_000)
+    worker.handle(old.encode())
+    assert bus.uploads.empty() and "ago" in worker.rejected[-1]
