@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -51,6 +51,17 @@ class BatchSettings:
 
 
 @dataclass(frozen=True)
+class BatchJobSettings:
+    """The optional `batchJob` block: the VCF job the node stack submits on `pulumi up`."""
+
+    shards: tuple[str, ...]  # object keys in the raw-input bucket
+    image_tag: str  # of the vcf-processor image in the node's registry
+    parallelism: int
+    max_retry_count: int
+    max_run_duration_s: int
+
+
+@dataclass(frozen=True)
 class NodeRef:
     """A node as the hub knows it: its short name and its GCP project."""
 
@@ -83,7 +94,7 @@ class NodeConfig(CommonConfig):
     access_policy: str
     perimeter_mode: PerimeterMode
     batch: BatchSettings
-    batch_job: Mapping[str, Any] | None  # the optional `batchJob` block, read by infra/batch_job
+    batch_job: BatchJobSettings | None  # None: the stack declares no Batch job
 
 
 @dataclass(frozen=True)
@@ -216,9 +227,7 @@ def _node(r: _Reader, common: dict[str, Any]) -> NodeConfig:
             f"is {machine!r}, not an N2D machine type (AMD SEV Confidential VMs need N2D)",
             "use e.g. n2d-standard-4",
         )
-    batch_job = r.structured("batchJob", "batchJob: {enabled: true, ...}")
-    if batch_job is not None and not isinstance(batch_job, dict):
-        raise r.fail("batchJob", f"is {batch_job!r}", "write it as a mapping")
+    batch_job = _batch_job(r)
     hub_project = r.string("hubProject", _PROJECT_ID, "fed-hub")
     if hub_project == common["project"]:
         raise r.fail("hubProject", "equals the node's own project", "name the hub's project")
@@ -235,6 +244,56 @@ def _node(r: _Reader, common: dict[str, Any]) -> NodeConfig:
         perimeter_mode=_as_perimeter_mode(r.choice("perimeterMode", PERIMETER_MODES, "enforced")),
         batch=BatchSettings(provisioning_model=model, machine_type=machine),
         batch_job=batch_job,
+    )
+
+
+_BATCH_JOB_EXAMPLE = "batchJob: {enabled: true, shards: [in/a.vcf.gz], imageTag: '1.0.0'}"
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _batch_job(r: _Reader) -> BatchJobSettings | None:
+    raw = r.structured("batchJob", _BATCH_JOB_EXAMPLE)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise r.fail("batchJob", f"is {raw!r}", f"write it as a mapping: {_BATCH_JOB_EXAMPLE}")
+    known = {"enabled", "shards", "imageTag", "parallelism", "maxRetryCount", "maxRunDurationS"}
+    if set(raw) - known:
+        raise r.fail(
+            "batchJob", f"has unknown keys {sorted(set(raw) - known)}", f"use {sorted(known)}"
+        )
+    enabled = raw.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise r.fail("batchJob.enabled", f"is {enabled!r}", "use true or false")
+    if not enabled:
+        return None
+    shards = raw.get("shards")
+    if (
+        not isinstance(shards, list)
+        or not shards
+        or not all(isinstance(s, str) and s for s in shards)
+    ):
+        raise r.fail(
+            "batchJob.shards", f"is {shards!r}", "list the raw-input object keys to process"
+        )
+    tag = raw.get("imageTag")
+    if not isinstance(tag, str) or not _IMAGE_TAG.match(tag):
+        raise r.fail(
+            "batchJob.imageTag", f"is {tag!r}", "name the vcf-processor image tag, e.g. '1.0.0'"
+        )
+
+    def bounded(key: str, default: int, low: int, high: int) -> int:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise r.fail(f"batchJob.{key}", f"is {value!r}", f"use a whole number in {low}..{high}")
+        return value
+
+    return BatchJobSettings(
+        shards=tuple(shards),
+        image_tag=tag,
+        parallelism=bounded("parallelism", 4, 1, 1000),
+        max_retry_count=bounded("maxRetryCount", 2, 0, 10),
+        max_run_duration_s=bounded("maxRunDurationS", 4 * 3600, 60, 7 * 24 * 3600),
     )
 
 

@@ -109,6 +109,31 @@ def declare_node(cfg: NodeConfig) -> None:
         opts=after_apis,
     )
 
+    if cfg.batch_job is not None:
+        from infra.batch_job import BatchTargetInputs, declare_batch_job
+        from workloads.batch.target import IMAGE_NAME
+
+        job = cfg.batch_job
+        declare_batch_job(
+            "vcf-job",
+            BatchTargetInputs(
+                project=cfg.project,
+                region=cfg.region,
+                instance_template=batch.template.self_link,
+                service_account=identities.batch_runner.email,
+                input_bucket=buckets.buckets["raw-input"].name,
+                staging_bucket=buckets.buckets["staging"].name,
+                dataset=warehouse.dataset.dataset_id,
+                image_uri=f"{registry.url}/{IMAGE_NAME}:{job.image_tag}",
+            ),
+            job.shards,
+            parallelism=job.parallelism,
+            max_retry_count=job.max_retry_count,
+            max_run_duration_s=job.max_run_duration_s,
+            # The job needs its VMs' template, identity and every grant in place.
+            opts=pulumi.ResourceOptions(parent=batch, depends_on=[identities, perimeter]),
+        )
+
     pulumi.export("node", cfg.node)
     pulumi.export("jurisdiction", cfg.jurisdiction)
     pulumi.export("project", cfg.project)

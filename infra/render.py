@@ -312,12 +312,27 @@ def _compute_section(resources: Sequence[CapturedResource]) -> list[str]:
                 i.get("serviceAccount", {}).get("email", "?"),
             ]
         )
+    jobs = []
+    for job in _of(resources, "pulumi-python:dynamic:Resource"):
+        if "jobJson" not in job.inputs:
+            continue
+        spec = json.loads(job.inputs["jobJson"])
+        policy = spec.get("allocationPolicy", {})
+        templates_used = [i.get("instanceTemplate", "NONE") for i in policy.get("instances", [])]
+        allowed = policy.get("location", {}).get("allowedLocations", [])
+        jobs.append(
+            f"- Batch job `{job.inputs.get('jobId')}` in {job.inputs.get('location')}: "
+            f"template {', '.join(t.rsplit('/', 1)[-1] for t in templates_used) or 'NONE'}, "
+            f"allowed locations {', '.join(allowed) or 'ANY'}, "
+            f"runs as {policy.get('serviceAccount', {}).get('email', '?')}"
+        )
     return [
         "## Compute",
         "",
         *_table(
             ["template", "machine", "confidential", "provisioning", "external IP", "runs as"], rows
         ),
+        *(["", *jobs] if jobs else []),
     ]
 
 
