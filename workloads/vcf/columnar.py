@@ -31,6 +31,7 @@ GT_END = -2  # cyvcf2 genotype.array(): -1 no-call, -2 vector end (lower ploidy)
 TYPED_SCALARS = ("DP", "GQ")
 TYPED_LISTS = ("AD", "PL")
 CALLS_PER_BATCH = 1_000_000  # ~40-80 MB of Arrow per batch
+MAX_RECORDS_PER_BATCH = 5_000  # bounds a batch's site columns when there are few samples
 
 
 @dataclass
@@ -64,17 +65,14 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _int_list(values: np.ndarray | None, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+def _int_list(values: np.ndarray, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample integer vectors without htslib's padding; missing elements -> -1."""
-    if values is None:
-        return np.zeros(0, dtype=np.int64), np.zeros(n_samples, dtype=np.int64)
     if values.min() > INT32_END:  # the common case: every value present, nothing padded
         return values.ravel(), np.full(n_samples, values.shape[1], dtype=np.int64)
     present = values != INT32_END
-    missing = values == INT32_MISSING
-    present[(missing | ~present).all(axis=1)] = False  # '.' for the whole field: empty list
-    out = np.where(missing, -1, values)
-    return out[present], np.count_nonzero(present, axis=1)
+    present[values[:, 0] == INT32_MISSING] = False  # '.' for the whole field: an empty list
+    values[values == INT32_MISSING] = -1
+    return values[present], np.count_nonzero(present, axis=1)
 
 
 class VariantConverter:
@@ -91,7 +89,8 @@ class VariantConverter:
         self.schema = PROCESSED_VARIANTS.arrow_schema()
         self._call_type = self.schema.field("call").type.value_type
         n = max(1, len(self.samples))
-        self.records_per_batch = max(1, (calls_per_batch or CALLS_PER_BATCH) // n)
+        self.records_per_batch = min(
+            MAX_RECORDS_PER_BATCH, max(1, (calls_per_batch or CALLS_PER_BATCH) // n))
         self._names = pa.array(self.samples, pa.string())
         types = {h.info()["ID"]: h.info() for h in self.vcf.header_iter()
                  if h.info().get("HeaderType") == "FORMAT"}
@@ -99,6 +98,9 @@ class VariantConverter:
         self._typed = {k for k in (*TYPED_SCALARS, *TYPED_LISTS)
                        if types.get(k, {}).get("Type") == "Integer"}
         self._skip_other = {"GT", *self._typed}
+        # Shared stand-ins for a FORMAT field a record lacks (read-only, never mutated).
+        self._no_scalar = np.full(n, INT32_MISSING, np.int32)
+        self._no_list = (np.zeros(0, np.int64), np.zeros(n, np.int64))
         self.rows = 0
 
     def batches(self) -> Iterator[pa.RecordBatch]:
@@ -144,11 +146,10 @@ class VariantConverter:
         fmt = r.FORMAT
         for key in TYPED_SCALARS:
             values = r.format(key) if key in self._typed and key in fmt else None
-            p.scalars[key].append(
-                np.full(s, INT32_MISSING, np.int32) if values is None else values[:, 0])
+            p.scalars[key].append(self._no_scalar if values is None else values[:, 0])
         for key in TYPED_LISTS:
             values = r.format(key) if key in self._typed and key in fmt else None
-            flat, lengths = _int_list(values, s)
+            flat, lengths = (self._no_list if values is None else _int_list(values, s))
             p.lists[key][0].append(flat)
             p.lists[key][1].append(lengths)
         others = [k for k in fmt if k not in self._skip_other]

@@ -1,0 +1,171 @@
+"""VCF pipeline vs `bcftools norm -m -any | bcftools query` on the same synthetic file.
+
+    python benchmarks/vcf.py                       # 2,000 samples x 50,000 records (+ 1/4 size)
+    python benchmarks/vcf.py --samples 500 --records 4000
+
+For each size it writes one synthetic VCF (not timed), then measures in fresh child
+processes, one at a time, wall time and peak RSS of:
+  baseline  bcftools norm -m -any -Ou | bcftools query -f '<site + every FORMAT field>'
+            (pysam's bundled bcftools, two processes joined by a FIFO: a real pipe)
+  pipeline  validate + bcftools norm + annotate + Parquet (workloads.vcf.pipeline.convert_file)
+  load      the staged Parquet into a fresh encrypted DuckDB node warehouse (reported apart)
+and prints pipeline/baseline ratios. Memory is flat if the pipeline's peak RSS does not
+grow with the file (the two sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+QUERY = "%CHROM\t%POS\t%ID\t%REF\t%ALT\t%QUAL\t%FILTER\t%INFO[\t%GT:%DP:%AD:%PL]\n"
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _norm(src: str, fifo: str, out: Any) -> None:
+    import pysam.bcftools
+
+    pysam.bcftools.norm("-m", "-any", "-Ou", "-o", fifo, src, catch_stdout=False)
+    out.put(_peak_mb())
+
+
+def _query(fifo: str, dst: str, out: Any) -> None:
+    import pysam.bcftools
+
+    pysam.bcftools.query("-f", QUERY, "-o", dst, fifo, catch_stdout=False)
+    out.put(_peak_mb())
+
+
+def _pipeline(src: str, work: str, out: Any) -> None:
+    from workloads.vcf.pipeline import convert_file, fingerprint
+    from workloads.vcf.reference import GeneIndex
+
+    start = time.perf_counter()
+    fp = fingerprint(Path(src))
+    _, _, rows, _ = convert_file(Path(src), Path(work), fp=fp, genes=GeneIndex.from_bed())
+    out.put((time.perf_counter() - start, _peak_mb(), rows, fp))
+
+
+def _load(root: str, staging: str, fp: str, out: Any) -> None:
+    from workloads.local_node import LocalNode
+    from workloads.objectstore.folder import FolderStore
+    from workloads.vcf.load import load_staged
+
+    node = LocalNode("bench", Path(root))
+    start = time.perf_counter()
+    with node.open_warehouse() as warehouse:
+        outcome = load_staged(warehouse, FolderStore(Path(staging)), fp)
+    out.put((time.perf_counter() - start, _peak_mb(), outcome.variant_rows))
+
+
+def _run(target: Any, *args: Any) -> Any:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def baseline(src: Path, work: Path) -> tuple[float, float]:
+    fifo = work / "norm.fifo"
+    os.mkfifo(fifo)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    start = time.perf_counter()
+    procs = [ctx.Process(target=_norm, args=(str(src), str(fifo), queue)),
+             ctx.Process(target=_query, args=(str(fifo), str(work / "query.tsv"), queue))]
+    for p in procs:
+        p.start()
+    peaks = [queue.get(), queue.get()]
+    for p in procs:
+        p.join()
+    wall = time.perf_counter() - start
+    fifo.unlink()
+    return wall, sum(peaks)  # both processes are alive at once: their RSS adds up
+
+
+def measure(samples: int, records: int, work: Path, *, load: bool) -> dict[str, float]:
+    import numpy as np
+
+    from workloads.vcf.synth import PatientGenotypes, write_synthetic_vcf
+
+    rng = np.random.default_rng(0)
+    counts = [rng.integers(0, 3, samples).astype(np.int8) for _ in range(3)]
+    patients = PatientGenotypes([f"BENCH-{i:05d}" for i in range(samples)], *counts)
+    start = time.perf_counter()
+    [src] = write_synthetic_vcf(patients, work / "in", records=records, seed=1)
+    synth = time.perf_counter() - start
+    print(f"  synthetic VCF: {src.stat().st_size / 1e6:.0f} MB bgzipped, written in "
+          f"{synth:.1f} s", flush=True)
+    base_wall, base_peak = baseline(src, work)
+    print(f"  baseline : {base_wall:7.1f} s  peak {base_peak:6.0f} MB", flush=True)
+    out = work / "stage"
+    out.mkdir()
+    wall, peak, rows, fp = _run(_pipeline, str(src), str(out))
+    print(f"  pipeline : {wall:7.1f} s  peak {peak:6.0f} MB  ({rows} rows)", flush=True)
+    result = {"baseline_s": base_wall, "baseline_mb": base_peak, "pipeline_s": wall,
+              "pipeline_mb": peak, "rows": rows}
+    if load:
+        staging = work / "bucket"
+        target = staging / "staging" / fp
+        target.mkdir(parents=True)
+        for name in ("variants.parquet", "apoe.parquet"):
+            shutil.move(str(out / name), target / name)
+        (target / "manifest.json").write_text(
+            f'{{"variant_rows": {rows}, "source": "{src}"}}')
+        lwall, lpeak, _ = _run(_load, str(work / "nodes"), str(staging), fp)
+        print(f"  load     : {lwall:7.1f} s  peak {lpeak:6.0f} MB (DuckDB, encrypted)",
+              flush=True)
+        result |= {"load_s": lwall, "load_mb": lpeak}
+    print(f"  ratio pipeline/baseline: time {wall / base_wall:.2f}x, "
+          f"peak memory {peak / base_peak:.2f}x", flush=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--small-fraction", type=float, default=0.25,
+                        help="the second, smaller size for the memory check (0 = skip)")
+    parser.add_argument("--no-load", action="store_true", help="skip the DuckDB load timing")
+    parser.add_argument("--workdir", type=Path, help="default: a temporary folder, removed")
+    args = parser.parse_args()
+    sizes = [args.records]
+    if args.small_fraction:
+        sizes.insert(0, max(100, int(args.records * args.small_fraction)))
+    print(f"VCF pipeline benchmark: {args.samples} samples; baseline = pysam's bundled "
+          f"bcftools (norm -m -any -Ou | query) on {os.cpu_count()} CPUs", flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        for records in sizes:
+            print(f"{args.samples} samples x {records} records:", flush=True)
+            work = Path(tmp) / str(records)
+            work.mkdir()
+            results[records] = measure(args.samples, records, work, load=not args.no_load)
+            shutil.rmtree(work)
+    if len(sizes) == 2:
+        small, big = results[sizes[0]], results[sizes[1]]
+        print(f"memory growth x{sizes[1] / sizes[0]:.0f} records: pipeline peak "
+              f"{small['pipeline_mb']:.0f} -> {big['pipeline_mb']:.0f} MB "
+              f"({big['pipeline_mb'] / small['pipeline_mb']:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
