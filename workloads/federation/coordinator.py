@@ -79,6 +79,7 @@ class Coordinator:
     config: RunConfig
     rejected: list[str] = field(default_factory=list)
     duplicates: int = 0
+    late: int = 0
     round: int = 0
     participants: tuple[str, ...] = ()
     public_keys: dict[str, str] = field(default_factory=dict)
@@ -146,6 +147,12 @@ class Coordinator:
             return self._reject(f"{where}: another run")
         if message.node not in self.participants:
             return self._reject(f"{where}: not a participant of this run")
+        if message.round < round_:
+            # A redelivered or late answer to a finished round: expected under
+            # at-least-once delivery; never aggregated into the current one.
+            self.late += 1
+            log.info("hub: ignored late %s", where)
+            return None
         if message.round != round_:
             return self._reject(f"{where}: not the current round {round_}")
         if message.kind != kind or message.algorithm != algorithm:

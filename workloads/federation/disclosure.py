@@ -26,11 +26,8 @@ SUPPRESSED = -1.0  # on the wire: a suppressed cell's values
 def primary(cells: np.ndarray, k: int) -> np.ndarray:
     """cells: rows x (n, cases, sum_age, sum_bmi). True where the row must be suppressed."""
     n, cases = cells[:, 0], cells[:, 1]
-    return bool_array((n < k) | (cases < k) | (n - cases < k))
-
-
-def bool_array(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=bool)
+    hidden: np.ndarray = (n < k) | (cases < k) | (n - cases < k)
+    return hidden
 
 
 def within_partitions(cells: np.ndarray, suppressed: np.ndarray) -> np.ndarray:

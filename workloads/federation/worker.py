@@ -121,14 +121,24 @@ class NodeWorker:
             for key in [k for k in store if k[0] == run_id]:
                 del store[key]
 
-    def _reply(self, announce: Message, **fields: object) -> Message:
+    def _reply(
+        self,
+        announce: Message,
+        *,
+        kind: str = "result",
+        values: tuple[float, ...] = (),
+        masked: tuple[int, ...] = (),
+        public_keys: dict[str, str] | None = None,
+    ) -> Message:
         return Message(
             run_id=announce.run_id,
             round=announce.round,
             node=self.name,
             algorithm=announce.algorithm,
-            kind=fields.pop("kind", "result"),  # type: ignore[arg-type]
-            **fields,  # type: ignore[arg-type]
+            kind=kind,
+            values=values,
+            masked=masked,
+            public_keys=public_keys or {},
         )
 
     def _answer(self, announce: Message) -> Message | None:

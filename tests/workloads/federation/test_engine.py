@@ -169,12 +169,12 @@ def test_a_dropout_stops_the_run_or_continues_with_a_quorum(
 ) -> None:
     _root, nodes = two_nodes
     # "sg" is expected but its worker never runs (a node that dropped out).
-    with runner.in_process(nodes) as hub:
-        strict = Coordinator(hub, RunConfig(nodes=("us", "eu", "sg"), round_timeout=3))
+    with runner.in_process(nodes, preload=True) as hub:
+        strict = Coordinator(hub, RunConfig(nodes=("us", "eu", "sg"), round_timeout=1.5))
         with pytest.raises(FederationStoppedError, match="no answer from sg"):
             strict.fit()
-    with runner.in_process(nodes) as hub:
-        lenient = Coordinator(hub, RunConfig(nodes=("us", "eu", "sg"), round_timeout=3, quorum=2))
+    with runner.in_process(nodes, preload=True) as hub:
+        lenient = Coordinator(hub, RunConfig(nodes=("us", "eu", "sg"), round_timeout=1.5, quorum=2))
         fit = lenient.fit()
         lenient.finish()
     assert fit.participants == ("eu", "us")
@@ -296,3 +296,50 @@ def test_stale_announcements_are_ignored(two_nodes: tuple[Path, list[LocalNode]]
     old = Message("r", 1, "hub", "keys", "announce", to=("us",), sent_at=1_000)
     worker.handle(old.encode())
     assert bus.uploads.empty() and "ago" in worker.rejected[-1]
+
+
+class GoesSilent:
+    """A node endpoint that stops uploading after its first `keep` uploads."""
+
+    def __init__(self, inner: object, keep: int) -> None:
+        self.inner, self.keep = inner, keep
+
+    def upload(self, data: bytes) -> None:
+        if self.keep > 0:
+            self.keep -= 1
+            self.inner.upload(data)  # type: ignore[attr-defined]
+
+    def receive(self, timeout: float) -> list[bytes]:
+        got: list[bytes] = self.inner.receive(timeout)  # type: ignore[attr-defined]
+        return got
+
+
+def test_a_mid_run_dropout_reruns_the_round_with_fresh_keys(
+    two_nodes: tuple[Path, list[LocalNode]], tmp_path: Path
+) -> None:
+    import threading
+
+    from federation_data import make_node
+
+    _, nodes = two_nodes
+    sg = make_node(tmp_path, "sg", 400, 3)
+    bus = InProcessBus(["us", "eu", "sg"])
+    workers = [NodeWorker(n, bus.node(n.name)) for n in nodes]
+    workers.append(NodeWorker(sg, GoesSilent(bus.node("sg"), keep=2)))  # type: ignore[arg-type]
+    stop = threading.Event()
+    threads = [threading.Thread(target=w.serve, args=(stop,), daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    try:
+        coordinator = Coordinator(
+            Counted(bus.hub()), RunConfig(nodes=("us", "eu", "sg"), round_timeout=2, quorum=2)
+        )
+        fit = coordinator.fit()  # sg answers the key exchange and round 1, then goes silent
+    finally:
+        stop.set()
+    assert fit.participants == ("eu", "us")
+    # Round 1 keys, round 2 Newton with sg, round 3 sg silent -> void; round 4 fresh keys.
+    assert coordinator.key_round == 4
+    assert coordinator.rejected == []
+    _, reference = pooled(nodes)
+    np.testing.assert_allclose(fit.coefficients, reference.params, rtol=0, atol=1e-6)
