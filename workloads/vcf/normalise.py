@@ -12,7 +12,7 @@ from pathlib import Path
 import pysam
 import pysam.bcftools
 
-from workloads.errors import UserError
+from workloads.vcf.validate import VcfInputError
 
 
 def normalise(src: Path, dst: Path, *, output_type: str = "u", threads: int = 0) -> Path:
@@ -23,9 +23,10 @@ def normalise(src: Path, dst: Path, *, output_type: str = "u", threads: int = 0)
     try:
         pysam.bcftools.norm(*args, str(src), catch_stdout=False)
     except pysam.utils.SamtoolsError as exc:
-        raise UserError(
-            f"{src}: bcftools norm -m -any failed: {str(exc).strip()[-300:]}; "
-            f"fix: check the file with `bcftools view {src}`"
+        # Input bcftools refuses is bad input like any other: the caller quarantines it.
+        raise VcfInputError(
+            str(src), 0, f"bcftools norm -m -any failed: {str(exc).strip()[-300:]}",
+            f"check the file with `bcftools view {src.name}`",
         ) from exc
     return dst
 

@@ -141,3 +141,18 @@ def test_other_shards_are_unaffected_in_a_local_run(
             f"SELECT DISTINCT source_fingerprint AS f FROM {wh.table_ref(PROCESSED_VARIANTS)}")
         assert sources.column("f").to_pylist() == [run.shards[1].fingerprint]
     assert FolderStore(node.bucket).exists("quarantine/vcf/bad.vcf.gz.reason.json")
+
+
+def test_values_bcftools_cannot_parse_are_quarantined(
+    node: LocalNode, good: tuple[Path, list[str]]
+) -> None:
+    path, patients = good
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    # A non-integer DP passes the structural checks; bcftools itself refuses it.
+    bad = _edit_record(lambda cols: [*cols[:9], "0/1:abc:1,2:0,0,0", *cols[10:]])(list(lines))
+    key = "vcf/bad_value.vcf.gz"
+    _write_text(bad, node.bucket / key)
+    store = FolderStore(node.bucket)
+    result = process_shard(store, key, store, known_samples=set(patients))
+    assert result.status == "quarantined" and "bcftools norm -m -any failed" in result.reason
+    _assert_quarantined(node, key, "VCF parse error", 0)
