@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pulumi
 
 from workloads.errors import UserError
+from workloads.federation.names import FEDERATION_WORKER_ACCOUNT_ID
 
 NAMESPACE = "sovereign-genomics"
 
@@ -70,8 +71,7 @@ class NodeRef:
 
     @property
     def federation_identity(self) -> str:
-        from workloads.federation.names import FEDERATION_WORKER_ACCOUNT_ID
-
+        """The node's federation worker, as the hub grants it (created by the node stack)."""
         return f"{FEDERATION_WORKER_ACCOUNT_ID}@{self.project}.iam.gserviceaccount.com"
 
 
