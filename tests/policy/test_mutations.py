@@ -30,20 +30,10 @@ def test_violation_messages_name_the_resource_and_the_fix(row: Row) -> None:
         assert any(v.urn == row.changed.urn for v in row.violations) or row.reported <= stack_level
 
 
-# Policies whose target no real stack declares yet, with the reason. The test below fails
-# as soon as a real stack can prove one of them, so this list can only shrink.
-NOT_YET_IN_REAL_STACKS = {
-    "confidential-batch-job": "the Confidential Batch job (a dynamic resource) is not declared yet",
-}
-
-
 def test_every_policy_is_broken_by_a_mutation_of_a_real_stack() -> None:
-    def proven(rows: list[Row]) -> set[str]:
-        return {name for r in rows if r.applicable for name in r.mutation.expected & r.reported}
-
-    real = proven([r for r in ROWS if r.stack != REFERENCE])
-    assert real == {p.name for p in POLICIES} - set(NOT_YET_IN_REAL_STACKS)
-    assert proven(list(ROWS)) == {p.name for p in POLICIES}  # the reference node covers the rest
+    real = [r for r in ROWS if r.applicable and r.stack != REFERENCE]
+    proven = {name for r in real for name in r.mutation.expected & r.reported}
+    assert proven == {p.name for p in POLICIES}
 
 
 def test_every_mutation_applies_somewhere() -> None:
