@@ -435,8 +435,15 @@ def without_verdicts(posture: str) -> str:
 # ---------------------------------------------------------------- command
 
 
-def render(stack: str, *, stack_dir: Path = REPO_ROOT) -> Rendered:
-    resources = capture_stack(stack, stack_dir=stack_dir)
+def render(
+    stack: str,
+    *,
+    stack_dir: Path = REPO_ROOT,
+    resources: Sequence[CapturedResource] | None = None,
+) -> Rendered:
+    """Manifest and posture of a stack file (pass `resources` to reuse a capture of it)."""
+    if resources is None:
+        resources = capture_stack(stack, stack_dir=stack_dir)
     _project, values = stack_config(stack, stack_dir=stack_dir)
     return Rendered(
         stack=stack,

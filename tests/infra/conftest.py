@@ -14,12 +14,13 @@ if str(REPO_ROOT) not in sys.path:
 from infra.capture import CapturedResource, capture_stack  # noqa: E402
 
 NODE_STACKS = ("us", "eu")
+ALL_STACKS = (*NODE_STACKS, "hub")
 
 
 @pytest.fixture(scope="session")
 def captured() -> dict[str, list[CapturedResource]]:
-    """Each committed node stack, captured once per test session."""
-    return {stack: capture_stack(stack) for stack in NODE_STACKS}
+    """Each committed stack, captured once per test session (read-only: do not mutate)."""
+    return {stack: capture_stack(stack) for stack in ALL_STACKS}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from infra.capture import StackFileError, capture_stack
+from infra.capture import CapturedResource, StackFileError, capture_stack
 from infra.config import ConfigError
 
 
-def test_captures_components_and_resources_with_parents() -> None:
-    resources = capture_stack("us")
+def test_captures_components_and_resources_with_parents(
+    captured: dict[str, list[CapturedResource]],
+) -> None:
+    resources = captured["us"]
     by_urn = {r.urn: r for r in resources}
     types = {r.type for r in resources}
     assert "pulumi:pulumi:Stack" in types
@@ -23,8 +25,10 @@ def test_captures_components_and_resources_with_parents() -> None:
     assert all(by_urn[k.parent].type == "sovereign:common:Keys" for k in keys if k.parent)
 
 
-def test_inputs_are_camel_case_and_protect_is_captured() -> None:
-    resources = capture_stack("us")
+def test_inputs_are_camel_case_and_protect_is_captured(
+    captured: dict[str, list[CapturedResource]],
+) -> None:
+    resources = captured["us"]
     key = next(r for r in resources if r.type == "gcp:kms/cryptoKey:CryptoKey")
     assert key.inputs["rotationPeriod"] == "7776000s"
     assert key.protect is True
@@ -32,8 +36,10 @@ def test_inputs_are_camel_case_and_protect_is_captured() -> None:
     assert service.protect is False
 
 
-def test_repeated_captures_in_one_process_are_identical_and_isolated() -> None:
-    first = capture_stack("us")
+def test_repeated_captures_in_one_process_are_identical_and_isolated(
+    captured: dict[str, list[CapturedResource]],
+) -> None:
+    first = captured["us"]
     eu = capture_stack("eu")
     again = capture_stack("us")
     assert first == again
@@ -59,4 +65,4 @@ def test_unknown_stack_file_is_a_clear_error() -> None:
 def test_a_failed_capture_leaves_the_next_one_working() -> None:
     with pytest.raises(ConfigError):
         capture_stack("us", {"perimeterMode": "sideways"})
-    assert capture_stack("us") == capture_stack("us")
+    assert capture_stack("us") == capture_stack("us", {"perimeterMode": "enforced"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from infra_testkit import of_type, one
 
-from infra.capture import capture_stack
+from infra.capture import CapturedResource, capture_stack
 from infra.keys import Keys
 from infra.network import RESTRICTED_VIP_RANGE, Network
 from infra.org_policies import OrgPolicies
@@ -105,8 +105,10 @@ def test_org_policies_cover_every_guard_rail() -> None:
     assert all(p["parent"] == "projects/p-project" for p in policies.values())
 
 
-def test_dry_run_perimeter_carries_the_same_fence_as_the_enforced_one() -> None:
-    enforced = one(capture_stack("us"), ":ServicePerimeter").inputs
+def test_dry_run_perimeter_carries_the_same_fence_as_the_enforced_one(
+    captured: dict[str, list[CapturedResource]],
+) -> None:
+    enforced = one(captured["us"], ":ServicePerimeter").inputs
     dry = one(capture_stack("us", {"perimeterMode": "dryrun"}), ":ServicePerimeter").inputs
     assert dry["useExplicitDryRunSpec"] is True and enforced["useExplicitDryRunSpec"] is False
     assert "status" not in dry and "spec" not in enforced
@@ -124,8 +126,10 @@ def test_standard_provisioning_restarts_and_spot_deletes() -> None:
     }
 
 
-def test_components_register_under_their_type_tokens() -> None:
-    tokens = {r.type for r in capture_stack("us") if r.type.startswith("sovereign:")}
+def test_components_register_under_their_type_tokens(
+    captured: dict[str, list[CapturedResource]],
+) -> None:
+    tokens = {r.type for r in captured["us"] if r.type.startswith("sovereign:")}
     assert tokens == {
         "sovereign:common:Apis",
         "sovereign:common:Keys",

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from infra_testkit import of_type, one, walk
 
-from infra.capture import REPO_ROOT, capture_stack
+from infra.capture import REPO_ROOT, CapturedResource, capture_stack
 from infra.config import ConfigError
 
 BAD_VALUES = [
@@ -80,7 +80,9 @@ def test_perimeter_defaults_to_enforced_and_batch_to_spot_n2d() -> None:
     assert template["machineType"] == "n2d-standard-4"
 
 
-def test_a_new_node_is_a_new_stack_file_and_nothing_else(tmp_path: Path) -> None:
+def test_a_new_node_is_a_new_stack_file_and_nothing_else(
+    tmp_path: Path, captured: dict[str, list[CapturedResource]]
+) -> None:
     shutil.copy(REPO_ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     config = {
         "role": "node",
@@ -111,4 +113,4 @@ def test_a_new_node_is_a_new_stack_file_and_nothing_else(tmp_path: Path) -> None
     assert template["scheduling"]["provisioningModel"] == "STANDARD"
     assert template["scheduling"]["preemptible"] is False
     assert one(resources, ":ServicePerimeter").inputs["name"].endswith("sovereign_node_sg")
-    assert len(resources) == len(capture_stack("us"))
+    assert len(resources) == len(captured["us"])

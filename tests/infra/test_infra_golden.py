@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from infra.capture import CapturedResource
 from infra.render import GOLDEN_DIR, GOLDEN_STACKS, Rendered, render, without_verdicts
 
 REFRESH = "refresh with `.venv/bin/python -m infra.render --update-golden` and review the diff"
@@ -30,8 +31,8 @@ def _diff(expected: str, actual: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def rendered() -> dict[str, Rendered]:
-    return {stack: render(stack) for stack in GOLDEN_STACKS}
+def rendered(captured: dict[str, list[CapturedResource]]) -> dict[str, Rendered]:
+    return {stack: render(stack, resources=captured[stack]) for stack in GOLDEN_STACKS}
 
 
 @pytest.mark.parametrize("stack", GOLDEN_STACKS)

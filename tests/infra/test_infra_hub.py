@@ -18,8 +18,8 @@ PUBLISHER, SUBSCRIBER = "roles/pubsub.publisher", "roles/pubsub.subscriber"
 
 
 @pytest.fixture(scope="module")
-def hub() -> list[CapturedResource]:
-    return capture_stack("hub")
+def hub(captured: dict[str, list[CapturedResource]]) -> list[CapturedResource]:
+    return captured["hub"]
 
 
 def _grants(resources: list[CapturedResource]) -> set[tuple[str, str, str]]:
