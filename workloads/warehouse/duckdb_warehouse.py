@@ -94,8 +94,9 @@ class DuckDBWarehouse:
         changed = " OR ".join(
             f't."{c}" IS DISTINCT FROM s."{c}"' for c in cols if c not in table.primary_key
         ) or "FALSE"
+        staging = "temp.main._staging"
         merge_sql = (
-            f"MERGE INTO {target} AS t USING _incoming AS s ON {on} "
+            f"MERGE INTO {target} AS t USING {staging} AS s ON {on} "
             f"WHEN MATCHED AND ({changed}) THEN UPDATE SET "
             + ", ".join(f'"{c}" = s."{c}"' for c in cols if c not in table.primary_key)
             + " WHEN NOT MATCHED THEN INSERT ("
@@ -104,45 +105,50 @@ class DuckDBWarehouse:
             + ", ".join(f's."{c}"' for c in cols)
             + ")"
         )
+        col_list = ", ".join(f'"{c}"' for c in cols)
         first_key = table.primary_key[0]
-        inserted = updated = total = 0
+        total = 0
         self._con.execute("BEGIN TRANSACTION")
         try:
+            # Stage every chunk first (a temp table spills, encrypted, to temp_directory),
+            # then check keys and MERGE once: one join against the target instead of one
+            # per chunk, which made 10M-row loads quadratic and ran out of memory.
+            self._con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _staging AS SELECT {col_list} FROM {target} LIMIT 0"
+            )
             for chunk in chunks:
                 if chunk.num_rows == 0:
                     continue
                 if isinstance(chunk, pa.RecordBatch):
                     chunk = pa.Table.from_batches([chunk])
                 incoming = chunk.select(cols).cast(schema)
-                self._check_unique_keys(table, incoming, label)
                 self._con.register("_incoming", incoming)
-                # Count what the MERGE will do with one vectorised join, then do it.
-                new, changed_rows = self._con.execute(
-                    f"SELECT count(*) FILTER (WHERE t.\"{first_key}\" IS NULL), "
-                    f"count(*) FILTER (WHERE t.\"{first_key}\" IS NOT NULL AND ({changed})) "
-                    f"FROM _incoming AS s LEFT JOIN {target} AS t ON {on}"
-                ).fetchone() or (0, 0)
-                self._con.execute(merge_sql)
+                self._con.execute(f"INSERT INTO {staging} SELECT {col_list} FROM _incoming")
                 self._con.unregister("_incoming")
-                inserted += new
-                updated += changed_rows
                 total += incoming.num_rows
+            self._check_unique_keys(table, staging, label)
+            # Count what the MERGE will do with one vectorised join, then do it.
+            inserted, updated = self._con.execute(
+                f"SELECT count(*) FILTER (WHERE t.\"{first_key}\" IS NULL), "
+                f"count(*) FILTER (WHERE t.\"{first_key}\" IS NOT NULL AND ({changed})) "
+                f"FROM {staging} AS s LEFT JOIN {target} AS t ON {on}"
+            ).fetchone() or (0, 0)
+            self._con.execute(merge_sql)
+            self._con.execute(f"DROP TABLE {staging}")
             self._con.execute("COMMIT")
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
         return LoadResult(table.name, inserted, updated, total - inserted - updated)
 
-    def _check_unique_keys(self, table: Table, incoming: pa.Table, label: str) -> None:
+    def _check_unique_keys(self, table: Table, staging: str, label: str) -> None:
         keys = ", ".join(f'"{k}"' for k in table.primary_key)
-        self._con.register("_keys", incoming.select(list(table.primary_key)))
         dup = self._con.execute(
-            f"SELECT {keys}, count(*) AS n FROM _keys GROUP BY ALL HAVING n > 1 LIMIT 1"
+            f"SELECT {keys}, count(*) AS n FROM {staging} GROUP BY ALL HAVING n > 1 LIMIT 1"
         ).fetchone()
-        self._con.unregister("_keys")
         if dup:
             raise UserError(
-                f"{label or table.name}: key {dup[:-1]} appears {dup[-1]} times in one batch; "
+                f"{label or table.name}: key {dup[:-1]} appears {dup[-1]} times in one load; "
                 f"fix: make {', '.join(table.primary_key)} unique before loading"
             )
 
