@@ -143,6 +143,14 @@ def test_duplicate_keys_in_a_later_chunk_leave_the_table_as_before(node: LocalNo
         assert content(wh) == before
 
 
+def test_a_key_repeated_across_chunks_of_one_load_is_refused(node: LocalNode) -> None:
+    with node.open_warehouse() as wh:
+        chunks = [*table(ids("US", 3)).to_batches(), *table(["US-0002"], age=60).to_batches()]
+        with pytest.raises(UserError, match=r"US-0002.*appears 2 times in one load"):
+            wh.merge(PATIENT_GENOMIC_DATA, chunks)
+        assert count(wh) == 0
+
+
 def test_a_stream_that_fails_midway_is_rolled_back(node: LocalNode) -> None:
     def stream() -> Iterator[pa.RecordBatch]:
         yield from table(ids("US", 20)).to_batches()
