@@ -1,14 +1,16 @@
 """Generate one node's patients in a single streaming pass into files and its warehouse.
 
-Every batch goes to each file sink and into the warehouse's MERGE as it is produced;
-the files are renamed into place only after the warehouse transaction commits, and
-nothing is kept if any step fails.
+Every batch goes to each file sink (in worker threads) and into the warehouse's MERGE as
+it is produced; the files are renamed into place only after the warehouse transaction
+commits, and nothing is kept if any step fails.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,18 +83,21 @@ def generate_node(
     with tqdm(
         total=rows, unit="row", unit_scale=True, desc=f"generate {profile.node}",
         file=sys.stderr, disable=not progress,
-    ) as bar:
+    ) as bar, ThreadPoolExecutor(max_workers=max(1, len(file_formats))) as pool:
+        writer = _BackgroundWriter(pool, sinks)
         try:
             for fmt in file_formats:
                 sinks.append(open_sink(fmt, output_path(folder, profile.node, fmt), schema))
-            stream = _fan_out(batches, sinks, bar)
+            stream = _fan_out(batches, writer, bar)
             if WAREHOUSE in formats:
                 with node.open_warehouse() as warehouse:
                     load = warehouse.merge(PATIENT_GENOMIC_DATA, stream, label=str(profile.source))
             else:
                 for _ in stream:
                     pass
+            writer.wait()
         except BaseException:
+            writer.wait(raise_errors=False)  # never close a file another thread writes
             for sink in sinks:
                 sink.abort()
             raise
@@ -102,11 +107,35 @@ def generate_node(
     return GenerateResult(profile.node, rows, files, load)
 
 
+class _BackgroundWriter:
+    """Writes each batch to every sink in worker threads while the next batch is drawn.
+
+    Arrow's CSV and Parquet writers release the GIL, so file output overlaps generation
+    (and the warehouse load). Batches reach each sink in order: a batch is handed over
+    only after every sink finished the previous one.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, sinks: Sequence[Sink]) -> None:
+        self._pool = pool
+        self._sinks = sinks
+        self._pending: list[Future[None]] = []
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.wait()
+        self._pending = [self._pool.submit(sink.write, batch) for sink in self._sinks]
+
+    def wait(self, *, raise_errors: bool = True) -> None:
+        pending, self._pending = self._pending, []
+        futures_wait(pending)
+        if raise_errors:
+            for future in pending:
+                future.result()
+
+
 def _fan_out(
-    batches: Iterable[pa.RecordBatch], sinks: Sequence[Sink], bar: tqdm[Any]
+    batches: Iterable[pa.RecordBatch], writer: _BackgroundWriter, bar: tqdm[Any]
 ) -> Iterator[pa.RecordBatch]:
     for batch in batches:
-        for sink in sinks:
-            sink.write(batch)
+        writer.write(batch)
         bar.update(batch.num_rows)
         yield batch
