@@ -19,7 +19,6 @@ from typing import Any
 import cyvcf2  # type: ignore[import-untyped]
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from workloads.tables import PROCESSED_VARIANTS
 from workloads.vcf.annotate import ApoeCollector
@@ -30,6 +29,8 @@ INT32_END = INT32_MISSING + 1  # htslib bcf_int32_vector_end
 GT_END = -2  # cyvcf2 genotype.array(): -1 no-call, -2 vector end (lower ploidy)
 TYPED_SCALARS = ("DP", "GQ")
 TYPED_LISTS = ("AD", "PL")
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_DICT_CALL_FIELDS = ("name", "phaseset")
 CALLS_PER_BATCH = 1_000_000  # ~40-80 MB of Arrow per batch
 MAX_RECORDS_PER_BATCH = 5_000  # bounds a batch's site columns when there are few samples
 
@@ -86,12 +87,24 @@ class VariantConverter:
         self.genes = genes
         self.fingerprint = fingerprint
         self.apoe = ApoeCollector(self.samples)
-        self.schema = PROCESSED_VARIANTS.arrow_schema()
-        self._call_type = self.schema.field("call").type.value_type
+        self.table_schema = PROCESSED_VARIANTS.arrow_schema()
+        # The batches carry the per-call strings (sample name, phaseset) dictionary-encoded:
+        # the same values as the table's STRING columns, written as Parquet dictionary
+        # pages without hashing ~100M strings (write with store_schema=False and readers
+        # see plain strings). `as_table` turns a batch into the table schema proper.
+        self._call_type = pa.struct([
+            pa.field(f.name, _DICT, f.nullable) if f.name in _DICT_CALL_FIELDS else f
+            for f in self.table_schema.field("call").type.value_type
+        ])
+        self.schema = pa.schema([
+            pa.field("call", pa.list_(self._call_type)) if f.name == "call" else f
+            for f in self.table_schema
+        ])
         n = max(1, len(self.samples))
         self.records_per_batch = min(
             MAX_RECORDS_PER_BATCH, max(1, (calls_per_batch or CALLS_PER_BATCH) // n))
         self._names = pa.array(self.samples, pa.string())
+        self._phased_dictionary = pa.array(["*"])
         types = {h.info()["ID"]: h.info() for h in self.vcf.header_iter()
                  if h.info().get("HeaderType") == "FORMAT"}
         # Typed call fields only when the header declares them as the schema expects.
@@ -191,9 +204,11 @@ class VariantConverter:
                 _offsets(np.concatenate(p.gt_lengths)),
                 pa.array(np.concatenate(p.gt_values).astype(np.int64)))
             phased = np.concatenate(p.phased)
-            phaseset = pc.if_else(pa.array(phased), pa.scalar("*"), pa.scalar(None, pa.string()))
+            phaseset = pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n_calls, np.int32), mask=~phased), self._phased_dictionary)
             fields: dict[str, pa.Array] = {
-                "name": pc.take(self._names, pa.array(np.tile(np.arange(s), n_rec))),
+                "name": pa.DictionaryArray.from_arrays(
+                    pa.array(np.tile(np.arange(s, dtype=np.int32), n_rec)), self._names),
                 "genotype": gt,
                 "phaseset": phaseset,
             }
@@ -230,3 +245,8 @@ def _offsets(lengths: np.ndarray) -> pa.Array:
     offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     return pa.array(offsets)
+
+
+def as_table(batches: list[pa.RecordBatch]) -> pa.Table:
+    """Converter batches as a table in the processed_variants schema (plain strings)."""
+    return pa.Table.from_batches(batches).cast(PROCESSED_VARIANTS.arrow_schema())

@@ -94,7 +94,7 @@ def write_parquet(batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: Pa
 
     def drain() -> None:
         try:
-            with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            with pq.ParquetWriter(path, schema, compression="zstd", store_schema=False) as writer:
                 while (batch := queue.get()) is not None:
                     writer.write_batch(batch)
         except BaseException as exc:

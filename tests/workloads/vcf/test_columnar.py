@@ -10,7 +10,7 @@ import pytest
 from vcf_helpers import FIXTURES
 
 from workloads.tables import PROCESSED_VARIANTS
-from workloads.vcf.columnar import VariantConverter
+from workloads.vcf.columnar import VariantConverter, as_table
 from workloads.vcf.normalise import normalise
 from workloads.vcf.reference import GeneIndex, GeneRegion
 
@@ -19,8 +19,7 @@ def _rows(src: Path, tmp: Path, genes: GeneIndex | None = None, calls: int = 0) 
     split = normalise(src, tmp / "split.bcf")
     conv = VariantConverter(split, genes or GeneIndex.from_bed(), "f" * 64,
                             calls_per_batch=calls)
-    batches = list(conv.batches())
-    return pa.Table.from_batches(batches, schema=PROCESSED_VARIANTS.arrow_schema())
+    return as_table(list(conv.batches()))
 
 
 def test_one_row_per_alt_with_sliced_fields(tmp_path: Path) -> None:
