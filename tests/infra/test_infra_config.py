@@ -114,3 +114,11 @@ def test_a_new_node_is_a_new_stack_file_and_nothing_else(
     assert template["scheduling"]["preemptible"] is False
     assert one(resources, ":ServicePerimeter").inputs["name"].endswith("sovereign_node_sg")
     assert len(resources) == len(captured["us"])
+
+    # ...and renders clean: every policy of the pack passes on it.
+    from infra.render import render
+
+    rendered = render("sg", stack_dir=tmp_path, resources=resources)
+    assert "region `asia-southeast1`; jurisdiction PDPA" in rendered.posture
+    verdicts = rendered.posture.split("## Policy verdicts", 1)[1]
+    assert "| PASS |" in verdicts and "FAIL" not in verdicts
