@@ -59,6 +59,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default=3600.0,
         help="ignore announcements older than this many seconds (default 3600)",
     )
+    worker.add_argument(
+        "--create-topics",
+        action="store_true",
+        help="emulator only: create the hub's topics and this node's subscription",
+    )
     worker.set_defaults(func=_worker)
 
     coordinator = commands.add_parser(
@@ -69,6 +74,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     coordinator.add_argument("--nodes", required=True, help="comma-separated node names")
     coordinator.add_argument("--project", default=DEFAULT_PROJECT)
+    coordinator.add_argument(
+        "--create-topics",
+        action="store_true",
+        help="emulator only: create the hub's topics and subscriptions",
+    )
     _model_options(coordinator)
     coordinator.set_defaults(func=_coordinator)
 
@@ -175,6 +185,10 @@ def _worker(args: argparse.Namespace) -> int:
 
     node = LocalNode(args.node, args.root)
     node.open_warehouse(create=False).close()
+    if args.create_topics:
+        from workloads.federation.transport import create_resources
+
+        create_resources(args.project, [args.node])
     worker = NodeWorker(
         node,
         PubSubNode(args.project, args.node),
@@ -191,5 +205,10 @@ def _coordinator(args: argparse.Namespace) -> int:
     from workloads.federation.transport import PubSubHub
 
     nodes = _node_list(args.nodes)
-    _products(Coordinator(PubSubHub(args.project), _config(args, nodes)), "both")
+    config = _config(args, nodes)
+    if args.create_topics:
+        from workloads.federation.transport import create_resources
+
+        create_resources(args.project, nodes)
+    _products(Coordinator(PubSubHub(args.project), config), "both")
     return 0

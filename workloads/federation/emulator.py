@@ -145,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         binary, _ = find_emulator()
         print(f"pubsub emulator: {binary}")
         return 0
+    # Stop cleanly (and so stop the Java process too) on Ctrl-C or kill, even when started
+    # in the background, where shells make SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with running_emulator() as host:
         print(f"PUBSUB_EMULATOR_HOST={host} (Ctrl-C stops it)", flush=True)
         try:

@@ -168,6 +168,11 @@ def _pull(subscriber: Any, subscription: str, timeout: float) -> list[bytes]:
         )
     except exceptions.DeadlineExceeded:
         return []
+    except exceptions.NotFound:
+        raise UserError(
+            f"Pub/Sub subscription {subscription} does not exist; fix: deploy the hub "
+            f"(pulumi up -s hub), or on the emulator pass --create-topics"
+        ) from None
     if not response.received_messages:
         return []
     # Ack at once: the engine deduplicates and a message it rejects must not come back.
