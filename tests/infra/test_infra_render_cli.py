@@ -35,3 +35,25 @@ def test_no_stack_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exit_:
         main([])
     assert exit_.value.code == 2
+
+
+def test_secrets_never_render_in_clear_and_unknowns_render_stably() -> None:
+    import pulumi
+    import pulumi_gcp as gcp
+    from pulumi.runtime import rpc
+
+    from infra.capture import capture_stack
+    from infra.render import _stable, manifest_json
+
+    def program() -> None:
+        gcp.storage.Bucket(
+            "b",
+            name="b",
+            location="us-central1",
+            labels={"owner": pulumi.Output.secret("dr-who")},
+        )
+
+    text = manifest_json("us", capture_stack("us", program=program))
+    assert '"labels": "<secret>"' in text
+    assert "dr-who" not in text
+    assert _stable({"a": [rpc.UNKNOWN]}) == {"a": ["<unknown>"]}
