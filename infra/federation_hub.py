@@ -73,9 +73,9 @@ class FederationHub(pulumi.ComponentResource):
             definition=schema_definition,
             opts=child,
         )
-        storage = gcp.pubsub.TopicMessageStoragePolicyArgs(
-            allowed_persistence_regions=[region], enforce_in_transit=True
-        )
+        # Messages are stored in the hub region only. Not `enforce_in_transit`: it would
+        # refuse a US node's publish arriving at a US endpoint of the global API.
+        storage = gcp.pubsub.TopicMessageStoragePolicyArgs(allowed_persistence_regions=[region])
 
         def topic(label: str, topic_name: str, with_schema: bool) -> gcp.pubsub.Topic:
             return gcp.pubsub.Topic(
