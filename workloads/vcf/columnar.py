@@ -44,13 +44,10 @@ class _Pending:
         "reference_bases": [], "alternate_bases": [], "names": [], "quality": [],
         "filter": [], "info": [], "gene": [],
     })
-    gt_values: list[np.ndarray] = field(default_factory=list)
-    gt_lengths: list[np.ndarray] = field(default_factory=list)
-    phased: list[np.ndarray] = field(default_factory=list)
-    scalars: dict[str, list[np.ndarray]] = field(
-        default_factory=lambda: {k: [] for k in TYPED_SCALARS})
-    lists: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = field(
-        default_factory=lambda: {k: ([], []) for k in TYPED_LISTS})
+    # Raw per-record arrays from htslib, turned into Arrow once per batch.
+    gt: list[np.ndarray] = field(default_factory=list)  # (S, ploidy + 1) each
+    fmt: dict[str, list[np.ndarray | None]] = field(
+        default_factory=lambda: {k: [] for k in (*TYPED_SCALARS, *TYPED_LISTS)})
     other: list[list[str | None] | None] = field(default_factory=list)
 
     @property
@@ -66,14 +63,70 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _int_list(values: np.ndarray, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample integer vectors without htslib's padding; missing elements -> -1."""
-    if values.min() > INT32_END:  # the common case: every value present, nothing padded
-        return values.ravel(), np.full(n_samples, values.shape[1], dtype=np.int64)
-    present = values != INT32_END
-    present[values[:, 0] == INT32_MISSING] = False  # '.' for the whole field: an empty list
-    values[values == INT32_MISSING] = -1
-    return values[present], np.count_nonzero(present, axis=1)
+def _stack(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+    """The records' (S, k) arrays as one (records * S, k) array, if they share k and exist."""
+    present = [a for a in arrays if a is not None]
+    if not present or len(present) != len(arrays) or len({a.shape[1] for a in present}) != 1:
+        return None
+    return np.concatenate(present)
+
+
+def _scalars(arrays: list[np.ndarray | None], s: int) -> np.ndarray:
+    """First value per call; records lacking the field give missing values."""
+    stacked = _stack(arrays)
+    if stacked is not None:
+        return stacked[:, 0]
+    return np.concatenate([np.full(s, INT32_MISSING, np.int32) if a is None else a[:, 0]
+                           for a in arrays])
+
+
+def _ragged(values: np.ndarray, end: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a padded 2-D array without the padding: flat values and row lengths."""
+    if values.min() > end:  # the common case: nothing padded
+        return values.ravel(), np.full(len(values), values.shape[1], dtype=np.int64)
+    present = values != end
+    return values[present], present.sum(axis=1, dtype=np.int64)
+
+
+def _genotypes(gts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Allele indices (-1 = no-call, padding of lower ploidy dropped), lengths, phased."""
+    parts = [np.concatenate(gts)] if len({g.shape[1] for g in gts}) == 1 else gts
+    flats, lengths, phased = [], [], []
+    for g in parts:
+        flat, length = _ragged(g[:, :-1], GT_END)
+        flats.append(flat)
+        lengths.append(length)
+        phased.append(g[:, -1].astype(bool))
+    return np.concatenate(flats), np.concatenate(lengths), np.concatenate(phased)
+
+
+def _int_lists(arrays: list[np.ndarray | None], s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-call integer vectors; a field missing as a whole -> empty, a missing item -> -1."""
+    stacked = _stack(arrays)
+    parts = [stacked] if stacked is not None else arrays
+    flats, lengths = [], []
+    for values in parts:
+        if values is None:  # the record has no such field: empty lists
+            flats.append(np.zeros(0, np.int32))
+            lengths.append(np.zeros(s, np.int64))
+            continue
+        whole_missing = values[:, 0] == INT32_MISSING  # '.' for the field: an empty list
+        rest = values[~whole_missing]
+        if not len(rest) or rest.min() > INT32_END:  # the common case: rows are complete
+            flats.append(rest.ravel())
+            lengths.append(np.where(whole_missing, 0, values.shape[1]).astype(np.int64))
+            continue
+        values = values.copy()
+        values[whole_missing] = INT32_END
+        values[values == INT32_MISSING] = -1
+        flat, length = _ragged(values, INT32_END)
+        flats.append(flat)
+        lengths.append(length)
+    return np.concatenate(flats), np.concatenate(lengths)
+
+
+def _list_array(flat: np.ndarray, lengths: np.ndarray) -> pa.Array:
+    return pa.ListArray.from_arrays(_offsets(lengths), pa.array(flat.astype(np.int64)))
 
 
 class VariantConverter:
@@ -111,9 +164,6 @@ class VariantConverter:
         self._typed = {k for k in (*TYPED_SCALARS, *TYPED_LISTS)
                        if types.get(k, {}).get("Type") == "Integer"}
         self._skip_other = {"GT", *self._typed}
-        # Shared stand-ins for a FORMAT field a record lacks (read-only, never mutated).
-        self._no_scalar = np.full(n, INT32_MISSING, np.int32)
-        self._no_list = (np.zeros(0, np.int64), np.zeros(n, np.int64))
         self.rows = 0
 
     def batches(self) -> Iterator[pa.RecordBatch]:
@@ -145,26 +195,11 @@ class VariantConverter:
         if not s:
             return
         gt = r.genotype.array()  # (S, ploidy + 1): alleles then the phased flag
-        alleles = gt[:, :-1]
-        if alleles.min() > GT_END:  # every sample has the full ploidy
-            p.gt_values.append(alleles.ravel())
-            p.gt_lengths.append(np.full(s, alleles.shape[1], dtype=np.int64))
-        else:
-            present = alleles != GT_END
-            p.gt_values.append(alleles[present])
-            p.gt_lengths.append(np.count_nonzero(present, axis=1))
-        phased = gt[:, -1].astype(bool)
-        p.phased.append(phased)
-        self.apoe.offer(chrom, r.POS, r.REF, alts, alleles, phased)
+        p.gt.append(gt)
+        self.apoe.offer(chrom, r.POS, r.REF, alts, gt[:, :-1], gt[:, -1].astype(bool))
         fmt = r.FORMAT
-        for key in TYPED_SCALARS:
-            values = r.format(key) if key in self._typed and key in fmt else None
-            p.scalars[key].append(self._no_scalar if values is None else values[:, 0])
-        for key in TYPED_LISTS:
-            values = r.format(key) if key in self._typed and key in fmt else None
-            flat, lengths = (self._no_list if values is None else _int_list(values, s))
-            p.lists[key][0].append(flat)
-            p.lists[key][1].append(lengths)
+        for key, values in p.fmt.items():
+            values.append(r.format(key) if key in self._typed and key in fmt else None)
         others = [k for k in fmt if k not in self._skip_other]
         p.other.append(self._other_format(r, others) if others else None)
 
@@ -200,26 +235,20 @@ class VariantConverter:
         }
         n_calls = n_rec * s
         if s:
-            gt = pa.ListArray.from_arrays(
-                _offsets(np.concatenate(p.gt_lengths)),
-                pa.array(np.concatenate(p.gt_values).astype(np.int64)))
-            phased = np.concatenate(p.phased)
+            flat, lengths, phased = _genotypes(p.gt)
             phaseset = pa.DictionaryArray.from_arrays(
                 pa.array(np.zeros(n_calls, np.int32), mask=~phased), self._phased_dictionary)
             fields: dict[str, pa.Array] = {
                 "name": pa.DictionaryArray.from_arrays(
                     pa.array(np.tile(np.arange(s, dtype=np.int32), n_rec)), self._names),
-                "genotype": gt,
+                "genotype": _list_array(flat, lengths),
                 "phaseset": phaseset,
             }
             for key in TYPED_SCALARS:
-                values = np.concatenate(p.scalars[key])
+                values = _scalars(p.fmt[key], s)
                 fields[key] = pa.array(values.astype(np.int64), mask=values == INT32_MISSING)
             for key in TYPED_LISTS:
-                flat, lengths = p.lists[key]
-                fields[key] = pa.ListArray.from_arrays(
-                    _offsets(np.concatenate(lengths)),
-                    pa.array(np.concatenate(flat).astype(np.int64)))
+                fields[key] = _list_array(*_int_lists(p.fmt[key], s))
             if any(o is not None for o in p.other):
                 texts: list[str | None] = []
                 for o in p.other:
