@@ -139,3 +139,4 @@ def _fan_out(
         writer.write(batch)
         bar.update(batch.num_rows)
         yield batch
+    bar.set_postfix_str("finishing: warehouse MERGE / file commit")  # can take a while at 10M
