@@ -184,7 +184,6 @@ def _worker(args: argparse.Namespace) -> int:
     from workloads.local_node import LocalNode
 
     node = LocalNode(args.node, args.root)
-    node.open_warehouse(create=False).close()
     if args.create_topics:
         from workloads.federation.transport import create_resources
 
@@ -195,6 +194,7 @@ def _worker(args: argparse.Namespace) -> int:
         max_epsilon=args.max_epsilon,
         max_age_s=args.max_age,
     )
+    worker.data()  # read the node's rows now: a missing warehouse fails before any round
     logging.getLogger(__name__).info("node %s: worker pulling its subscription", args.node)
     worker.serve(exit_after_run=args.exit_after_run, idle_timeout=args.idle_timeout)
     return 0

@@ -53,6 +53,12 @@ class RunConfig:
                 f"a federated run needs at least two nodes, got {list(self.nodes)}; "
                 f"fix: name two or more nodes (secure aggregation of one node hides nothing)"
             )
+        if len(set(self.nodes)) > secure_agg.MAX_NODES:
+            raise UserError(
+                f"{len(self.nodes)} nodes: the fixed-point sums are sized for at most "
+                f"{secure_agg.MAX_NODES}; fix: raise secure_agg.MAX_NODES (and lower "
+                f"FRACTION_BITS to keep the range)"
+            )
 
 
 @dataclass

@@ -20,8 +20,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from workloads.errors import UserError
 
-FRACTION_BITS = 32  # fixed-point resolution 2^-32 ~ 2e-10; range +-2^30 ~ 1e9 per sum
-_LIMIT = 2.0**62  # headroom: sums of a few nodes stay inside int64
+MAX_NODES = 16  # the sum of this many nodes' values must stay inside int64
+FRACTION_BITS = 28  # fixed-point resolution 2^-28 ~ 4e-9
+# Per node |value| < 2^63 / MAX_NODES / 2^FRACTION_BITS = 2^31 ~ 2.1e9 (a Hessian entry
+# of a node with ~10^8 patients), so no sum over MAX_NODES nodes can wrap around.
+_LIMIT = 2.0**63 / MAX_NODES
 _HKDF_BLOCK = 1020  # HKDF-SHA256 yields at most 255 * 32 bytes = 1020 uint64 per call
 
 
@@ -47,7 +50,7 @@ def encode(values: np.ndarray, fraction_bits: int = FRACTION_BITS) -> np.ndarray
     scaled = np.rint(np.asarray(values, dtype=np.float64) * 2.0**fraction_bits)
     if not np.all(np.isfinite(scaled)) or np.any(np.abs(scaled) >= _LIMIT):
         raise UserError(
-            f"a statistic exceeds the fixed-point range +-2^{62 - fraction_bits}; "
+            f"a statistic exceeds the fixed-point range +-{_LIMIT / 2.0**fraction_bits:.3g}; "
             f"fix: lower the fraction bits or scale the features"
         )
     return scaled.astype(np.int64).view(np.uint64)

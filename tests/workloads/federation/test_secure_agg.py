@@ -34,7 +34,9 @@ def test_masks_cancel_and_the_sum_is_exact_to_fixed_point() -> None:
     vectors = {n: rng.normal(0, 1e6, 28) for n in names}
     masked = uploads(vectors, "run|1|logreg", keys(names))
     total = secure_agg.decode(secure_agg.aggregate(list(masked.values())))
-    assert np.allclose(total, sum(vectors.values()), rtol=0, atol=3 * 2.0**-32 * 2)
+    assert np.allclose(
+        total, sum(vectors.values()), rtol=0, atol=3 * 2.0**-secure_agg.FRACTION_BITS
+    )
     # ... and no single upload decodes to anything near its input.
     for n in names:
         assert np.all(np.abs(secure_agg.decode(masked[n]) - vectors[n]) > 1e3)
