@@ -6,14 +6,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
-_PRINTED = pytest.StashKey[bool]()
+# An attribute, not a StashKey: the hook may be loaded from two module copies.
+_PRINTED = "_sovereign_policy_matrix_printed"
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
@@ -25,9 +24,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
     loads only tests/conftest.py: importing this hook there makes it print in that run too
     (the stash flag keeps it to one copy when both conftests are loaded).
     """
-    if config.stash.get(_PRINTED, False):
+    if getattr(config, _PRINTED, False):
         return
-    config.stash[_PRINTED] = True
+    setattr(config, _PRINTED, True)
     ran = any(
         getattr(report, "nodeid", "").startswith("tests/policy/")
         for reports in terminalreporter.stats.values()
