@@ -66,3 +66,19 @@ def test_a_failed_capture_leaves_the_next_one_working() -> None:
     with pytest.raises(ConfigError):
         capture_stack("us", {"perimeterMode": "sideways"})
     assert capture_stack("us") == capture_stack("us", {"perimeterMode": "enforced"})
+
+
+def test_the_pulumi_entry_point_runs_the_same_program(
+    captured: dict[str, list[CapturedResource]],
+) -> None:
+    # `pulumi up` runs the `main: infra/` folder as a script; do the same under mocks.
+    import runpy
+
+    from infra.capture import REPO_ROOT
+
+    def entry_point() -> None:
+        runpy.run_path(str(REPO_ROOT / "infra"))
+
+    via_entry = capture_stack("us", program=entry_point)
+
+    assert via_entry == captured["us"]
