@@ -106,7 +106,19 @@ def declare_node(cfg: NodeConfig) -> None:
         federation_identity=identities.federation_worker.email,
         hub_project_number=cfg.hub_project_number,
         mode=cfg.perimeter_mode,
-        opts=after_apis,
+        # Fence last: once enforced, calls from outside (the deployer's) are refused.
+        opts=pulumi.ResourceOptions(
+            depends_on=[
+                apis,
+                keys,
+                warehouse,
+                buckets,
+                registry,
+                network,
+                identities,
+                batch.template,
+            ]
+        ),
     )
 
     if cfg.batch_job is not None:
