@@ -114,16 +114,25 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dp-delta", type=float, default=1e-6)
     parser.add_argument("--dp-clip", type=float, default=3.0)
-    parser.add_argument("--dp-rounds", type=int, default=6)
+    parser.add_argument(
+        "--dp-rounds",
+        type=int,
+        default=None,
+        help="releases the budget covers (default: stats 1, fit 6, both 7)",
+    )
 
 
-def _config(args: argparse.Namespace, nodes: list[str]) -> Any:
+PLANNED_RELEASES = {"stats": 1, "fit": 6, "both": 7}
+
+
+def _config(args: argparse.Namespace, nodes: list[str], product: str) -> Any:
     from workloads.federation.coordinator import RunConfig
     from workloads.federation.privacy import DPConfig
 
     dp = None
     if args.dp_epsilon is not None:
-        dp = DPConfig(args.dp_epsilon, args.dp_delta, args.dp_clip, args.dp_rounds)
+        rounds = args.dp_rounds or PLANNED_RELEASES[product]
+        dp = DPConfig(args.dp_epsilon, args.dp_delta, args.dp_clip, rounds)
     if args.k < 1:
         raise UserError(f"--k {args.k}: the small-cell threshold must be at least 1")
     return RunConfig(
@@ -158,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
     from workloads.local_node import LocalNode
 
     nodes = _node_list(args.nodes)
-    config = _config(args, nodes)
+    config = _config(args, nodes, args.product)
     local = [LocalNode(n, args.root) for n in nodes]
     for node in local:
         node.open_warehouse(create=False).close()  # clear error if a node is missing
@@ -205,7 +214,7 @@ def _coordinator(args: argparse.Namespace) -> int:
     from workloads.federation.transport import PubSubHub
 
     nodes = _node_list(args.nodes)
-    config = _config(args, nodes)
+    config = _config(args, nodes, "both")
     if args.create_topics:
         from workloads.federation.transport import create_resources
 

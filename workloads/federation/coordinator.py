@@ -263,22 +263,37 @@ class Coordinator:
     # --- products -------------------------------------------------------------------------
 
     def statistics(self) -> list[StatsRow]:
-        total, answers = self.secure_round("stats", STATS_DIM, params={"k": str(self.config.k)})
+        """Per node and combined cells; with DP, every number is noisy (suppression is
+        decided on the noisy counts)."""
+        dp = self.config.dp
+        params = {"k": str(self.config.k)}
+        if dp:
+            params.update(dp_params(dp, privacy.calibrate(dp)))
+        total, answers = self.secure_round("stats", STATS_DIM, params=params)
         width = len(local_stats.STATS_FIELDS)
         node_cells = {}
         for node, message in answers.items():
             if len(message.values) != STATS_DIM:
                 self.stop(f"node {node} released {len(message.values)} statistics, not {STATS_DIM}")
             node_cells[node] = np.asarray(message.values)
-        combined, hidden = disclosure.combined_release(np.rint(total), node_cells, self.config.k)
+        if not dp:
+            total = np.rint(total)  # exact integer counts (fixed point leaves ~1e-9)
+        combined, hidden = disclosure.combined_release(total, node_cells, self.config.k)
+        bounded = dp is not None
         rows = []
         for i, (column, level) in enumerate(local_stats.stats_cells()):
             label = "all" if level is None else f"{column}={level}"
             cells: dict[str, tuple[float, ...] | None] = {}
             for node in sorted(node_cells):
                 cell = node_cells[node].reshape(-1, width)[i]
-                cells[node] = None if cell[0] == disclosure.SUPPRESSED else _summary(cell)
-            cells["combined"] = None if hidden[i] else _summary(combined[i])
+                cells[node] = (
+                    None
+                    if cell[0] == disclosure.SUPPRESSED
+                    else local_stats.cell_summary(cell, bounded=bounded)
+                )
+            cells["combined"] = (
+                None if hidden[i] else local_stats.cell_summary(combined[i], bounded=bounded)
+            )
             rows.append(StatsRow(label, cells))
         return rows
 
@@ -287,7 +302,14 @@ class Coordinator:
         beta = np.zeros(P)
         dp = self.config.dp
         multiplier = privacy.calibrate(dp) if dp else 0.0
-        max_rounds = dp.rounds if dp else self.config.max_rounds
+        # Under DP the run's planned releases (dp.rounds) that statistics left over.
+        max_rounds = dp.rounds - self.dp_releases if dp else self.config.max_rounds
+        if max_rounds < 1:
+            raise privacy.BudgetExceededError(
+                f"run {self.config.run_id} has no differentially private release left for the "
+                f"model ({self.dp_releases} of {dp.rounds if dp else 0} spent); fix: plan more "
+                f"rounds (--dp-rounds) in a new run"
+            )
         converged, loglik, hessian = False, None, np.eye(P)
         rounds = 0
         epsilon = None
@@ -324,11 +346,6 @@ class Coordinator:
             epsilon=epsilon,
             participants=self.participants,
         )
-
-
-def _summary(cell: np.ndarray) -> tuple[float, ...]:
-    n, cases, sum_age, sum_bmi = (float(v) for v in cell)
-    return (n, cases, cases / n, sum_age / n, sum_bmi / n)
 
 
 def _positive_definite(matrix: np.ndarray, floor: float = 1.0) -> np.ndarray:

@@ -78,16 +78,44 @@ def stats_cells() -> list[tuple[str, int | None]]:
 STATS_FIELDS = ("n", "cases", "sum_age", "sum_bmi")
 
 
-def stats_vector(data: NodeData) -> np.ndarray:
-    """Per cell: n, cancer cases, sum of age, sum of BMI (flattened)."""
+# Public bounds for differential privacy: age and BMI are clamped into them and summed
+# as fractions of the range, so one patient adds at most 1 to each field of a cell.
+AGE_RANGE = (25.0, 80.0)
+BMI_RANGE = (10.0, 60.0)
+CELLS_PER_PATIENT = 1 + len(ALLELE_COLUMNS)  # "all" plus one level per allele column
+
+
+def stats_vector(data: NodeData, *, bounded: bool = False) -> np.ndarray:
+    """Per cell: n, cancer cases, sum of age, sum of BMI (flattened). bounded: the sums
+    are of age and BMI clamped to their public ranges and scaled to [0, 1]."""
+    age, bmi = data.x[:, 0], data.x[:, 1]
+    if bounded:
+        age = _unit(age, AGE_RANGE)
+        bmi = _unit(bmi, BMI_RANGE)
     out = []
     for column, level in stats_cells():
         if column == "all":
             rows = np.ones(data.n, dtype=bool)
         else:
             rows = data.x[:, FEATURES.index(column)] == level
-        out += [rows.sum(), data.y[rows].sum(), data.x[rows, 0].sum(), data.x[rows, 1].sum()]
+        out += [rows.sum(), data.y[rows].sum(), age[rows].sum(), bmi[rows].sum()]
     return np.asarray(out, dtype=np.float64)
+
+
+def _unit(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    low, high = bounds
+    scaled: np.ndarray = (np.clip(values, low, high) - low) / (high - low)
+    return scaled
+
+
+def cell_summary(cell: np.ndarray, *, bounded: bool = False) -> tuple[float, ...]:
+    """(n, cases, cancer rate, mean age, mean BMI) of one cell's (n, cases, sums)."""
+    n, cases, sum_age, sum_bmi = (float(v) for v in cell)
+    mean_age, mean_bmi = sum_age / n, sum_bmi / n
+    if bounded:
+        mean_age = AGE_RANGE[0] + (AGE_RANGE[1] - AGE_RANGE[0]) * mean_age
+        mean_bmi = BMI_RANGE[0] + (BMI_RANGE[1] - BMI_RANGE[0]) * mean_bmi
+    return (n, cases, min(max(cases / n, 0.0), 1.0), mean_age, mean_bmi)
 
 
 # --- logistic regression ----------------------------------------------------------------

@@ -1,15 +1,23 @@
-"""Differential privacy for the federated model: clipping, Gaussian noise, accounting.
+"""Differential privacy for federated statistics and the model: clipping, Gaussian noise,
+accounting.
 
-Each round a node releases its Newton terms (gradient, Hessian, log-likelihood) computed
-on rows whose design vector is clipped to L2 norm `clip`. One patient then moves the
-gradient by at most clip (|y - p| <= 1) and the Hessian by at most clip^2 / 4 (Frobenius;
-p(1-p) <= 1/4); the log-likelihood is not released under DP. So the released vector's L2
-sensitivity is sqrt(clip^2 + clip^4 / 16), and each node adds Gaussian noise of standard
-deviation noise_multiplier * sensitivity to its own release: every node's guarantee holds
-on its own, without trusting the masking (the sum carries m times that noise variance).
-Each round is one GaussianDpEvent; rounds compose in Google's dp-accounting RDP accountant,
-which reports (epsilon, delta). Both the hub and every node compute the run's epsilon
-BEFORE a release and refuse a round that would exceed the budget.
+Statistics: age and BMI are clamped to public ranges and summed as fractions of the
+range, so a patient adds at most 1 to each of the 4 fields of the 4 cells it is in (L2
+sensitivity 4); the node adds Gaussian noise to the whole vector before suppression,
+release and masking.
+
+The model: each round a node releases its Newton terms computed on rows whose design
+vector is clipped to L2 norm `clip`. One patient then moves the gradient by at most clip
+(|y - p| <= 1) and the Hessian by at most clip^2 / 4 (Frobenius; p(1-p) <= 1/4); the
+log-likelihood is not released under DP. So the released vector's L2 sensitivity is
+sqrt(clip^2 + clip^4 / 16).
+
+Each node adds Gaussian noise of standard deviation noise_multiplier * sensitivity to its
+own release: every node's guarantee holds on its own, without trusting the masking (the
+sum carries m times that noise variance). Each release is one GaussianDpEvent; releases
+compose in Google's dp-accounting RDP accountant, which reports (epsilon, delta). Both
+the hub and every node compute the run's epsilon BEFORE a release and refuse one that
+would exceed the budget.
 """
 
 from __future__ import annotations
@@ -33,7 +41,9 @@ class DPConfig:
     epsilon: float  # the run's total budget
     delta: float = 1e-6
     clip: float = 3.0  # L2 bound of each patient's (scaled) design vector
-    rounds: int = 6  # Newton rounds the budget is spread over (fixed: no data-dependent stop)
+    # Releases the budget is spread over: 1 for statistics, each Newton round 1 (a fixed
+    # number: no data-dependent stopping).
+    rounds: int = 6
 
     def __post_init__(self) -> None:
         if not (self.epsilon > 0 and 0 < self.delta < 1 and self.clip > 0 and self.rounds > 0):
@@ -85,8 +95,11 @@ def sensitivity(clip: float) -> float:
     return math.sqrt(clip**2 + (clip**2 / 4.0) ** 2)
 
 
-def noisy(
-    vector: np.ndarray, noise_multiplier: float, config: DPConfig, rng: np.random.Generator
-) -> np.ndarray:
-    sigma = noise_multiplier * sensitivity(config.clip)
+def stats_sensitivity(cells_per_patient: int, fields: int) -> float:
+    """L2 sensitivity of the bounded statistics vector: a patient adds at most 1 to each
+    field (count, case, scaled age, scaled BMI) of each cell it belongs to."""
+    return math.sqrt(cells_per_patient * fields)
+
+
+def noisy(vector: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     return vector + rng.normal(0.0, sigma, size=vector.shape)

@@ -151,7 +151,13 @@ class NodeWorker:
                 public_keys={self.name: secure_agg.public_hex(key)},
             )
         if announce.algorithm == "stats":
-            vector = local_stats.stats_vector(self.data())
+            dp = dp_config(announce.params)
+            vector = local_stats.stats_vector(self.data(), bounded=dp is not None)
+            if dp is not None:
+                sigma = self._spend(announce, dp) * privacy.stats_sensitivity(
+                    local_stats.CELLS_PER_PATIENT, len(local_stats.STATS_FIELDS)
+                )
+                vector = privacy.noisy(vector, sigma, self._rng)
             k = int(announce.params.get("k", disclosure.DEFAULT_K))
             released = disclosure.node_release(vector, k)
             return self._reply(
@@ -173,6 +179,13 @@ class NodeWorker:
         dp = dp_config(announce.params)
         if dp is None:
             return local_stats.newton_vector(self.data(), beta)
+        sigma = self._spend(announce, dp) * privacy.sensitivity(dp.clip)
+        vector = local_stats.newton_vector(self.data(), beta, clip=dp.clip)
+        vector[-1] = 0.0  # the log-likelihood is not released under DP
+        return privacy.noisy(vector, sigma, self._rng)
+
+    def _spend(self, announce: Message, dp: privacy.DPConfig) -> float:
+        """Count one DP release of this run in the ledger, or refuse; the noise multiplier."""
         if dp.epsilon > self.max_epsilon:
             raise privacy.BudgetExceededError(
                 f"run budget epsilon {dp.epsilon} exceeds this node's ceiling {self.max_epsilon}"
@@ -182,11 +195,8 @@ class NodeWorker:
         releases = ledger.get(announce.run_id, 0) + 1
         # Checked before computing anything: refusal happens before any release.
         privacy.check_budget(multiplier, releases, dp)
-        vector = local_stats.newton_vector(self.data(), beta, clip=dp.clip)
-        vector[-1] = 0.0  # the log-likelihood is not released under DP
-        noisy = privacy.noisy(vector, multiplier, dp, self._rng)
         self._write_ledger({**ledger, announce.run_id: releases})
-        return noisy
+        return multiplier
 
     @property
     def ledger_path(self) -> Path:

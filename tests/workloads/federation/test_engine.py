@@ -343,3 +343,28 @@ def test_a_mid_run_dropout_reruns_the_round_with_fresh_keys(
     assert coordinator.rejected == []
     _, reference = pooled(nodes)
     np.testing.assert_allclose(fit.coefficients, reference.params, rtol=0, atol=1e-6)
+
+
+def test_dp_statistics_are_noisy_within_their_noise_and_spend_the_budget(
+    two_nodes: tuple[Path, list[LocalNode]],
+) -> None:
+    _, nodes = two_nodes
+    dp = privacy.DPConfig(epsilon=3.0, rounds=1)
+    with runner.in_process(nodes) as hub:
+        coordinator = Coordinator(hub, RunConfig(nodes=("us", "eu"), dp=dp, round_timeout=20))
+        rows = coordinator.statistics()
+        # The run planned one release, and statistics used it: the model is refused.
+        with pytest.raises(privacy.BudgetExceededError, match="no differentially private"):
+            coordinator.fit()
+        coordinator.finish()
+    sigma = privacy.calibrate(dp) * privacy.stats_sensitivity(
+        local_stats.CELLS_PER_PATIENT, len(local_stats.STATS_FIELDS)
+    )
+    combined = rows[0].values["combined"]
+    assert combined is not None
+    n, _cases, rate, age, _bmi = combined
+    assert n != 5000 and abs(n - 5000) < 6 * sigma * np.sqrt(2)
+    data = [local_stats.load(node) for node in nodes]
+    true_rate = np.mean(np.concatenate([d.y for d in data]))
+    assert abs(rate - true_rate) < 0.02
+    assert abs(age - np.mean(np.concatenate([d.x[:, 0] for d in data]))) < 1.0
