@@ -166,6 +166,26 @@ def main() -> int:
                 f"{privacy.calibrate(dp):.2f}, mean |coef error| per term "
                 f"{np.array2string(error, precision=4)}, AUC {auc_text}"
             )
+        true_rate = float(np.mean(np.concatenate([d.y for d in data])))
+        print(
+            "differentially private statistics (1 release; error of the combined 'all' "
+            f"cell, mean of {args.dp_repeats} runs; true n {total}, rate {true_rate:.4f}):"
+        )
+        for epsilon in (1.0, 3.0, 10.0):
+            dp = privacy.DPConfig(epsilon=epsilon, rounds=1)
+            n_error, rate_error = [], []
+            for _ in range(args.dp_repeats):
+                with runner.in_process(nodes, preload=True) as hub:
+                    coordinator = Coordinator(hub, RunConfig(nodes=NODES, dp=dp))
+                    combined = coordinator.statistics()[0].values["combined"]
+                    coordinator.finish()
+                assert combined is not None
+                n_error.append(abs(combined[0] - total))
+                rate_error.append(abs(combined[2] - true_rate))
+            print(
+                f"  epsilon {epsilon:>4}: mean |n error| {np.mean(n_error):.1f}, "
+                f"mean |rate error| {np.mean(rate_error):.2e}"
+            )
     return 0
 
 

@@ -31,6 +31,8 @@ def test_stats_and_fit_commands_print_reports(
     assert main(["federate", "fit", "--root", str(root), "--dp-epsilon", "3"]) == 0
     out = capsys.readouterr().out
     assert "DP epsilon 3.00" in out and "variant_brca1" in out
+    assert main(["federate", "stats", "--root", str(root), "--dp-epsilon", "1"]) == 0
+    assert "Federated statistics" in capsys.readouterr().out
 
 
 def test_a_missing_node_is_a_clear_error(
