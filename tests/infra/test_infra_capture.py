@@ -82,3 +82,19 @@ def test_the_pulumi_entry_point_runs_the_same_program(
     via_entry = capture_stack("us", program=entry_point)
 
     assert via_entry == captured["us"]
+
+
+def test_a_program_failing_midway_leaves_the_next_capture_clean(
+    captured: dict[str, list[CapturedResource]],
+) -> None:
+    import pulumi_gcp as gcp
+
+    def half_a_program() -> None:
+        gcp.storage.Bucket("orphan", name="orphan", location="us-central1")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        capture_stack("us", program=half_a_program)
+    after = capture_stack("us")
+    assert after == captured["us"]
+    assert not [r for r in after if r.name == "orphan"]
