@@ -54,6 +54,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="refuse DP runs whose budget exceeds this (default 10)",
     )
     worker.add_argument(
+        "--min-k",
+        type=int,
+        default=10,
+        help="this node's small-cell floor; a hub may only ask for more",
+    )
+    worker.add_argument(
         "--max-age",
         type=float,
         default=3600.0,
@@ -202,6 +208,7 @@ def _worker(args: argparse.Namespace) -> int:
         PubSubNode(args.project, args.node),
         max_epsilon=args.max_epsilon,
         max_age_s=args.max_age,
+        min_k=args.min_k,
     )
     worker.data()  # read the node's rows now: a missing warehouse fails before any round
     logging.getLogger(__name__).info("node %s: worker pulling its subscription", args.node)

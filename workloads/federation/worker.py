@@ -40,6 +40,7 @@ class NodeWorker:
     endpoint: NodeEndpoint
     max_epsilon: float = DEFAULT_MAX_EPSILON
     max_age_s: float = DEFAULT_MAX_AGE_S
+    min_k: int = disclosure.DEFAULT_K  # the node's own floor: the hub may ask for more only
     rejected: list[str] = field(default_factory=list)
     _data: local_stats.NodeData | None = None
     _keys: dict[tuple[str, int], X25519PrivateKey] = field(default_factory=dict)
@@ -158,7 +159,7 @@ class NodeWorker:
                     local_stats.CELLS_PER_PATIENT, len(local_stats.STATS_FIELDS)
                 )
                 vector = privacy.noisy(vector, sigma, self._rng)
-            k = int(announce.params.get("k", disclosure.DEFAULT_K))
+            k = max(int(announce.params.get("k", self.min_k)), self.min_k)
             released = disclosure.node_release(vector, k)
             return self._reply(
                 announce,

@@ -368,3 +368,25 @@ def test_dp_statistics_are_noisy_within_their_noise_and_spend_the_budget(
     true_rate = np.mean(np.concatenate([d.y for d in data]))
     assert abs(rate - true_rate) < 0.02
     assert abs(age - np.mean(np.concatenate([d.x[:, 0] for d in data]))) < 1.0
+
+
+def test_a_node_keeps_its_own_small_cell_floor(two_nodes: tuple[Path, list[LocalNode]]) -> None:
+    _, nodes = two_nodes
+    bus = InProcessBus(["us", "eu"])
+    worker, keys = _keyed_worker(nodes[0], bus, "k-run")
+    worker.handle(
+        Message(
+            "k-run",
+            2,
+            "hub",
+            "stats",
+            "announce",
+            to=("us", "eu"),
+            public_keys=keys,
+            params={"key_round": "1", "k": "0"},
+        ).encode()
+    )
+    released = np.asarray(decode(bus.uploads.get_nowait()).values).reshape(-1, 4)
+    shown = released[released[:, 0] != disclosure.SUPPRESSED]
+    assert len(shown) < len(released)  # the hub's k=0 did not lift suppression
+    assert np.all(shown[:, 1] >= 10) and np.all(shown[:, 0] - shown[:, 1] >= 10)
