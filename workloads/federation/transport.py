@@ -168,6 +168,9 @@ def _pull(subscriber: Any, subscription: str, timeout: float) -> list[bytes]:
         )
     except exceptions.DeadlineExceeded:
         return []
+    except (exceptions.ServiceUnavailable, exceptions.InternalServerError) as exc:
+        log.warning("pull from %s failed, will retry: %s", subscription, exc)
+        return []  # transient: the caller polls again
     except exceptions.NotFound:
         raise UserError(
             f"Pub/Sub subscription {subscription} does not exist; fix: deploy the hub "
