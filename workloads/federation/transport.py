@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import queue
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -170,6 +171,7 @@ def _pull(subscriber: Any, subscription: str, timeout: float) -> list[bytes]:
         return []
     except (exceptions.ServiceUnavailable, exceptions.InternalServerError) as exc:
         log.warning("pull from %s failed, will retry: %s", subscription, exc)
+        time.sleep(1.0)
         return []  # transient: the caller polls again
     except exceptions.NotFound:
         raise UserError(
