@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,25 +17,28 @@ _PRINTED = "_sovereign_policy_matrix_printed"
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
-    """Print the mutation x policy matrix whenever policy tests ran in this session.
+    """Print the mutation x policy matrix from the outcomes the mutation tests recorded.
 
-    Computed here (not collected from the tests) so that it also prints under pytest-xdist,
-    where tests run in worker processes; with `pytest tests/policy` it is the same cached
-    computation the tests asserted on. Under xdist from the repository root the controller
-    loads only tests/conftest.py: importing this hook there makes it print in that run too
-    (the stash flag keeps it to one copy when both conftests are loaded).
+    The outcomes travel in the test reports (user properties), so this works under
+    pytest-xdist too, where the tests run in worker processes and only reports reach the
+    controller. Under xdist from the repository root the controller loads only
+    tests/conftest.py: importing this hook there makes it print in that run too (the
+    attribute below keeps it to one copy when both conftests are loaded).
     """
     if getattr(config, _PRINTED, False):
         return
     setattr(config, _PRINTED, True)
-    ran = any(
-        getattr(report, "nodeid", "").startswith("tests/policy/")
-        for reports in terminalreporter.stats.values()
-        for report in reports
-    )
-    if not ran:
-        return
-    from tests.policy.mutations import matrix, render, stacks_under_test
+    from tests.policy.mutations import NOT_APPLICABLE_PROPERTY, ROW_PROPERTY, Outcome, render
 
-    terminalreporter.write_sep("=", "policy mutation matrix (mutation x policy)")
-    terminalreporter.write_line(render(matrix(stacks_under_test())))
+    outcomes: dict[tuple[str, str], Outcome] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for key, value in getattr(report, "user_properties", ()):
+                if key == ROW_PROPERTY:
+                    stack, mutation, reported = json.loads(value)
+                    outcomes[(stack, mutation)] = frozenset(reported)
+                elif key == NOT_APPLICABLE_PROPERTY:
+                    outcomes.update({(stack, name): None for stack, name in json.loads(value)})
+    if outcomes:
+        terminalreporter.write_sep("=", "policy mutation matrix (mutation x policy)")
+        terminalreporter.write_line(render(outcomes))

@@ -481,21 +481,35 @@ def matrix(stacks: tuple[str, ...]) -> tuple[Row, ...]:
     return tuple(rows)
 
 
-def render(rows: Sequence[Row]) -> str:
-    """The mutation x policy matrix: X = reported, ! = reported but not expected,
-    - = expected but missing, . = silent; n/a rows: the stack has no such target."""
+# Test reports carry each row's outcome to whoever prints the matrix (the xdist controller
+# included) under these user-property names.
+ROW_PROPERTY = "policy_matrix_row"  # [stack, mutation, [reported policies]]
+NOT_APPLICABLE_PROPERTY = "policy_matrix_not_applicable"  # [[stack, mutation], ...]
+
+Outcome = frozenset[str] | None  # the policies reported; None: not applicable
+
+
+def render(outcomes: Mapping[tuple[str, str], Outcome]) -> str:
+    """The mutation x policy matrix, rows in (stack, mutation) order of stacks_under_test()
+    and MUTATIONS: X = reported as intended, ! = reported but not intended, - = intended
+    but missed, . = silent; n/a = the stack has no such target; "not run" = no outcome."""
     names = [pol.name for pol in POLICIES]
-    width = max(len(f"{r.stack}: {r.mutation.name}") for r in rows)
-    head = " " * width + "  " + " ".join(f"{i + 1:>2}" for i in range(len(names)))
-    lines = [head]
-    for row in rows:
-        label = f"{row.stack}: {row.mutation.name}".ljust(width)
-        if not row.applicable:
+    keys = [(stack, m.name) for stack in stacks_under_test() for m in MUTATIONS]
+    expected = {m.name: m.expected for m in MUTATIONS}
+    width = max(len(f"{stack}: {name}") for stack, name in keys)
+    lines = [" " * width + "  " + " ".join(f"{i + 1:>2}" for i in range(len(names)))]
+    for stack, mutation in keys:
+        label = f"{stack}: {mutation}".ljust(width)
+        if (stack, mutation) not in outcomes:
+            lines.append(f"{label}  not run")
+            continue
+        reported = outcomes[(stack, mutation)]
+        if reported is None:
             lines.append(f"{label}  n/a")
             continue
         cells = []
         for name in names:
-            hit, want = name in row.reported, name in row.mutation.expected
+            hit, want = name in reported, name in expected[mutation]
             cells.append(" X" if hit and want else " !" if hit else " -" if want else " .")
         lines.append(f"{label}  {' '.join(cells)}")
     lines.append("")

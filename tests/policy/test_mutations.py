@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
 import pytest
 
 from infra.policy.sovereign_policies import POLICIES
-from tests.policy.mutations import MUTATIONS, REFERENCE, Row, matrix, stacks_under_test
+from tests.policy.mutations import (
+    MUTATIONS,
+    NOT_APPLICABLE_PROPERTY,
+    REFERENCE,
+    ROW_PROPERTY,
+    Row,
+    matrix,
+    stacks_under_test,
+)
 
 ROWS = matrix(stacks_under_test())
 
@@ -15,7 +26,10 @@ def _id(row: Row) -> str:
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if r.applicable], ids=_id)
-def test_mutation_trips_exactly_the_intended_policies(row: Row) -> None:
+def test_mutation_trips_exactly_the_intended_policies(
+    row: Row, record_property: Callable[[str, object], None]
+) -> None:
+    record_property(ROW_PROPERTY, json.dumps([row.stack, row.mutation.name, sorted(row.reported)]))
     assert row.reported == row.mutation.expected, "\n".join(v.message for v in row.violations)
 
 
@@ -36,6 +50,8 @@ def test_every_policy_is_broken_by_a_mutation_of_a_real_stack() -> None:
     assert proven == {p.name for p in POLICIES}
 
 
-def test_every_mutation_applies_somewhere() -> None:
+def test_every_mutation_applies_somewhere(record_property: Callable[[str, object], None]) -> None:
+    not_applicable = [[r.stack, r.mutation.name] for r in ROWS if not r.applicable]
+    record_property(NOT_APPLICABLE_PROPERTY, json.dumps(not_applicable))
     applied = {r.mutation.name for r in ROWS if r.applicable}
     assert applied == {m.name for m in MUTATIONS}
