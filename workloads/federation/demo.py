@@ -107,22 +107,21 @@ def write_chart(fit: FitResult, pooled: np.ndarray, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = local_stats.COEFFICIENT_NAMES
-    positions = np.arange(len(names))
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    axis.bar(positions - 0.2, pooled, 0.4, label="pooled (all rows in one place)")
-    axis.bar(
-        positions + 0.2,
-        fit.coefficients,
-        0.4,
-        yerr=1.96 * fit.standard_errors,
-        label="federated (aggregates only)",
-        capsize=3,
+    # One panel per coefficient: their scales differ by 100x (intercept vs per-year age).
+    figure, axes = plt.subplots(1, len(names), figsize=(12, 3.8))
+    for axis, name, pooled_value, value, error in zip(
+        axes, names, pooled, fit.coefficients, fit.standard_errors, strict=True
+    ):
+        axis.bar([0], [pooled_value], 0.6, color="tab:blue")
+        axis.bar([1], [value], 0.6, yerr=[1.96 * error], capsize=4, color="tab:orange")
+        axis.set_xticks([0, 1], ["pooled", "federated"], fontsize=8)
+        axis.set_title(name, fontsize=9)
+        axis.axhline(0, color="black", linewidth=0.5)
+        axis.tick_params(axis="y", labelsize=8)
+    axes[0].set_ylabel("log-odds coefficient (95% CI)")
+    figure.suptitle(
+        "Cancer-risk logistic regression: federated (aggregates only) vs pooled (all rows)"
     )
-    axis.set_xticks(positions, names, rotation=20)
-    axis.set_ylabel("log-odds coefficient")
-    axis.set_title("Cancer-risk logistic regression: federated vs pooled")
-    axis.axhline(0, color="black", linewidth=0.5)
-    axis.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
