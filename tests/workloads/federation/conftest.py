@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from federation_data import make_node
 
+from tests.workloads.federation.federation_data import make_node
 from workloads.federation import emulator
 from workloads.local_node import LocalNode
 

@@ -319,7 +319,7 @@ def test_a_mid_run_dropout_reruns_the_round_with_fresh_keys(
 ) -> None:
     import threading
 
-    from federation_data import make_node
+    from tests.workloads.federation.federation_data import make_node
 
     _, nodes = two_nodes
     sg = make_node(tmp_path, "sg", 400, 3)

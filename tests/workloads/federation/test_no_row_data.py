@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from federation_data import make_node
-
+from tests.workloads.federation.federation_data import make_node
 from workloads.federation import runner
 from workloads.federation.coordinator import Coordinator, RunConfig
 from workloads.federation.protocol import decode
