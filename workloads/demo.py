@@ -1,7 +1,7 @@
 """The local end-to-end demo: what `python -m workloads demo` (scripts/run-local.sh) runs.
 
-For now it generates every demo node's patients into its own encrypted warehouse (and
-its bucket) and returns the per-node summaries; the federation run is added here later.
+It generates every demo node's patients into its own encrypted warehouse (and
+its bucket) and returns the per-node summaries; the CLI then runs the federation over them.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def run_demo(
     nodes: list[str],
     *,
     transport: str = "inprocess",
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     chart: Path | None = None,
 ) -> DemoResult:
     """Federated statistics + model over `nodes` under `root`; prints and returns a report."""
@@ -63,7 +63,7 @@ def run_demo(
             f"masked so that only sums over nodes are readable.",
         ]
     )
-    print(text, file=out)
+    print(text, file=out or sys.stdout)  # resolved now: sys.stdout may have been replaced
     return DemoResult(stats, fit, pooled, diff, hub.bytes_received, chart, text)
 
 
