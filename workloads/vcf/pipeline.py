@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import tempfile
 import threading
 from collections.abc import Collection, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,13 +74,26 @@ def convert_file(
     name: str | None = None,
     threads: int = 0,
 ) -> tuple[Path, Path, int, int]:
-    """Validate, split and convert one local VCF; returns (variants, apoe, rows, samples)."""
-    summary = validate_vcf(src, known_samples=known_samples, name=name)
-    split = normalise(src, out_dir / "split.bcf", threads=threads)
-    converter = VariantConverter(split, genes, fp)
-    variants = out_dir / "variants.parquet"
-    tmp = out_dir / "variants.parquet.tmp"
-    write_parquet(converter.batches(), converter.schema, tmp)
+    """Validate, split and convert one local VCF; returns (variants, apoe, rows, samples).
+
+    The validation pass runs in a second process while this one splits and converts
+    (pure Python holds the GIL, so a thread would not overlap); nothing is returned -
+    so nothing can be staged - unless it passed. Its error wins over bcftools' own, as
+    it names the line.
+    """
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        checked = pool.submit(validate_vcf, src, known_samples=known_samples, name=name)
+        try:
+            split = normalise(src, out_dir / "split.bcf", threads=threads)
+            converter = VariantConverter(split, genes, fp)
+            variants = out_dir / "variants.parquet"
+            tmp = out_dir / "variants.parquet.tmp"
+            write_parquet(converter.batches(), converter.schema, tmp)
+        except Exception:
+            checked.result()  # raises the validation error if there is one
+            raise
+        summary = checked.result()
     tmp.replace(variants)
     split.unlink()
     apoe = out_dir / "apoe.parquet"

@@ -25,9 +25,13 @@ class VcfInputError(UserError):
     """A raw VCF the pipeline refuses; `line` is 1-based in the decompressed text (0 = file)."""
 
     def __init__(self, file: str, line: int, reason: str, fix: str) -> None:
-        self.file, self.line, self.reason = file, line, reason
+        self.file, self.line, self.reason, self.fix = file, line, reason, fix
         where = f"{file}:{line}" if line else file
         super().__init__(f"{where}: {reason}; fix: {fix}")
+
+    def __reduce__(self) -> tuple[type[VcfInputError], tuple[str, int, str, str]]:
+        # Validation runs in a child process: the error must cross back whole.
+        return (VcfInputError, (self.file, self.line, self.reason, self.fix))
 
 
 @dataclass(frozen=True)
