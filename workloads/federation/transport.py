@@ -117,7 +117,7 @@ class _InProcessNode:
 
 
 def _pubsub() -> Any:
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
     return pubsub_v1
 
