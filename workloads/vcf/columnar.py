@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cyvcf2  # type: ignore[import-untyped]
+import cyvcf2
 import numpy as np
 import pyarrow as pa
 
