@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-FIXTURES = Path("/work/shared/fixtures/vcf")
-if not FIXTURES.exists():  # the checkout's own copy, when the shared folder is absent
-    FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "vcf"
+# Real VCFs from bcftools' and hail's test suites (provenance: tests/fixtures/README.md).
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "vcf"
 
 
 def patients_table(n: int, seed: int = 7, node: str = "US") -> pa.Table:
