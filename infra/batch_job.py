@@ -105,6 +105,7 @@ class BatchTargetInputs:
     staging_bucket: pulumi.Input[str]
     dataset: pulumi.Input[str]
     image_uri: pulumi.Input[str]
+    bigquery_kms_key: pulumi.Input[str]
 
 
 def declare_batch_job(
@@ -134,6 +135,7 @@ def declare_batch_job(
     fields = pulumi.Output.all(
         target.project, target.region, target.instance_template, target.service_account,
         target.input_bucket, target.staging_bucket, target.dataset, target.image_uri,
+        target.bigquery_kms_key,
     ).apply(spec)
     return BatchJob(
         name,

@@ -137,6 +137,7 @@ def declare_node(cfg: NodeConfig) -> None:
                 staging_bucket=buckets.buckets["staging"].name,
                 dataset=warehouse.dataset.dataset_id,
                 image_uri=f"{registry.url}/{IMAGE_NAME}:{job.image_tag}",
+                bigquery_kms_key=keys.key_id("bigquery"),
             ),
             job.shards,
             parallelism=job.parallelism,

@@ -40,6 +40,7 @@ def batch_job_json(project: str, region: str, template: str, sa_email: str) -> s
         staging_bucket=f"{project}-staging",
         dataset="hospital_data",
         image_uri=f"{region}-docker.pkg.dev/{project}/images/vcf-processor:latest",
+        bigquery_kms_key=f"projects/{project}/locations/{region}/keyRings/r/cryptoKeys/bigquery",
     )
     return job_json(build_job(target, ["vcf/sample-1.vcf.gz"]))
 

@@ -25,7 +25,7 @@ from workloads.errors import UserError
 TASK_MODULE = "workloads.batch.task"
 JOB_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_INPUT, ENV_STAGING, ENV_SHARDS = "VCF_INPUT", "VCF_STAGING", "VCF_SHARDS"
-ENV_PROJECT, ENV_DATASET = "VCF_BQ_PROJECT", "VCF_BQ_DATASET"
+ENV_PROJECT, ENV_DATASET, ENV_KMS_KEY = "VCF_BQ_PROJECT", "VCF_BQ_DATASET", "VCF_BQ_KMS_KEY"
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ def build_job(
             ENV_SHARDS: json.dumps(list(shards)),
             ENV_PROJECT: target.project,
             ENV_DATASET: target.dataset,
+            ENV_KMS_KEY: target.bigquery_kms_key,
         }),
     )
     group = batch_v1.TaskGroup(

@@ -21,6 +21,8 @@ class BatchTarget:
     staging_bucket: str  # Parquet between the tasks and the load (buckets["staging"])
     dataset: str  # BigQuery dataset holding processed_variants
     image_uri: str  # <region>-docker.pkg.dev/<project>/<repo>/vcf-processor:<tag>
+    # The dataset's CMEK key: the CMEK org policy refuses BigQuery jobs that name none.
+    bigquery_kms_key: str
 
     @classmethod
     def from_stack_outputs(cls, outputs: Mapping[str, Any], *, image_tag: str = "latest") -> (
@@ -38,10 +40,11 @@ class BatchTarget:
                 staging_bucket=buckets["staging"],
                 dataset=outputs["dataset"],
                 image_uri=f"{outputs['repository_url']}/{IMAGE_NAME}:{image_tag}",
+                bigquery_kms_key=outputs["keys"]["bigquery"],
             )
         except KeyError as exc:
             raise UserError(
                 f"stack outputs lack {exc}; fix: pass `pulumi stack output --json -s <node>` "
                 f"of a node stack (project, region, batch_template, batch_service_account, "
-                f"buckets, dataset, repository_url)"
+                f"buckets, dataset, repository_url, keys)"
             ) from exc

@@ -16,7 +16,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from workloads.batch.job import ENV_DATASET, ENV_INPUT, ENV_PROJECT, ENV_SHARDS, ENV_STAGING
+from workloads.batch.job import (
+    ENV_DATASET,
+    ENV_INPUT,
+    ENV_KMS_KEY,
+    ENV_PROJECT,
+    ENV_SHARDS,
+    ENV_STAGING,
+)
 from workloads.errors import UserError
 from workloads.objectstore.base import open_store
 from workloads.vcf.pipeline import ShardResult, process_shard
@@ -34,6 +41,7 @@ def run_task(
     load: str = "none",
     project: str = "",
     dataset: str = "",
+    kms_key: str = "",
 ) -> ShardResult:
     if not 0 <= index < len(shards):
         raise UserError(f"task index {index} is outside the {len(shards)} shards; fix: "
@@ -43,7 +51,7 @@ def run_task(
     if load == "bigquery":
         from workloads.warehouse.bigquery_warehouse import BigQueryWarehouse
 
-        warehouse = BigQueryWarehouse(project=project, dataset=dataset)
+        warehouse = BigQueryWarehouse(project=project, dataset=dataset, kms_key=kms_key)
         if known_samples is None:
             known_samples = warehouse.patient_ids()
     result = process_shard(inputs, shards[index], staging,
@@ -66,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--load", choices=("none", "bigquery"), default="none")
     parser.add_argument("--project", default=env.get(ENV_PROJECT, ""))
     parser.add_argument("--dataset", default=env.get(ENV_DATASET, ""))
+    parser.add_argument("--kms-key", default=env.get(ENV_KMS_KEY, ""),
+                        help="the dataset's CMEK key, named on every BigQuery job")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -73,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"need --input, --staging and --shards (or {ENV_INPUT}, "
                             f"{ENV_STAGING}, {ENV_SHARDS}); fix: run it from the Batch job")
         result = run_task(args.input, args.staging, json.loads(args.shards), args.index,
-                          load=args.load, project=args.project, dataset=args.dataset)
+                          load=args.load, project=args.project, dataset=args.dataset,
+                          kms_key=args.kms_key)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -41,8 +41,14 @@ def load_job_id(fingerprint: str, table: Table | str) -> str:
     return _JOB_ID_UNSAFE.sub("_", f"vcf_load_{name}_{fingerprint}")
 
 
-def parquet_load_config(table: Table) -> bigquery.LoadJobConfig:
+def _encryption(kms_key: str) -> Any:
+    return bigquery.EncryptionConfiguration(kms_key_name=kms_key) if kms_key else None
+
+
+def parquet_load_config(table: Table, kms_key: str = "") -> bigquery.LoadJobConfig:
+    """`kms_key`: under the node's CMEK org policy every job that writes a table names it."""
     config = bigquery.LoadJobConfig(
+        destination_encryption_configuration=_encryption(kms_key),
         source_format=bigquery.SourceFormat.PARQUET,
         schema=schema_fields(table),
         write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
@@ -59,12 +65,13 @@ class BigQueryWarehouse:
     """A node's BigQuery dataset (the stack created it, its tables and its CMEK)."""
 
     def __init__(self, *, project: str, dataset: str, location: str | None = None,
-                 client: Any = None, node: str = "") -> None:
+                 client: Any = None, node: str = "", kms_key: str = "") -> None:
         if not project or not dataset:
             raise UserError("BigQuery needs a project and a dataset; fix: pass --project and "
                             "--dataset (the node stack's outputs)")
         self.project, self.dataset, self.location = project, dataset, location
         self.node = node or project
+        self.kms_key = kms_key
         self._client = client
 
     @property
@@ -98,9 +105,12 @@ class BigQueryWarehouse:
             self.client.create_table(bq_table, exists_ok=True)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        config = bigquery.QueryJobConfig(query_parameters=[
-            bigquery.ScalarQueryParameter(None, _param_type(v), v) for v in (params or [])
-        ])
+        config = bigquery.QueryJobConfig(
+            query_parameters=[
+                bigquery.ScalarQueryParameter(None, _param_type(v), v) for v in (params or [])
+            ],
+            destination_encryption_configuration=_encryption(self.kms_key),  # result table
+        )
         result: pa.Table = self.client.query(sql, job_config=config).to_arrow()
         return result
 
@@ -117,7 +127,7 @@ class BigQueryWarehouse:
         buffer.seek(0)
         scratch = self.table_id(f"_scratch_{table.name}_{uuid.uuid4().hex[:12]}")
         self.client.load_table_from_file(
-            buffer, scratch, job_config=_scratch_config(table)).result()
+            buffer, scratch, job_config=_scratch_config(table, self.kms_key)).result()
         try:
             job = self.client.query(merge_sql(self, table, f"`{scratch}`"))
             job.result()
@@ -143,7 +153,8 @@ class BigQueryWarehouse:
         job_id = load_job_id(fingerprint, table)
         try:
             job = self.client.load_table_from_uri(
-                uri, self.table_id(table), job_id=job_id, job_config=parquet_load_config(table))
+                uri, self.table_id(table), job_id=job_id,
+                job_config=parquet_load_config(table, self.kms_key))
         except Conflict:  # a previous attempt of this task already created the job
             job = self.client.get_job(job_id)
         job.result()
@@ -177,8 +188,8 @@ class BigQueryWarehouse:
             self._client.close()
 
 
-def _scratch_config(table: Table) -> bigquery.LoadJobConfig:
-    config = parquet_load_config(table)
+def _scratch_config(table: Table, kms_key: str) -> bigquery.LoadJobConfig:
+    config = parquet_load_config(table, kms_key)
     config.create_disposition = bigquery.CreateDisposition.CREATE_IF_NEEDED
     config.write_disposition = bigquery.WriteDisposition.WRITE_TRUNCATE
     return config

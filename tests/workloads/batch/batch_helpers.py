@@ -18,6 +18,8 @@ STACK_OUTPUTS: dict[str, Any] = {
         "https://www.googleapis.com/compute/v1/projects/sovereign-us/global/"
         "instanceTemplates/confidential-batch-us",
     "batch_service_account": "batch-runner@sovereign-us.iam.gserviceaccount.com",
+    "keys": {"bigquery": "projects/sovereign-us/locations/us-central1/keyRings/sovereign-us/"
+                         "cryptoKeys/bigquery"},
 }
 
 

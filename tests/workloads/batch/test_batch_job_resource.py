@@ -92,7 +92,8 @@ def test_declare_batch_job_props_come_from_the_same_builder(mocks: _Mocks) -> An
         project=pulumi.Output.from_input(t.project), region=t.region,
         instance_template=pulumi.Output.from_input(t.instance_template),
         service_account=t.service_account, input_bucket=t.input_bucket,
-        staging_bucket=t.staging_bucket, dataset=t.dataset, image_uri=t.image_uri)
+        staging_bucket=t.staging_bucket, dataset=t.dataset, image_uri=t.image_uri,
+        bigquery_kms_key=t.bigquery_kms_key)
     job = declare_batch_job("vcf-job", inputs, SHARDS)
 
     def check(values: list[Any]) -> None:

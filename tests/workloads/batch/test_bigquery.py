@@ -20,6 +20,7 @@ from workloads.warehouse.bigquery_warehouse import (
 )
 
 FP = "ab" * 32
+KEY = "projects/sovereign-us/locations/us-central1/keyRings/sovereign-us/cryptoKeys/bigquery"
 
 
 def test_load_config_carries_the_explicit_schema_and_parquet_options() -> None:
@@ -36,6 +37,17 @@ def test_load_config_carries_the_explicit_schema_and_parquet_options() -> None:
     assert (genotype["type"], genotype["mode"]) == ("INTEGER", "REPEATED")
 
 
+def test_queries_name_the_node_key_and_no_key_means_none() -> None:
+    warehouse, _ = _warehouse()
+    job = mock.Mock()
+    with mock.patch.object(bigquery.Client, "query", return_value=job) as query:
+        warehouse.query("SELECT 1")
+    api = query.call_args.kwargs["job_config"].to_api_repr()["query"]
+    assert api["destinationEncryptionConfiguration"] == {"kmsKeyName": KEY}
+    assert "destinationEncryptionConfiguration" not in parquet_load_config(
+        PROCESSED_VARIANTS).to_api_repr()["load"]
+
+
 def test_job_id_is_deterministic_per_file_and_table() -> None:
     assert load_job_id(FP, PROCESSED_VARIANTS) == load_job_id(FP, "processed_variants")
     assert load_job_id(FP, PROCESSED_VARIANTS) != load_job_id(FP, SAMPLE_APOE)
@@ -48,7 +60,7 @@ def test_job_id_is_deterministic_per_file_and_table() -> None:
 def _warehouse() -> tuple[BigQueryWarehouse, bigquery.Client]:
     client = bigquery.Client(project="sovereign-us", credentials=AnonymousCredentials())
     return BigQueryWarehouse(project="sovereign-us", dataset="hospital_data",
-                             client=client), client
+                             client=client, kms_key=KEY), client
 
 
 def test_load_sends_the_job_id_and_a_retry_reattaches() -> None:
@@ -60,7 +72,10 @@ def test_load_sends_the_job_id_and_a_retry_reattaches() -> None:
     assert args == ("gs://b/x.parquet", "sovereign-us.hospital_data.processed_variants")
     assert kwargs["job_id"] == load_job_id(FP, PROCESSED_VARIANTS)
     assert kwargs["job_config"].to_api_repr() == parquet_load_config(
-        PROCESSED_VARIANTS).to_api_repr()
+        PROCESSED_VARIANTS, KEY).to_api_repr()
+    # The node's CMEK org policy refuses BigQuery jobs that name no key.
+    assert kwargs["job_config"].to_api_repr()["load"]["destinationEncryptionConfiguration"] == {
+        "kmsKeyName": KEY}
     job.result.assert_called_once()
     # The retried task: BigQuery answers 409 for the same job id; we wait for the first job.
     first = mock.Mock()

@@ -41,6 +41,8 @@ def test_job_runs_on_the_confidential_template_in_the_node_region() -> None:
     spec = group.task_spec
     assert spec.max_retry_count == 2 and spec.max_run_duration.total_seconds() == 4 * 3600
     assert json.loads(spec.environment.variables[ENV_SHARDS]) == SHARDS
+    # Every BigQuery job the task runs names the dataset's key (CMEK org policy).
+    assert spec.environment.variables["VCF_BQ_KMS_KEY"] == STACK_OUTPUTS["keys"]["bigquery"]
     container = spec.runnables[0].container
     assert container.image_uri == STACK_OUTPUTS["repository_url"] + "/vcf-processor:v1"
     assert list(container.commands)[:2] == ["-m", "workloads.batch.task"]
