@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.apis import Apis
 from infra.config import HubConfig
 from infra.federation_hub import FederationHub, read_schema
-from infra.keys import Keys, service_agent
-from infra.org_policies import OrgPolicies
+from infra.foundation import declare_foundation
+from infra.keys import service_agent
 from infra.services import HUB_APIS
 
 HUB_CMEK_SERVICES: tuple[str, ...] = ("pubsub.googleapis.com",)
@@ -16,24 +15,14 @@ HUB_CMEK_SERVICES: tuple[str, ...] = ("pubsub.googleapis.com",)
 
 def declare_hub(cfg: HubConfig) -> None:
     schema = read_schema()  # before any resource: a missing schema stops the run cleanly
-    apis = Apis("apis", project=cfg.project, services=HUB_APIS)
-    after_apis = pulumi.ResourceOptions(depends_on=[apis])
-    OrgPolicies(
-        "org-policies",
-        project=cfg.project,
-        allowed_locations=cfg.allowed_locations,
+    foundation = declare_foundation(
+        cfg,
+        services=HUB_APIS,
         cmek_services=HUB_CMEK_SERVICES,
-        opts=after_apis,
-    )
-    keys = Keys(
-        "keys",
-        project=cfg.project,
-        project_number=cfg.project_number,
-        region=cfg.region,
         ring_name="sovereign-hub",
-        purposes=("pubsub",),
-        opts=after_apis,
+        key_purposes=("pubsub",),
     )
+    keys = foundation.keys
     hub = FederationHub(
         "federation",
         project=cfg.project,
@@ -42,7 +31,7 @@ def declare_hub(cfg: HubConfig) -> None:
         kms_key=keys.key_id("pubsub"),
         nodes=cfg.nodes,
         schema_definition=schema,
-        opts=pulumi.ResourceOptions(depends_on=[apis, *keys.usable("pubsub")]),
+        opts=foundation.encrypted_with("pubsub"),
     )
     pulumi.export("project", cfg.project)
     pulumi.export("region", cfg.region)

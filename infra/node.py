@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.apis import Apis
 from infra.buckets import Buckets
 from infra.confidential_batch import ConfidentialBatch
 from infra.config import NodeConfig
+from infra.foundation import declare_foundation
 from infra.identities import Identities, NodeResources
-from infra.keys import KeyPurpose, Keys
+from infra.keys import KeyPurpose
 from infra.network import Network
-from infra.org_policies import OrgPolicies
 from infra.perimeter import Perimeter
 from infra.registry import Registry
 from infra.services import NODE_APIS, NODE_RESTRICTED_APIS
@@ -29,27 +28,15 @@ NODE_CMEK_SERVICES: tuple[str, ...] = (
 
 
 def declare_node(cfg: NodeConfig) -> None:
-    apis = Apis("apis", project=cfg.project, services=NODE_APIS)
-    after_apis = pulumi.ResourceOptions(depends_on=[apis])
-    OrgPolicies(
-        "org-policies",
-        project=cfg.project,
-        allowed_locations=cfg.allowed_locations,
+    foundation = declare_foundation(
+        cfg,
+        services=NODE_APIS,
         cmek_services=NODE_CMEK_SERVICES,
-        opts=after_apis,
-    )
-    keys = Keys(
-        "keys",
-        project=cfg.project,
-        project_number=cfg.project_number,
-        region=cfg.region,
         ring_name=f"sovereign-{cfg.node}",
-        purposes=NODE_KEY_PURPOSES,
-        opts=after_apis,
+        key_purposes=NODE_KEY_PURPOSES,
     )
-
-    def encrypted_with(purpose: KeyPurpose) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(depends_on=[apis, *keys.usable(purpose)])
+    apis, keys, encrypted_with = foundation.apis, foundation.keys, foundation.encrypted_with
+    after_apis = pulumi.ResourceOptions(depends_on=[apis])
 
     warehouse = Warehouse(
         "warehouse",
