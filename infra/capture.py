@@ -114,7 +114,11 @@ def stack_config(
     project = project_name(stack_dir)
     path = stack_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
-        raise StackFileError(f"{path} not found: a stack needs its Pulumi.<stack>.yaml")
+        known = sorted(p.name.split(".")[1] for p in stack_dir.glob("Pulumi.*.yaml"))
+        raise StackFileError(
+            f"{path} not found: a stack needs its Pulumi.<stack>.yaml; fix: use one of "
+            f"{', '.join(known) or 'none'} or write Pulumi.{stack}.yaml"
+        )
     data = yaml.safe_load(path.read_text()) or {}
     values: dict[str, Any] = dict(data.get("config") or {})
     for key, value in (overrides or {}).items():

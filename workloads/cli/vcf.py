@@ -94,6 +94,9 @@ def _process(args: argparse.Namespace) -> int:
     node = _node(args)
     staging = FolderStore(node.bucket)
     path = Path(args.file)
+    if path.is_absolute() and not path.is_file():
+        raise UserError(f"{path}: no such VCF file; fix: pass an existing file or a key in "
+                        f"the node bucket {node.bucket}")
     inputs, key = (FolderStore(path.parent), path.name) if path.is_file() else (staging, args.file)
     with node.open_warehouse(create=False) as warehouse:
         known = PatientGenotypes.from_warehouse(warehouse).ids

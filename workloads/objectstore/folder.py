@@ -17,7 +17,8 @@ class FolderStore:
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root.resolve()):
-            raise UserError(f"object key {key!r} escapes the store {self.root}")
+            raise UserError(f"object key {key!r} escapes the store {self.root}; fix: name an "
+                            f"object inside it (a key relative to {self.root})")
         return path
 
     def uri(self, key: str) -> str:

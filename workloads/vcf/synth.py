@@ -252,7 +252,8 @@ def write_synthetic_vcf(
     if records < len(SPECIAL_SITES) or shards < 1 or shards > records:
         raise UserError(
             f"records={records}, shards={shards}: need records >= {len(SPECIAL_SITES)} "
-            f"and 1 <= shards <= records"
+            f"and 1 <= shards <= records; fix: pass --records >= {len(SPECIAL_SITES)} and "
+            f"--shards between 1 and --records"
         )
     rng = np.random.default_rng(seed)
     sites = _sites(records, genes or GeneIndex.from_bed(), rng)

@@ -38,3 +38,13 @@ def test_process_of_a_bad_file_exits_2_and_names_it(
     err = capsys.readouterr().err
     assert "bad.vcf:1: missing VCF header" in err
     assert (tmp_path / "incoming" / "quarantine" / "bad.vcf.reason.json").exists()
+
+
+def test_process_of_a_missing_file_names_it_and_the_fix(
+    node: LocalNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.vcf.gz"
+    assert main(["vcf", "process", "--node", node.name, "--root", str(node.root),
+                 str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: no such VCF file; fix:" in err
