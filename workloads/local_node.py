@@ -17,6 +17,7 @@ from pathlib import Path
 from workloads.errors import UserError
 from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
 
+DEFAULT_ROOT = Path("local")  # where the CLI keeps local nodes unless told otherwise
 NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 KEY_ENV_PREFIX = "SOVEREIGN_NODE_KEY_"
 _KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")

@@ -9,6 +9,7 @@ from typing import Any
 from workloads.demo import DEFAULT_ROWS, DEFAULT_SEED, DEMO_NODES, run_demo
 from workloads.federation.demo import run_demo as run_federation
 from workloads.generator import format_summaries
+from workloads.local_node import DEFAULT_ROOT
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "no data."
         ),
     )
-    p.add_argument("--root", type=Path, default=Path("local"),
+    p.add_argument("--root", type=Path, default=DEFAULT_ROOT,
                    help="folder holding the local nodes (default: ./local)")
     p.add_argument("--rows", type=int, default=DEFAULT_ROWS,
                    help=f"patients per node (default: {DEFAULT_ROWS})")

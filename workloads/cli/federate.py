@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from workloads.errors import UserError
+from workloads.local_node import DEFAULT_ROOT
 
 DEFAULT_PROJECT = "sovereign-local"
 
@@ -37,7 +38,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "masked aggregates. Needs PUBSUB_EMULATOR_HOST or Google credentials.",
     )
     worker.add_argument("--node", required=True, help="this node's name, e.g. us")
-    worker.add_argument("--root", type=Path, default=Path("nodes"), help="folder of local nodes")
+    worker.add_argument("--root", type=Path, default=DEFAULT_ROOT,
+                        help=f"folder of local nodes (default: {DEFAULT_ROOT})")
     worker.add_argument("--transport", choices=["pubsub"], default="pubsub")
     worker.add_argument("--project", default=DEFAULT_PROJECT, help="the hub's GCP project")
     worker.add_argument("--exit-after-run", action="store_true", help="stop when a run ends")
@@ -90,7 +92,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=Path("nodes"), help="folder of local nodes")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
+                        help=f"folder of local nodes (default: {DEFAULT_ROOT})")
     parser.add_argument("--nodes", default="us,eu", help="comma-separated node names")
     parser.add_argument(
         "--transport",

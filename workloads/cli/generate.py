@@ -17,8 +17,7 @@ from workloads.generator import (
 from workloads.generator.profile import Profile
 from workloads.generator.run import FORMATS, parse_formats
 from workloads.generator.sampling import DEFAULT_CHUNK_ROWS
-
-DEFAULT_ROOT = Path("local")
+from workloads.local_node import DEFAULT_ROOT
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

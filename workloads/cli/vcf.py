@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from workloads.errors import UserError
+from workloads.local_node import DEFAULT_ROOT
 
-DEFAULT_ROOT = Path("local")
 INPUT_PREFIX = "vcf/"
 
 
