@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from workloads.demo import DEFAULT_ROWS, DEFAULT_SEED, DEMO_NODES, run_demo
-from workloads.federation.demo import run_demo as run_federation
 from workloads.generator import format_summaries
 from workloads.local_node import DEFAULT_ROOT
 
@@ -42,5 +41,8 @@ def _demo(args: argparse.Namespace) -> int:
     summaries = run_demo(args.root, rows=args.rows, seed=args.seed, progress=not args.no_progress)
     print(format_summaries(summaries))
     print()
+    # Imported here: the engine (dp-accounting, matplotlib) would slow every CLI start.
+    from workloads.federation.demo import run_demo as run_federation
+
     run_federation(args.root, list(DEMO_NODES), transport=args.transport)
     return 0
