@@ -27,7 +27,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from infra import mock_outputs
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

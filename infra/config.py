@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 import pulumi
 
-from workloads.errors import UserError
-from workloads.federation.names import FEDERATION_WORKER_ACCOUNT_ID
+from workloads.contracts.errors import UserError
+from workloads.contracts.federation import FEDERATION_WORKER_ACCOUNT_ID
+from workloads.contracts.nodes import NODE_NAME, NODE_NAME_RULE
 
 NAMESPACE = "sovereign-genomics"
 
@@ -33,7 +34,6 @@ PROVISIONING_MODELS: tuple[ProvisioningModel, ...] = ("SPOT", "STANDARD")
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _PROJECT_NUMBER = re.compile(r"^[1-9][0-9]{5,18}$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
-_NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _ACCESS_POLICY = re.compile(r"^[0-9]{1,20}$")
 # Confidential VMs with AMD SEV on general-purpose machines: the N2D family.
 _CONFIDENTIAL_MACHINE = re.compile(r"^n2d-(standard|highmem|highcpu)-[0-9]+$")
@@ -233,7 +233,7 @@ def _node(r: _Reader, common: dict[str, Any]) -> NodeConfig:
         raise r.fail("hubProject", "equals the node's own project", "name the hub's project")
     return NodeConfig(
         **common,
-        node=r.string("node", _NODE_NAME, "us"),
+        node=r.string("node", NODE_NAME, "us"),
         hub_project=hub_project,
         hub_project_number=r.string("hubProjectNumber", _PROJECT_NUMBER, "210987654321"),
         access_policy=r.string(
@@ -309,8 +309,8 @@ def _hub(r: _Reader, common: dict[str, Any]) -> HubConfig:
                 f"nodes[{i}]", f"is {item!r}", "write it as {name: us, project: fed-node-us}"
             )
         name, project = item["name"], item["project"]
-        if not isinstance(name, str) or not _NODE_NAME.match(name):
-            raise r.fail(f"nodes[{i}].name", f"is {name!r}", "use a short lowercase name like us")
+        if not isinstance(name, str) or not NODE_NAME.match(name):
+            raise r.fail(f"nodes[{i}].name", f"is {name!r}", f"use {NODE_NAME_RULE}, like us")
         if not isinstance(project, str) or not _PROJECT_ID.match(project):
             raise r.fail(
                 f"nodes[{i}].project", f"is {project!r}", "use a GCP project id like fed-node-us"

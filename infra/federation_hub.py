@@ -1,7 +1,7 @@
 """The federation hub's Pub/Sub: schema, topics, one subscription per node, and who may do what.
 
-Names come from workloads/federation/names.py and the Avro schema from the file the
-federation engine validates against (workloads/federation/message_schema.avsc): the stack
+Names come from workloads/contracts/federation.py and the Avro schema from the file the
+federation engine validates against (workloads/contracts/message_schema.avsc): the stack
 restates neither. No subscription filters: the emulator ignores them, so correctness
 never depends on one; each worker drops messages not addressed to it.
 
@@ -23,16 +23,16 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.config import ConfigError, NodeRef
-from workloads.federation.names import (
+from workloads.contracts.federation import (
     BROADCAST_TOPIC,
     COORDINATOR_ACCOUNT_ID,
     DEAD_LETTER_TOPIC,
     MESSAGE_SCHEMA,
+    SCHEMA_PATH,
     UPLOAD_SUBSCRIPTION,
     UPLOAD_TOPIC,
     node_subscription,
 )
-from workloads.federation.protocol import SCHEMA_PATH
 
 RETENTION = "604800s"  # 7 days: a node that was down for a weekend still gets its rounds
 ACK_DEADLINE_S = 60
@@ -45,7 +45,7 @@ def read_schema(path: Path = SCHEMA_PATH) -> str:
     if not path.is_file():
         raise ConfigError(
             f"{path} not found: the hub's Pub/Sub schema is the federation engine's Avro "
-            "schema; fix: restore workloads/federation/message_schema.avsc"
+            "schema; fix: restore workloads/contracts/message_schema.avsc"
         )
     return path.read_text()
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from workloads.federation.names import FEDERATION_WORKER_ACCOUNT_ID
+from workloads.contracts.federation import FEDERATION_WORKER_ACCOUNT_ID
 
 BATCH_RUNNER_ACCOUNT_ID = "batch-runner"
 

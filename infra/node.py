@@ -15,7 +15,7 @@ from infra.perimeter import Perimeter
 from infra.registry import Registry
 from infra.services import NODE_APIS, NODE_RESTRICTED_APIS
 from infra.warehouse import Warehouse
-from workloads.tables import ALL_TABLES
+from workloads.contracts.catalogue import ALL_TABLES
 
 NODE_KEY_PURPOSES: tuple[KeyPurpose, ...] = ("bigquery", "storage", "artifactregistry", "compute")
 # Services whose data the org policy refuses to store without a customer-managed key.

@@ -26,7 +26,7 @@ from typing import Any
 from pulumi.runtime import rpc
 
 from infra.capture import REPO_ROOT, CapturedResource, capture_stack, stack_config
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 GOLDEN_DIR = REPO_ROOT / "tests" / "infra" / "golden"
 GOLDEN_STACKS = ("us", "eu", "hub")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp as gcp
 
-from workloads.schema import Partitioning, Table
+from workloads.contracts.schema import Partitioning, Table
 
 DATASET_ID = "hospital_data"
 

@@ -14,11 +14,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
+from workloads.contracts.nodes import NODE_NAME, NODE_NAME_RULE
 from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 DEFAULT_ROOT = Path("local")  # where the CLI keeps local nodes unless told otherwise
-NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+
 KEY_ENV_PREFIX = "SOVEREIGN_NODE_KEY_"
 _KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
@@ -35,8 +36,8 @@ class LocalNode:
     def __post_init__(self) -> None:
         if not NODE_NAME.match(self.name):
             raise UserError(
-                f"node name {self.name!r} is not valid; fix: use 1-16 lowercase letters/digits "
-                f"starting with a letter (e.g. us, eu, sg)"
+                f"node name {self.name!r} is not valid; fix: use {NODE_NAME_RULE} "
+                "(e.g. us, eu, sg)"
             )
 
     @property

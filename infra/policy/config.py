@@ -17,7 +17,7 @@ from typing import Any
 
 from infra.capture import REPO_ROOT, StackFileError, stack_config
 from infra.policy.sovereign_policies import POLICIES, PolicyConfig
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 
 def config_for_stack(stack: str, *, stack_dir: Path = REPO_ROOT) -> PolicyConfig:

@@ -11,8 +11,8 @@ from infra import hub as hub_module
 from infra.capture import CapturedResource, capture_stack
 from infra.config import ConfigError
 from infra.federation_hub import read_schema
-from workloads.federation import names
-from workloads.federation.protocol import SCHEMA_PATH
+from workloads.contracts import federation as names
+from workloads.contracts.federation import SCHEMA_PATH
 
 PUBLISHER, SUBSCRIBER = "roles/pubsub.publisher", "roles/pubsub.subscriber"
 
@@ -151,5 +151,5 @@ def test_a_missing_message_schema_stops_the_hub_with_a_clear_error(
     with pytest.raises(ConfigError, match=r"message_schema\.avsc not found"):
         read_schema(missing)
     monkeypatch.setattr(hub_module, "read_schema", lambda: read_schema(missing))
-    with pytest.raises(ConfigError, match=r"restore workloads/federation/message_schema\.avsc"):
+    with pytest.raises(ConfigError, match=r"restore workloads/contracts/message_schema\.avsc"):
         capture_stack("hub")

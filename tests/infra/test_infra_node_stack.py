@@ -8,7 +8,7 @@ import pytest
 from infra_testkit import of_type, one, stack_file, walk
 
 from infra.capture import CapturedResource
-from workloads.tables import ALL_TABLES
+from workloads.contracts.catalogue import ALL_TABLES
 
 NODES = ("us", "eu")
 MAX_ROTATION_S = 90 * 24 * 3600

@@ -20,7 +20,7 @@ from typing import Any
 from google.cloud import batch_v1
 
 from workloads.batch.target import BatchTarget
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 TASK_MODULE = "workloads.batch.task"
 JOB_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 IMAGE_NAME = "vcf-processor"
 

@@ -24,7 +24,7 @@ from workloads.batch.job import (
     ENV_SHARDS,
     ENV_STAGING,
 )
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 from workloads.objectstore.base import open_store
 from workloads.vcf.pipeline import ShardResult, process_shard
 

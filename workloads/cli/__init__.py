@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 COMMAND_MODULES = (
     "workloads.cli.generate",

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 from workloads.local_node import DEFAULT_ROOT
 
 DEFAULT_PROJECT = "sovereign-local"

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 from workloads.generator import (
     find_profile,
     format_summaries,

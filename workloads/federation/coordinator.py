@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 from workloads.federation import disclosure, local_stats, privacy, secure_agg
 from workloads.federation.protocol import HUB, Message, MessageRejectedError, decode
 from workloads.federation.transport import HubEndpoint

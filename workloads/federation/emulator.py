@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 BIN_ENV = "PUBSUB_EMULATOR_BIN"
 _RELATIVE_BIN = Path("platform/pubsub-emulator/bin/cloud-pubsub-emulator")

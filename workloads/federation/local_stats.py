@@ -8,9 +8,9 @@ from functools import cached_property
 
 import numpy as np
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.local_node import LocalNode
-from workloads.tables import PATIENT_GENOMIC_DATA
 
 FEATURES = ("age", "bmi", "variant_brca1", "variant_tp53", "variant_apoe4")
 OUTCOME = "diagnosis_cancer"

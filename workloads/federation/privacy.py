@@ -29,7 +29,7 @@ import dp_accounting
 import numpy as np
 from dp_accounting import rdp
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 
 class BudgetExceededError(UserError):

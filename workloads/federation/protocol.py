@@ -8,19 +8,17 @@ schema check, and Avro cannot bound array lengths), so every reader applies one 
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-SCHEMA_PATH = Path(__file__).with_name("message_schema.avsc")
+from workloads.contracts.nodes import NODE_NAME
+
 SCHEMA_VERSION = 1
 MAX_VALUES = 4096  # per array: far above any model dimension, far below any row count
 MAX_MESSAGE_BYTES = 256 * 1024
 HUB = "hub"
 KINDS = ("announce", "public_key", "result", "abort", "done")
-_SENDER = re.compile(r"^(hub|[a-z][a-z0-9]{0,15})$")
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -85,7 +83,7 @@ def decode(data: bytes) -> Message:
     if version != SCHEMA_VERSION:
         raise MessageRejectedError(f"schema_version {version} is not {SCHEMA_VERSION}")
     node = _typed(record, "node", str)
-    if not _SENDER.match(node):
+    if node != HUB and not NODE_NAME.match(node):
         raise MessageRejectedError(f"sender {node!r} is not a node name or {HUB!r}")
     kind = _typed(record, "kind", str)
     if kind not in KINDS:

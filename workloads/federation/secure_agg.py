@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 MAX_NODES = 16  # the sum of this many nodes' values must stay inside int64
 FRACTION_BITS = 28  # fixed-point resolution 2^-28 ~ 4e-9

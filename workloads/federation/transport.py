@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from workloads.errors import UserError
-from workloads.federation import names
-from workloads.federation.protocol import SCHEMA_PATH
+from workloads.contracts import federation as names
+from workloads.contracts.errors import UserError
+from workloads.contracts.federation import SCHEMA_PATH
 
 log = logging.getLogger(__name__)
 

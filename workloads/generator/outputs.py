@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 FILE_FORMATS = ("csv", "parquet")
 

@@ -19,8 +19,8 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import expit, ndtr
 
-from workloads.errors import UserError
-from workloads.local_node import NODE_NAME
+from workloads.contracts.errors import UserError
+from workloads.contracts.nodes import NODE_NAME
 
 BUILTIN_PROFILE_DIR = Path(__file__).parent / "profiles"
 GENES = ("brca1", "tp53", "apoe4")  # column variant_<gene>: allele count 0, 1 or 2

@@ -18,12 +18,12 @@ from typing import Any
 import pyarrow as pa
 from tqdm import tqdm
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.generator.outputs import FILE_FORMATS, Sink, open_sink, writable_dir
 from workloads.generator.profile import Profile
 from workloads.generator.sampling import DEFAULT_CHUNK_ROWS, check_counts, generate_batches
 from workloads.local_node import LocalNode
-from workloads.tables import PATIENT_GENOMIC_DATA
 from workloads.warehouse.base import LoadResult
 
 WAREHOUSE = "warehouse"

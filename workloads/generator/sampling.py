@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.generator.profile import GENES, Profile
-from workloads.tables import PATIENT_GENOMIC_DATA
 
 BLOCK_ROWS = 1 << 16  # the unit of randomness: fixed, so results never depend on chunking
 DEFAULT_CHUNK_ROWS = 1 << 19  # rows per record batch written / loaded (~ 30 MB in memory)

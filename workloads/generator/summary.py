@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from workloads.errors import UserError
-from workloads.local_node import NODE_NAME, LocalNode
-from workloads.tables import PATIENT_GENOMIC_DATA
+from workloads.contracts.errors import UserError
+from workloads.contracts.nodes import NODE_NAME
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
+from workloads.local_node import LocalNode
 from workloads.warehouse.base import Warehouse
 
 

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 
 class FolderStore:

@@ -7,7 +7,7 @@ from typing import Any
 
 from google.cloud import storage  # type: ignore[attr-defined]
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 
 class GcsStore:

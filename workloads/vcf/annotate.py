@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from workloads.tables import SAMPLE_APOE
+from workloads.contracts.tables.genomics import SAMPLE_APOE
 from workloads.vcf.reference import RS7412, RS429358, Snp
 
 _HAPLOTYPE = {(1, 0): "e4", (0, 0): "e3", (0, 1): "e2", (1, 1): "e1"}

@@ -20,7 +20,7 @@ import cyvcf2
 import numpy as np
 import pyarrow as pa
 
-from workloads.tables import PROCESSED_VARIANTS
+from workloads.contracts.tables.genomics import PROCESSED_VARIANTS
 from workloads.vcf.annotate import ApoeCollector
 from workloads.vcf.reference import GeneIndex
 

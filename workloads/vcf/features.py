@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from workloads.tables import PATIENT_GENOMIC_DATA, PROCESSED_VARIANTS, VARIANT_FEATURES
+from workloads.contracts.tables.genomics import (
+    PATIENT_GENOMIC_DATA,
+    PROCESSED_VARIANTS,
+    VARIANT_FEATURES,
+)
 from workloads.vcf.reference import RS7412, RS429358, Snp
 from workloads.warehouse.base import LoadResult, Warehouse
 

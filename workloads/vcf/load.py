@@ -14,9 +14,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from workloads.contracts.tables.genomics import PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS
 from workloads.objectstore.base import ObjectStore
 from workloads.objectstore.folder import FolderStore
-from workloads.tables import PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS
 from workloads.vcf.pipeline import read_manifest, staged_keys
 from workloads.warehouse.base import Warehouse
 

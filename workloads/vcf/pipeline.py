@@ -24,7 +24,7 @@ from queue import Queue
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 from workloads.objectstore.base import ObjectStore
 from workloads.vcf.columnar import VariantConverter
 from workloads.vcf.normalise import normalise

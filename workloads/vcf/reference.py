@@ -6,7 +6,7 @@ import bisect
 from dataclasses import dataclass
 from pathlib import Path
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 ASSEMBLY = "GRCh38"
 DEFAULT_GENES_BED = Path(__file__).parent / "data" / "genes_grch38.bed"

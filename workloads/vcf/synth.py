@@ -24,7 +24,7 @@ import pyarrow as pa
 import pysam
 from tqdm import tqdm
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 from workloads.vcf.reference import (
     ASSEMBLY,
     CONTIG_LENGTHS,
@@ -70,7 +70,7 @@ class PatientGenotypes:
 
     @classmethod
     def from_warehouse(cls, warehouse: Warehouse) -> PatientGenotypes:
-        from workloads.tables import PATIENT_GENOMIC_DATA
+        from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 
         ref = warehouse.table_ref(PATIENT_GENOMIC_DATA)
         return cls.from_arrow(warehouse.query(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pysam
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 FIXED = ("#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from workloads.schema import Table
+from workloads.contracts.schema import Table
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,15 @@ import pyarrow.parquet as pq
 from google.api_core.exceptions import Conflict
 from google.cloud import bigquery
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
+from workloads.contracts.schema import Table
+from workloads.contracts.tables.genomics import (
+    PATIENT_GENOMIC_DATA,
+    PROCESSED_VARIANTS,
+    SAMPLE_APOE,
+    VCF_LOADS,
+)
 from workloads.objectstore.base import ObjectStore
-from workloads.schema import Table
-from workloads.tables import PATIENT_GENOMIC_DATA, PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS
 from workloads.warehouse.base import LoadResult
 
 _JOB_ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")

@@ -20,8 +20,8 @@ import duckdb
 import duckdb_extension_httpfs
 import pyarrow as pa
 
-from workloads.errors import UserError
-from workloads.schema import Table
+from workloads.contracts.errors import UserError
+from workloads.contracts.schema import Table
 from workloads.warehouse.base import LoadResult
 
 CATALOG = "node"

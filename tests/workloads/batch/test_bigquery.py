@@ -10,8 +10,8 @@ from google.api_core.exceptions import Conflict
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from workloads.errors import UserError
-from workloads.tables import PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS
+from workloads.contracts.errors import UserError
+from workloads.contracts.tables.genomics import PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS
 from workloads.warehouse.bigquery_warehouse import (
     BigQueryWarehouse,
     ledger_sql,

@@ -24,7 +24,7 @@ from workloads.batch.job import (
 )
 from workloads.batch.target import BatchTarget
 from workloads.cli import main
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 
 SHARDS = ["vcf/a-0000-of-0003.vcf.gz", "vcf/a-0001-of-0003.vcf.gz", "vcf/a-0002-of-0003.vcf.gz"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.local_node import LocalNode
-from workloads.tables import PATIENT_GENOMIC_DATA
 
 
 def patient_rows(node: str, n: int, seed: int) -> pa.Table:

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from workloads.contracts.federation import SCHEMA_PATH
 from workloads.federation.protocol import (
     MAX_MESSAGE_BYTES,
     MAX_VALUES,
-    SCHEMA_PATH,
     Message,
     MessageRejectedError,
     decode,

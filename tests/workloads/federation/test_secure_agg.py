@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from scipy import stats
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 from workloads.federation import secure_agg
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 from workloads.generator.profile import (
     expected_prevalence,
     find_profile,

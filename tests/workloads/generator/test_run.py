@@ -10,12 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.generator import find_profile, generate_batches, generate_node, summarize_nodes
 from workloads.generator import outputs as outputs_module
 from workloads.generator.run import default_out_dir, parse_formats
 from workloads.local_node import LocalNode
-from workloads.tables import PATIENT_GENOMIC_DATA
 
 SEED_COLUMNS = ["patient_id", "age", "variant_brca1", "variant_tp53", "variant_apoe4", "bmi",
                 "diagnosis_cancer"]

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pytest
 from scipy.stats import norm
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.generator.profile import GENES, Profile, find_profile
 from workloads.generator.sampling import BLOCK_ROWS, generate_batches, patient_ids
-from workloads.tables import PATIENT_GENOMIC_DATA
 
 N = 200_000
 Z = 5.0

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from vcf_helpers import patients_table
 
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.local_node import LocalNode
-from workloads.tables import PATIENT_GENOMIC_DATA
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import pysam
 import pytest
 
 from workloads.batch.local import run_local
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
+from workloads.contracts.tables.genomics import PROCESSED_VARIANTS, VCF_LOADS
 from workloads.local_node import LocalNode
 from workloads.objectstore.folder import FolderStore
-from workloads.tables import PROCESSED_VARIANTS, VCF_LOADS
 from workloads.vcf.pipeline import process_shard
 from workloads.vcf.synth import PatientGenotypes, write_synthetic_vcf
 from workloads.vcf.validate import validate_vcf

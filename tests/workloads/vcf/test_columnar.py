@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from vcf_helpers import FIXTURES
 
-from workloads.tables import PROCESSED_VARIANTS
+from workloads.contracts.tables.genomics import PROCESSED_VARIANTS
 from workloads.vcf.columnar import VariantConverter, as_table
 from workloads.vcf.normalise import normalise
 from workloads.vcf.reference import GeneIndex, GeneRegion

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from workloads.contracts.tables.genomics import PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS
 from workloads.generator.profile import find_profile
 from workloads.generator.run import generate_node
 from workloads.local_node import LocalNode
 from workloads.objectstore.folder import FolderStore
-from workloads.tables import PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS
 from workloads.vcf.features import derive_features, feature_mismatches
 from workloads.vcf.load import load_staged
 from workloads.vcf.pipeline import process_shard, staged_keys

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from vcf_helpers import FIXTURES
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 from workloads.vcf.normalise import normalise
 
 

@@ -9,7 +9,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 from workloads.objectstore import open_store
 from workloads.objectstore.folder import FolderStore
 from workloads.objectstore.gcs import GcsStore

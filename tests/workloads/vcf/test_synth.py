@@ -10,7 +10,7 @@ import pysam.bcftools
 import pytest
 from vcf_helpers import patients_table
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
 from workloads.vcf.reference import CONTIG_LENGTHS, GeneIndex
 from workloads.vcf.synth import BRCA1_SITE, TP53_SITE, PatientGenotypes, write_synthetic_vcf
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.local_node import LocalNode, key_env_var
-from workloads.tables import PATIENT_GENOMIC_DATA
 from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 MARKER = "PLAINTEXT-PATIENT-7F3A9C"  # an id that must never appear in the file as text

@@ -10,9 +10,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from workloads.errors import UserError
+from workloads.contracts.errors import UserError
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.local_node import LocalNode, key_env_var
-from workloads.tables import PATIENT_GENOMIC_DATA
 
 
 def rows(ids: list[str]) -> pa.Table:

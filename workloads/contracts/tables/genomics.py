@@ -1,12 +1,14 @@
-"""Every warehouse table of a node, defined once (see workloads/schema.py).
+"""The genomics domain: patients' genomic features and the VCF pipeline's tables.
 
-The node stack declares exactly these tables in BigQuery; the local DuckDB warehouse
-creates them from the same objects.
+Kept in the seed's `hospital_data` dataset. The node stack declares exactly these tables in
+BigQuery; the local DuckDB warehouse creates them from the same objects.
 """
 
 from __future__ import annotations
 
-from workloads.schema import Column, Partitioning, Table
+from workloads.contracts.schema import Column, Domain, Partitioning, Table
+
+ALLELE_COUNT_LEVELS = (0, 1, 2)
 
 PATIENT_GENOMIC_DATA = Table(
     name="patient_genomic_data",
@@ -15,28 +17,73 @@ PATIENT_GENOMIC_DATA = Table(
         "cancer diagnosis. Written by the synthetic generator or derived from variants."
     ),
     columns=(
-        Column("patient_id", "STRING", "REQUIRED", "Node-prefixed id, e.g. US-0001"),
-        Column("age", "INTEGER", "REQUIRED", "Age in years, 25-80"),
-        Column("variant_brca1", "INTEGER", "REQUIRED", "BRCA1 variant allele count, 0-2"),
-        Column("variant_tp53", "INTEGER", "REQUIRED", "TP53 variant allele count, 0-2"),
-        Column("variant_apoe4", "INTEGER", "REQUIRED", "APOE e4 allele count, 0-2"),
-        Column("bmi", "FLOAT", "REQUIRED", "Body-mass index, kg/m2"),
-        Column("diagnosis_cancer", "INTEGER", "REQUIRED", "1 if diagnosed with cancer, else 0"),
+        Column(
+            "patient_id", "STRING", "REQUIRED", "Node-prefixed id, e.g. US-0001", role="identifier"
+        ),
+        Column(
+            "age",
+            "INTEGER",
+            "REQUIRED",
+            "Age in years, 25-80",
+            role="covariate",
+            unit="a",
+            bounds=(25, 80),
+            releasable=True,
+        ),
+        Column(
+            "variant_brca1",
+            "INTEGER",
+            "REQUIRED",
+            "BRCA1 variant allele count, 0-2",
+            role="covariate",
+            bounds=(0, 2),
+            levels=ALLELE_COUNT_LEVELS,
+            releasable=True,
+        ),
+        Column(
+            "variant_tp53",
+            "INTEGER",
+            "REQUIRED",
+            "TP53 variant allele count, 0-2",
+            role="covariate",
+            bounds=(0, 2),
+            levels=ALLELE_COUNT_LEVELS,
+            releasable=True,
+        ),
+        Column(
+            "variant_apoe4",
+            "INTEGER",
+            "REQUIRED",
+            "APOE e4 allele count, 0-2",
+            role="covariate",
+            bounds=(0, 2),
+            levels=ALLELE_COUNT_LEVELS,
+            releasable=True,
+        ),
+        Column(
+            "bmi",
+            "FLOAT",
+            "REQUIRED",
+            "Body-mass index, kg/m2",
+            role="covariate",
+            unit="kg/m2",
+            bounds=(18.5, 40.0),
+            releasable=True,
+        ),
+        Column(
+            "diagnosis_cancer",
+            "INTEGER",
+            "REQUIRED",
+            "1 if diagnosed with cancer, else 0",
+            role="outcome",
+            bounds=(0, 1),
+            levels=(0, 1),
+            releasable=True,
+        ),
     ),
     primary_key=("patient_id",),
     clustering=("patient_id",),
 )
-
-# Every table a node holds, in creation order. Add new tables here.
-ALL_TABLES: tuple[Table, ...] = (PATIENT_GENOMIC_DATA,)
-
-
-def table_named(name: str) -> Table:
-    for table in ALL_TABLES:
-        if table.name == name:
-            return table
-    raise KeyError(f"no table {name!r}; known: {', '.join(t.name for t in ALL_TABLES)}")
-
 
 # -- the VCF pipeline (workloads/vcf) --------------------------------------------------------
 # One row per alternate allele after `bcftools norm -m -any`, modelled on Variant Transforms.
@@ -127,4 +174,9 @@ VARIANT_FEATURES = Table(
     primary_key=("patient_id",),
 )
 
-ALL_TABLES = (*ALL_TABLES, PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS, VARIANT_FEATURES)
+GENOMICS = Domain(
+    name="genomics",
+    dataset="hospital_data",  # the seed's dataset name, kept for its readers
+    description="Patients' genomic features and the VCF pipeline's variants, in creation order.",
+    tables=(PATIENT_GENOMIC_DATA, PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS, VARIANT_FEATURES),
+)

@@ -1,6 +1,11 @@
-"""Names of the hub's Pub/Sub resources, defined once for the hub stack and the workers."""
+"""The hub's Pub/Sub names and message schema, defined once for the hub stack and the workers."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+# The Avro record every federation message validates against (the hub topics' schema).
+SCHEMA_PATH = Path(__file__).with_name("message_schema.avsc")
 
 BROADCAST_TOPIC = "federation-broadcast"  # coordinator -> nodes: round announcements
 UPLOAD_TOPIC = "federation-upload"  # nodes -> coordinator: masked aggregates

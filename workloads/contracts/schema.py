@@ -41,6 +41,12 @@ _ARROW_SCALARS: dict[str, pa.DataType] = {
 }
 
 
+# What a column means, for everything that reads data rather than bytes: the generator's
+# profile checks, the federation's scaling and DP bounds, the statistics cells.
+Role = Literal["identifier", "outcome", "covariate", "category", "timestamp", "text", "other"]
+_NUMERIC = ("INTEGER", "FLOAT")
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -48,10 +54,32 @@ class Column:
     mode: Mode = "NULLABLE"
     description: str = ""
     fields: tuple[Column, ...] = ()  # sub-columns of a RECORD
+    role: Role = "other"
+    unit: str = ""  # UCUM-style unit of a numeric column: "a" (years), "kg/m2", "mm", "N"
+    # Public bounds of a numeric column: known before any data is seen (a clinical range, a
+    # count's limits), so scaling, clipping and DP sensitivity never depend on the data.
+    bounds: tuple[float, float] | None = None
+    # Public levels of a categorical column, in display order.
+    levels: tuple[str | int, ...] = ()
+    # May this column leave the node, in protected aggregates only (never row by row)?
+    releasable: bool = False
 
     def __post_init__(self) -> None:
         if (self.type == "RECORD") != bool(self.fields):
             raise ValueError(f"column {self.name}: RECORD columns and only they have fields")
+        if self.bounds is not None:
+            low, high = self.bounds
+            if self.type not in _NUMERIC or not low < high:
+                raise ValueError(f"column {self.name}: bounds need a numeric type and low < high")
+        if self.role == "identifier" and self.releasable:
+            raise ValueError(f"column {self.name}: an identifier never leaves the node")
+        if self.releasable and self.role in ("outcome", "covariate") and self.bounds is None:
+            raise ValueError(
+                f"column {self.name}: a releasable {self.role} needs public bounds (the DP "
+                "sensitivity and the scaling are computed from them)"
+            )
+        if self.releasable and self.role == "category" and not self.levels:
+            raise ValueError(f"column {self.name}: a releasable category needs public levels")
 
     def bigquery_json(self) -> dict[str, Any]:
         """The column as BigQuery's REST API writes a TableFieldSchema."""
@@ -114,6 +142,12 @@ class Table:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"table {self.name} has no column {name!r}; known: {self.column_names}")
+
     def bigquery_json(self) -> str:
         """The schema as the JSON string `gcp.bigquery.Table(schema=...)` takes."""
         return json.dumps([c.bigquery_json() for c in self.columns], indent=None)
@@ -129,3 +163,15 @@ class Table:
         if self.primary_key:
             cols.append("PRIMARY KEY (" + ", ".join(f'"{k}"' for k in self.primary_key) + ")")
         return f"CREATE TABLE IF NOT EXISTS {qualified_name} (\n  " + ",\n  ".join(cols) + "\n)"
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A kind of data a node holds: its tables, in one BigQuery dataset of the node (and the
+    DuckDB schema of the same name locally). Adding a domain adds a module under
+    workloads/contracts/tables/ and a line in the catalogue; no infra code changes."""
+
+    name: str
+    dataset: str
+    description: str
+    tables: tuple[Table, ...]

@@ -1,0 +1,42 @@
+"""Every domain a node holds and so every table, combined from workloads/contracts/tables/.
+
+The node stack declares one BigQuery dataset per domain and every table in it by iterating
+DOMAINS; the local warehouse creates the same tables. Add a domain: a module under
+workloads/contracts/tables/ and its Domain here.
+"""
+
+from __future__ import annotations
+
+from workloads.contracts.schema import Domain, Table
+from workloads.contracts.tables.genomics import GENOMICS
+
+DOMAINS: tuple[Domain, ...] = (GENOMICS,)
+
+ALL_TABLES: tuple[Table, ...] = tuple(t for d in DOMAINS for t in d.tables)
+
+
+def table_named(name: str) -> Table:
+    for table in ALL_TABLES:
+        if table.name == name:
+            return table
+    raise KeyError(f"no table {name!r}; known: {', '.join(t.name for t in ALL_TABLES)}")
+
+
+def domain_of(table: Table) -> Domain:
+    for domain in DOMAINS:
+        if table in domain.tables:
+            return domain
+    raise KeyError(f"table {table.name!r} belongs to no domain")
+
+
+def _check_unique() -> None:
+    names = [t.name for t in ALL_TABLES]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:  # BigQuery datasets differ, but local and federated references use bare names
+        raise ValueError(f"table names must be unique across domains: {dupes}")
+    datasets = [d.dataset for d in DOMAINS]
+    if len(set(datasets)) != len(datasets):
+        raise ValueError("each domain needs its own dataset")
+
+
+_check_unique()

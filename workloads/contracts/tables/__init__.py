@@ -1,0 +1,1 @@
+"""One module per domain: its tables and their columns' meaning."""
