@@ -121,6 +121,26 @@ class Partitioning:
 
 
 @dataclass(frozen=True)
+class ForeignKey:
+    """A reference to another table of the same domain: BigQuery declares it unenforced
+    (a hint for the optimiser), DuckDB enforces it locally, the tests check it in SQL."""
+
+    columns: tuple[str, ...]
+    table: str
+    referenced: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExternalParquet:
+    """A table whose rows are Parquet files under a prefix of one of the node's buckets
+    (a BigLake/external table in BigQuery), Hive-partitioned by the named keys."""
+
+    bucket: str  # a bucket purpose of the node stack: "staging", "results", ...
+    prefix: str  # e.g. "robotics/telemetry/"
+    hive_partition_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     description: str
@@ -129,12 +149,15 @@ class Table:
     partitioning: Partitioning | None = None
     clustering: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    external: ExternalParquet | None = None
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names):
             raise ValueError(f"table {self.name}: duplicate column names")
-        for key in (*self.primary_key, *self.clustering):
+        fk_columns = [c for fk in self.foreign_keys for c in fk.columns]
+        for key in (*self.primary_key, *self.clustering, *fk_columns):
             if key not in names:
                 raise ValueError(f"table {self.name}: {key!r} is not a column")
 
@@ -166,6 +189,16 @@ class Table:
 
 
 @dataclass(frozen=True)
+class View:
+    """A view over a domain's tables, written once in BigQuery standard SQL with `{dataset}`
+    standing for the domain's dataset; the local warehouse transpiles it (sqlglot)."""
+
+    name: str
+    description: str
+    sql: str
+
+
+@dataclass(frozen=True)
 class Domain:
     """A kind of data a node holds: its tables, in one BigQuery dataset of the node (and the
     DuckDB schema of the same name locally). Adding a domain adds a module under
@@ -175,3 +208,4 @@ class Domain:
     dataset: str
     description: str
     tables: tuple[Table, ...]
+    views: tuple[View, ...] = ()
