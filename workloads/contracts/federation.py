@@ -19,3 +19,9 @@ COORDINATOR_ACCOUNT_ID = "federation-coordinator"  # the hub's identity
 def node_subscription(node: str) -> str:
     """Each node pulls round announcements from its own subscription on the broadcast topic."""
     return f"{BROADCAST_TOPIC}-{node}"
+
+# Every federation message is signed by its sender's long-term key: locally an Ed25519 key
+# file, in the cloud a Cloud KMS asymmetric signing key of this algorithm (pure Ed25519, so
+# one verifier serves both), usable only by the node's federation identity.
+SIGNING_ALGORITHM = "EC_SIGN_ED25519"
+SIGNING_KEY_NAME = "federation-signing"  # the node stack's KMS key, in the node's key ring
