@@ -141,6 +141,12 @@ def _as_runtime_value(value: Any) -> str:
     return json.dumps(value)
 
 
+@dataclass(frozen=True)
+class CapturedStack:
+    resources: list[CapturedResource]  # sorted by URN
+    outputs: dict[str, Any]  # what `pulumi stack output --json` would print
+
+
 def capture_stack(
     stack: str,
     config: Mapping[str, Any] | None = None,
@@ -149,6 +155,17 @@ def capture_stack(
     program: Callable[[], None] | None = None,
 ) -> list[CapturedResource]:
     """Every resource the program declares for the stack, sorted by URN."""
+    return capture(stack, config, stack_dir=stack_dir, program=program).resources
+
+
+def capture(
+    stack: str,
+    config: Mapping[str, Any] | None = None,
+    *,
+    stack_dir: Path = REPO_ROOT,
+    program: Callable[[], None] | None = None,
+) -> CapturedStack:
+    """Every resource the program declares for the stack and its exported outputs."""
     project, values = stack_config(stack, config, stack_dir=stack_dir)
     secret_keys = [k for k, v in values.items() if isinstance(v, Mapping) and set(v) == {"secure"}]
     runtime_config = {
@@ -165,10 +182,18 @@ def capture_stack(
     set_all_config(runtime_config, secret_keys)
     monitor = _RecordingMonitor(_Mocks())
     pulumi.runtime.set_mocks(_Mocks(), project=project, stack=stack, preview=False, monitor=monitor)
+    outputs: dict[str, Any] = {}
+    declare: Callable[[], None] = program
+
+    def run() -> None:
+        declare()
+        # The root stack's exports, resolved the way the engine would store them.
+        exported = getattr(settings.get_root_resource(), "outputs", {})
+        pulumi.Output.from_input(exported).apply(lambda values: outputs.update(_plain(values)))
+
     try:
-        run: Callable[[], None] = program
         _sync_await(run_pulumi_func(run))
     finally:
         settings.ROOT.set(None)
         set_all_config({}, [])
-    return sorted(monitor.captured, key=lambda r: r.urn)
+    return CapturedStack(sorted(monitor.captured, key=lambda r: r.urn), outputs)

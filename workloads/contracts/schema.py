@@ -119,6 +119,16 @@ class Partitioning:
     range_end: int = 0
     range_interval: int = 0
 
+    def bigquery_json(self) -> dict[str, Any]:
+        """BigQuery's REST spelling (a Table resource's `timePartitioning` or
+        `rangePartitioning`): the stack's table declarations and the BigQuery backend both
+        derive theirs from it."""
+        if self.type_ == "RANGE":
+            interval = {"start": str(self.range_start), "end": str(self.range_end),
+                        "interval": str(self.range_interval)}
+            return {"rangePartitioning": {"field": self.column, "range": interval}}
+        return {"timePartitioning": {"type": self.type_, "field": self.column}}
+
 
 @dataclass(frozen=True)
 class ForeignKey:
@@ -196,6 +206,10 @@ class View:
     name: str
     description: str
     sql: str
+
+    def bigquery_sql(self, project: str, dataset: str) -> str:
+        """The view's query with `{dataset}` bound to the domain's dataset in `project`."""
+        return self.sql.replace("{dataset}", f"`{project}.{dataset}`")
 
 
 @dataclass(frozen=True)

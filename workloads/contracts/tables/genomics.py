@@ -177,6 +177,7 @@ VARIANT_FEATURES = Table(
 GENOMICS = Domain(
     name="genomics",
     dataset="hospital_data",  # the seed's dataset name, kept for its readers
-    description="Patients' genomic features and the VCF pipeline's variants, in creation order.",
+    description="Patients' genomic features and the VCF pipeline's variants.",
+    # In creation order: a table comes after any table its foreign keys reference.
     tables=(PATIENT_GENOMIC_DATA, PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS, VARIANT_FEATURES),
 )
