@@ -15,8 +15,8 @@ from infra.perimeter import Perimeter
 from infra.registry import Registry
 from infra.services import NODE_APIS, NODE_RESTRICTED_APIS
 from infra.warehouse import Warehouse
+from workloads.contracts import catalogue
 from workloads.contracts.batch import BatchTarget, JobSettings, TaskRequest, image_uri
-from workloads.contracts.catalogue import DOMAINS
 from workloads.contracts.stack_outputs import NodeOutputs
 
 NODE_KEY_PURPOSES: tuple[KeyPurpose, ...] = ("bigquery", "storage", "artifactregistry", "compute")
@@ -52,7 +52,7 @@ def declare_node(cfg: NodeConfig) -> None:
         project=cfg.project,
         region=cfg.region,
         kms_key=keys.key_id("bigquery"),
-        domains=DOMAINS,
+        domains=catalogue.DOMAINS,  # read at run time: a new domain needs no change here
         bucket_names={purpose: b.name for purpose, b in buckets.buckets.items()},
         opts=encrypted_with("bigquery"),
     )
