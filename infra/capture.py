@@ -29,7 +29,25 @@ from pulumi.runtime.sync_await import _sync_await
 from infra import mock_outputs
 from workloads.contracts.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
+def project_dir(start: Path | None = None) -> Path:
+    """The Pulumi project (the folder holding Pulumi.yaml and the stack files).
+
+    From a source tree or an editable install, the tree this package lives in; from an
+    installed copy (which ships no stack files), the nearest folder holding Pulumi.yaml from
+    the working directory up, as the pulumi CLI finds it.
+    """
+    tree = Path(__file__).resolve().parents[1]
+    if (tree / "Pulumi.yaml").is_file():
+        return tree
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    return here  # project_name() then says that Pulumi.yaml is missing and what to do
+
+
+REPO_ROOT = project_dir()
 
 
 @dataclass(frozen=True)
@@ -96,7 +114,10 @@ def _plain(value: Any) -> Any:
 def project_name(stack_dir: Path) -> str:
     path = stack_dir / "Pulumi.yaml"
     if not path.is_file():
-        raise StackFileError(f"{path} not found: run from the repository or pass stack_dir")
+        raise StackFileError(
+            f"{path} not found; fix: run from the Pulumi project (the folder holding "
+            f"Pulumi.yaml and Pulumi.<stack>.yaml) or a folder below it"
+        )
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         raise StackFileError(f"{path}: no project `name:`")
