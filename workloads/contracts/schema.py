@@ -81,11 +81,19 @@ class Column:
         if self.releasable and self.role == "category" and not self.levels:
             raise ValueError(f"column {self.name}: a releasable category needs public levels")
 
+    @property
+    def full_description(self) -> str:
+        """The description with the public bounds, which are written once (in `bounds`)."""
+        if self.bounds is None:
+            return self.description
+        low, high = self.bounds
+        return f"{self.description} (public bounds {low:g}-{high:g})".lstrip()
+
     def bigquery_json(self) -> dict[str, Any]:
         """The column as BigQuery's REST API writes a TableFieldSchema."""
         out: dict[str, Any] = {"name": self.name, "type": self.type, "mode": self.mode}
-        if self.description:
-            out["description"] = self.description
+        if self.full_description:
+            out["description"] = self.full_description
         if self.fields:
             out["fields"] = [f.bigquery_json() for f in self.fields]
         return out
