@@ -46,6 +46,15 @@ def test_enabled_job_runs_on_the_confidential_template_in_region_as_the_batch_ac
     assert int(group["taskCount"]) == 2
 
 
+def test_the_job_names_its_task_kind_and_nothing_in_infra_knows_what_it_does() -> None:
+    resources = capture_stack("us", {"batchJob": {**JOB, "kind": "robotics"}})
+    job = one(resources, "pulumi-python:dynamic:Resource")
+    assert job.name == "robotics-job" and job.inputs["jobId"].startswith("robotics-")
+    env = json.loads(job.inputs["jobJson"])["taskGroups"][0]["taskSpec"]["environment"]
+    assert env["variables"]["SOVEREIGN_TASK_KIND"] == "robotics"
+    assert json.loads(env["variables"]["SOVEREIGN_TASK_ITEMS"]) == JOB["shards"]
+
+
 def test_enabled_job_passes_the_policy_pack_and_shows_in_the_posture() -> None:
     from infra.capture import stack_config
     from infra.policy.config import config_for_stack
@@ -68,6 +77,7 @@ def test_enabled_job_passes_the_policy_pack_and_shows_in_the_posture() -> None:
         ({**JOB, "parallelism": 0}, "batchJob.parallelism"),
         ({**JOB, "maxRetryCount": 11}, "batchJob.maxRetryCount"),
         ({**JOB, "image": "x"}, "unknown keys"),
+        ({**JOB, "kind": "VCF!"}, "batchJob.kind"),
     ],
 )
 def test_bad_job_config_fails_clearly(block: dict[str, object], key: str) -> None:
