@@ -11,13 +11,15 @@ so a reviewer sees it there), contents kept on destroy, tables deletion-protecte
   primary and foreign keys as BigQuery's unenforced constraints (query-planner hints; the
   loaders MERGE on the primary key, DuckDB enforces both locally);
 - an ExternalParquet table: an external table over its prefix of a node bucket, Parquet,
-  Hive-partitioned. Its bytes stay in the bucket under the bucket's CMEK (BigQuery stores
-  none), so the table itself names no key;
+  Hive-partitioned (CUSTOM: keys and types from the contract; the keys come from the paths,
+  so they are left out of the schema). Its bytes stay in the bucket under the bucket's
+  CMEK (BigQuery stores none), so the table itself names no key;
 - a View: standard SQL with `{dataset}` bound to the domain's dataset; it stores nothing.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,6 +44,15 @@ def _range_partitioning(p: Partitioning | None) -> gcp.bigquery.TableRangePartit
     )
 
 
+_HIVE_KEY_TYPES = ("STRING", "INTEGER", "DATE", "TIMESTAMP")  # what CUSTOM mode accepts
+
+
+def _schema(table: Table) -> str:
+    """The schema BigQuery gets: an external table's Hive keys come from its paths."""
+    keys = table.external.hive_partition_keys if table.external else ()
+    return json.dumps([c.bigquery_json() for c in table.columns if c.name not in keys])
+
+
 def _external(
     table: Table, bucket_names: Mapping[str, pulumi.Input[str]]
 ) -> gcp.bigquery.TableExternalDataConfigurationArgs | None:
@@ -56,8 +67,13 @@ def _external(
     prefix = pulumi.Output.concat("gs://", bucket_names[ext.bucket], "/", ext.prefix.strip("/"))
     hive = None
     if ext.hive_partition_keys:
-        # CUSTOM: the partition keys and their order are the contract's, not guessed.
-        keys = "".join(f"/{{{k}:STRING}}" for k in ext.hive_partition_keys)
+        # CUSTOM: the partition keys, their order and types are the contract's, not guessed.
+        types = {k: table.column(k).type for k in ext.hive_partition_keys}
+        unsupported = {k: t for k, t in types.items() if t not in _HIVE_KEY_TYPES}
+        if unsupported:
+            raise ValueError(f"table {table.name}: Hive keys of types {_HIVE_KEY_TYPES} "
+                             f"only, not {unsupported}")
+        keys = "".join(f"/{{{k}:{t}}}" for k, t in types.items())
         hive = gcp.bigquery.TableExternalDataConfigurationHivePartitioningOptionsArgs(
             mode="CUSTOM",
             source_uri_prefix=pulumi.Output.concat(prefix, keys),
@@ -197,7 +213,7 @@ class Warehouse(pulumi.ComponentResource):
             dataset_id=dataset.dataset_id,
             table_id=table.name,
             description=table.description,
-            schema=table.bigquery_json(),
+            schema=_schema(table),
             clusterings=list(table.clustering) or None,
             time_partitioning=_time_partitioning(table.partitioning),
             range_partitioning=_range_partitioning(table.partitioning),

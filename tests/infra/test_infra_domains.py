@@ -4,6 +4,8 @@ tables over the node bucket and its views, in the captured stack and in its outp
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from infra_testkit import of_type
 
@@ -101,7 +103,10 @@ def test_tables_carry_their_keys_as_unenforced_constraints(stack: CapturedStack)
 
 
 def test_external_parquet_is_an_external_table_over_the_node_bucket(stack: CapturedStack) -> None:
-    external = _tables(stack)["test_telemetry"]["externalDataConfiguration"]
+    telemetry = _tables(stack)["test_telemetry"]
+    # The Hive key is a directory, not a column of the files: out of the schema.
+    assert [c["name"] for c in json.loads(telemetry["schema"])] == ["torque"]
+    external = telemetry["externalDataConfiguration"]
     bucket = stack.outputs["buckets"]["results"]
     assert external == {
         "sourceFormat": "PARQUET",
@@ -129,3 +134,8 @@ def test_views_are_bigquery_views_of_the_domain_dataset(stack: CapturedStack) ->
 
 def test_the_committed_catalogue_is_untouched_by_the_test(stack: CapturedStack) -> None:
     assert FAKE not in catalogue.DOMAINS
+
+
+def test_a_hive_key_must_be_a_column_of_the_table() -> None:
+    with pytest.raises(ValueError, match="'day' is not a column"):
+        Table("t", "", (Column("x", "FLOAT"),), external=ExternalParquet("results", "p/", ("day",)))

@@ -155,6 +155,8 @@ class ExternalParquet:
 
     bucket: str  # a bucket purpose of the node stack: "staging", "results", ...
     prefix: str  # e.g. "robotics/telemetry/"
+    # Columns of the table that are directories (`<prefix>/session_id=.../`), not in the
+    # files: BigQuery's Hive keys and the files' columns cannot overlap.
     hive_partition_keys: tuple[str, ...] = ()
 
 
@@ -175,7 +177,8 @@ class Table:
         if len(set(names)) != len(names):
             raise ValueError(f"table {self.name}: duplicate column names")
         fk_columns = [c for fk in self.foreign_keys for c in fk.columns]
-        for key in (*self.primary_key, *self.clustering, *fk_columns):
+        hive_keys = self.external.hive_partition_keys if self.external else ()
+        for key in (*self.primary_key, *self.clustering, *fk_columns, *hive_keys):
             if key not in names:
                 raise ValueError(f"table {self.name}: {key!r} is not a column")
 
