@@ -39,7 +39,7 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = {"AND", "OR", "NOT", "IN", "BETWEEN"}
-_COMPARISONS: dict[str, type[exp.Expression]] = {
+_COMPARISONS: dict[str, type[exp.Expr]] = {
     "=": exp.EQ,
     "!=": exp.NEQ,
     "<>": exp.NEQ,
@@ -49,11 +49,12 @@ _COMPARISONS: dict[str, type[exp.Expression]] = {
     ">=": exp.GTE,
 }
 # Everything a checked cohort tree may contain; anything else is refused.
-ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
+ALLOWED_NODES: tuple[type[exp.Expr], ...] = (
     exp.And, exp.Or, exp.Not, exp.Paren, exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE,
     exp.In, exp.Between, exp.Column, exp.Identifier, exp.Literal, exp.Neg,
 )
 MAX_LENGTH = 2000  # a cohort is a filter, not a program
+MAX_DEPTH = 32  # nested parentheses / NOTs (keeps the recursive parser far from Python's limit)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class _Parser:
         self.table = table
         self.tokens = _tokens(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -124,34 +126,40 @@ class _Parser:
         found = "the end" if token.kind == "end" else repr(token.text)
         raise UserError(f"cohort: {problem} at character {token.at + 1}, found {found}; {_fix()}")
 
-    def parse(self) -> exp.Expression:
+    def parse(self) -> exp.Expr:
         tree = self.disjunction()
         if self.peek().kind != "end":
             self.fail("expected AND, OR or the end of the filter")
         return tree
 
-    def disjunction(self) -> exp.Expression:
+    def disjunction(self) -> exp.Expr:
         node = self.conjunction()
         while self.accept("keyword", "OR"):
             node = exp.Or(this=node, expression=self.conjunction())
         return node
 
-    def conjunction(self) -> exp.Expression:
+    def conjunction(self) -> exp.Expr:
         node = self.negation()
         while self.accept("keyword", "AND"):
             node = exp.And(this=node, expression=self.negation())
         return node
 
-    def negation(self) -> exp.Expression:
-        if self.accept("keyword", "NOT"):
-            return exp.Not(this=self.negation())
-        if self.accept("punct", "("):
-            inner = self.disjunction()
-            self.expect("punct", ")", "')'")
-            return exp.Paren(this=inner)
-        return self.test()
+    def negation(self) -> exp.Expr:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.fail(f"more than {MAX_DEPTH} nested parentheses or NOTs")
+        try:
+            if self.accept("keyword", "NOT"):
+                return exp.Not(this=self.negation())
+            if self.accept("punct", "("):
+                inner = self.disjunction()
+                self.expect("punct", ")", "')'")
+                return exp.Paren(this=inner)
+            return self.test()
+        finally:
+            self.depth -= 1
 
-    def test(self) -> exp.Expression:
+    def test(self) -> exp.Expr:
         token = self.peek()
         if token.kind != "name":
             self.fail("expected a column name")
@@ -167,7 +175,7 @@ class _Parser:
             while self.accept("punct", ","):
                 values.append(self.literal(column))
             self.expect("punct", ")", "')' closing IN")
-            node: exp.Expression = exp.In(this=ref, expressions=values)
+            node: exp.Expr = exp.In(this=ref, expressions=values)
         elif self.accept("keyword", "BETWEEN"):
             low = self.number(column)
             self.expect("keyword", "AND", "AND in BETWEEN")
@@ -196,7 +204,7 @@ class _Parser:
         check_usable(self.table, column, "cohort")
         return column
 
-    def literal(self, column: Column) -> exp.Expression:
+    def literal(self, column: Column) -> exp.Expr:
         token = self.peek()
         if token.kind == "string":
             self.take()
@@ -212,7 +220,7 @@ class _Parser:
             return exp.Literal.string(value)
         return self.number(column)
 
-    def number(self, column: Column) -> exp.Expression:
+    def number(self, column: Column) -> exp.Expr:
         token = self.take()
         if token.kind != "number":
             self.i -= 1
@@ -223,7 +231,7 @@ class _Parser:
         return _number(token.text)
 
 
-def _number(text: str) -> exp.Expression:
+def _number(text: str) -> exp.Expr:
     value = float(text)
     if value != value or value in (float("inf"), float("-inf")):
         raise UserError(f"cohort: {text!r} is not a finite number; fix: use a finite number")
@@ -246,7 +254,7 @@ def check_usable(table: Table, column: Column, where: str) -> None:
         )
 
 
-def parse(text: str, table: Table) -> exp.Expression | None:
+def parse(text: str, table: Table) -> exp.Expr | None:
     """The cohort as a checked sqlglot expression (None: no filter, every row)."""
     if not text.strip():
         return None
@@ -257,10 +265,10 @@ def parse(text: str, table: Table) -> exp.Expression | None:
     return tree
 
 
-def check_tree(tree: exp.Expression, table: Table) -> None:
+def check_tree(tree: exp.Expr, table: Table) -> None:
     """Refuse any node type outside the allow-list and any column not declared releasable."""
     for node in tree.walk():
-        if not isinstance(node, ALLOWED_NODES):
+        if type(node) not in ALLOWED_NODES:  # exact types: no subclass slips through
             raise UserError(
                 f"cohort: {type(node).__name__} is not allowed in a filter; {_fix()}"
             )

@@ -65,7 +65,7 @@ class Aggregate:
         info = np.zeros((p, p))
         info[np.triu_indices(p)] = values[3 + p:]
         info = info + np.triu(info, 1).T
-        return Aggregate(int(round(values[0])), int(round(values[1])), float(values[2]),
+        return Aggregate(round(values[0]), round(values[1]), float(values[2]),
                          values[3:3 + p].copy(), info)
 
 
@@ -102,7 +102,7 @@ def slots(design: Design, *, clipped: bool) -> list[Slot]:
 def node_aggregate(
     warehouse: Any,
     spec: AnalysisSpec,
-    beta: Sequence[float],
+    beta: Sequence[float] | np.ndarray,
     *,
     tables: Sequence[Table] = ALL_TABLES,
     clip: bool = False,

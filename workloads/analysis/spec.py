@@ -9,6 +9,7 @@ every node runs it again on the spec it received, against its own catalogue.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -159,12 +160,16 @@ def load_spec(path: Path) -> AnalysisSpec:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"cannot read spec {path}: {exc.strerror}; fix: give an existing file")
+        raise UserError(
+            f"cannot read spec {path}: {exc.strerror}; fix: give an existing file"
+        ) from None
     if Path(path).suffix.lower() in (".yaml", ".yml"):
         try:
-            import yaml
+            yaml: Any = importlib.import_module("yaml")  # optional: JSON needs nothing
         except ImportError:
-            raise UserError(f"{path}: reading YAML needs PyYAML; fix: write the spec as JSON")
+            raise UserError(
+                f"{path}: reading YAML needs PyYAML; fix: write the spec as JSON"
+            ) from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -283,12 +288,13 @@ def _check_outcome(table: Table, outcome: Column, family: Family) -> None:
         raise UserError(f"{where} is {outcome.type}; fix: use a numeric outcome")
     if outcome.type != "BOOLEAN" and outcome.bounds is None:
         raise UserError(f"{where} has no public bounds; fix: declare them")
-    if family == "logistic" and outcome.type != "BOOLEAN":
-        if outcome.bounds != (0, 1) or outcome.type != "INTEGER":
-            raise UserError(
-                f"{where} is not a 0/1 column (bounds {outcome.bounds}); fix: use family "
-                f"linear or poisson, or a 0/1 outcome"
-            )
+    if family == "logistic" and outcome.type != "BOOLEAN" and (
+        outcome.bounds != (0, 1) or outcome.type != "INTEGER"
+    ):
+        raise UserError(
+            f"{where} is not a 0/1 column (bounds {outcome.bounds}); fix: use family "
+            f"linear or poisson, or a 0/1 outcome"
+        )
     if family == "poisson" and (
         outcome.type != "INTEGER" or outcome.bounds is None or outcome.bounds[0] < 0
     ):

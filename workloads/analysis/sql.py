@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 import sqlglot
 from sqlglot import exp
 
@@ -45,7 +46,7 @@ def table_expression(warehouse: Any, table: Table) -> exp.Table:
     return parsed
 
 
-def number(value: float) -> exp.Expression:
+def number(value: float) -> exp.Expr:
     """A finite float as an exact literal."""
     value = float(value)
     if not math.isfinite(value):
@@ -58,28 +59,28 @@ def col(name: str) -> exp.Column:
     return exp.column(name, quoted=True)
 
 
-def as_double(expression: exp.Expression) -> exp.Expression:
+def as_double(expression: exp.Expr) -> exp.Expr:
     return exp.cast(expression, "DOUBLE")
 
 
-def clamp(expression: exp.Expression, bounds: tuple[float, float]) -> exp.Expression:
+def clamp(expression: exp.Expr, bounds: tuple[float, float]) -> exp.Expr:
     low, high = bounds
     return exp.Greatest(
         this=exp.Least(this=expression, expressions=[number(high)]), expressions=[number(low)]
     )
 
 
-def level_literal(column: Column, level: str | int | float) -> exp.Expression:
+def level_literal(column: Column, level: str | int | float) -> exp.Expr:
     if column.type in ("INTEGER", "FLOAT"):
         return number(float(level))
     return exp.Literal.string(str(level))
 
 
-def paren(expression: exp.Expression) -> exp.Expression:
+def paren(expression: exp.Expr) -> exp.Expr:
     return exp.Paren(this=expression)
 
 
-def term_expression(design: Design, term: Term, *, clip: bool) -> exp.Expression:
+def term_expression(design: Design, term: Term, *, clip: bool) -> exp.Expr:
     """The scaled value of one design column for a row (intercept: 1)."""
     if term.kind == "intercept":
         return number(1.0)
@@ -93,7 +94,7 @@ def term_expression(design: Design, term: Term, *, clip: bool) -> exp.Expression
                         true=number(1.0))],
             default=number(0.0),
         )
-    raw: exp.Expression = as_double(col(column.name))
+    raw: exp.Expr = as_double(col(column.name))
     if clip and term.bounds is not None:
         raw = clamp(raw, term.bounds)
     return exp.Div(
@@ -102,9 +103,9 @@ def term_expression(design: Design, term: Term, *, clip: bool) -> exp.Expression
     )
 
 
-def complete_rows(design: Design) -> exp.Expression:
+def complete_rows(design: Design) -> exp.Expr:
     """Rows the model can use: no NULL in a used column, categoricals at declared levels."""
-    tests: list[exp.Expression] = [
+    tests: list[exp.Expr] = [
         exp.Not(this=exp.Is(this=col(c.name), expression=exp.Null())) for c in design.columns
     ]
     for column, levels in design.categorical:
@@ -114,11 +115,11 @@ def complete_rows(design: Design) -> exp.Expression:
     return exp.and_(*tests)
 
 
-def cohort_filter(design: Design) -> exp.Expression | None:
+def cohort_filter(design: Design) -> exp.Expr | None:
     return cohort_lang.parse(design.spec.cohort, design.table)
 
 
-def outcome_expression(design: Design, *, clip: bool) -> exp.Expression:
+def outcome_expression(design: Design, *, clip: bool) -> exp.Expr:
     outcome = design.outcome
     if outcome.type == "BOOLEAN":
         return exp.Case(ifs=[exp.If(this=col(outcome.name), true=number(1.0))],
@@ -129,8 +130,8 @@ def outcome_expression(design: Design, *, clip: bool) -> exp.Expression:
     return value
 
 
-def linear_predictor(names: Sequence[str], beta: Sequence[float]) -> exp.Expression:
-    total: exp.Expression | None = None
+def linear_predictor(names: Sequence[str], beta: Sequence[float] | np.ndarray) -> exp.Expr:
+    total: exp.Expr | None = None
     for name, b in zip(names, beta, strict=True):
         piece = exp.Mul(this=number(b), expression=exp.column(name))
         total = piece if total is None else exp.Add(this=total, expression=piece)
@@ -138,7 +139,7 @@ def linear_predictor(names: Sequence[str], beta: Sequence[float]) -> exp.Express
     return total
 
 
-def _family_columns(family: Family) -> list[exp.Expression]:
+def _family_columns(family: Family) -> list[exp.Expr]:
     """mu (fitted mean), w (IRLS weight) and dev (the row's deviance), from eta and y."""
     eta, y = exp.column("eta"), exp.column("y")
     one = number(1.0)
@@ -148,7 +149,8 @@ def _family_columns(family: Family) -> list[exp.Expression]:
         mu = exp.Case(
             ifs=[exp.If(this=exp.GTE(this=eta, expression=number(0.0)),
                         true=exp.Div(this=one, expression=paren(exp.Add(this=one, expression=e))))],
-            default=exp.Div(this=e.copy(), expression=paren(exp.Add(this=one, expression=e.copy()))),
+            default=exp.Div(this=e.copy(),
+                            expression=paren(exp.Add(this=one, expression=e.copy()))),
         )
         softplus = exp.Add(
             this=exp.Greatest(this=eta, expressions=[number(0.0)]),
@@ -173,7 +175,7 @@ def _family_columns(family: Family) -> list[exp.Expression]:
     return [mu_p.as_("mu"), dev_p.as_("dev")]
 
 
-def _weight(family: Family) -> exp.Expression:
+def _weight(family: Family) -> exp.Expr:
     mu = exp.column("mu")
     if family == "logistic":
         return exp.Mul(this=mu, expression=paren(exp.Sub(this=number(1.0), expression=mu.copy())))
@@ -183,7 +185,7 @@ def _weight(family: Family) -> exp.Expression:
 
 
 def glm_query(
-    design: Design, table: exp.Table, beta: Sequence[float], *, clip: bool = False
+    design: Design, table: exp.Table, beta: Sequence[float] | np.ndarray, *, clip: bool = False
 ) -> exp.Select:
     """One aggregate over the node's rows at coefficients `beta` (scaled terms):
     n, cohort_rows, deviance, gradient X'(y - mu) and the upper triangle of X'WX."""
@@ -192,7 +194,8 @@ def glm_query(
         raise UserError(f"{len(beta)} coefficients for {p} terms; fix: send one per term")
     names = [f"x{j}" for j in range(p)]
     where = cohort_filter(design)
-    cohort_rows = exp.select(exp.Star()).from_(table.copy())
+    # Only the model's columns (BigQuery bills by the columns a query reads).
+    cohort_rows = exp.select(*[col(c.name) for c in design.columns]).from_(table.copy())
     if where is not None:
         cohort_rows = cohort_rows.where(where)
     rows = (
@@ -208,7 +211,7 @@ def glm_query(
     fitted = exp.select(exp.Star(), *_family_columns(design.spec.family)).from_("with_eta")
     w = _weight(design.spec.family)
     resid = paren(exp.Sub(this=exp.column("y"), expression=exp.column("mu")))
-    aggregates: list[exp.Expression] = [
+    aggregates: list[exp.Expr] = [
         exp.Count(this=exp.Star()).as_("n"),
         exp.Subquery(this=exp.select(exp.Count(this=exp.Star())).from_("cohort_rows")).as_(
             "cohort_rows"),
@@ -220,7 +223,7 @@ def glm_query(
         aggregates.append(exp.Sum(this=grad).as_(f"g{j}"))
     for j in range(p):
         for k in range(j, p):
-            product: exp.Expression = w.copy()
+            product: exp.Expr = w.copy()
             for idx in (j, k):
                 if idx != 0:  # the intercept's column is 1
                     product = exp.Mul(this=product, expression=exp.column(names[idx]))
@@ -235,5 +238,5 @@ def glm_query(
     )
 
 
-def render(query: exp.Expression, dialect: Dialect) -> str:
+def render(query: exp.Expr, dialect: Dialect) -> str:
     return query.sql(dialect=dialect)
