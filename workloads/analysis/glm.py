@@ -231,7 +231,7 @@ class GlmFitter:
             self.beta = np.zeros_like(self.beta)
             self.beta[0] = _LINK[family](mean_y)
             self._best = None
-            return True
+            return self._more()
         best = self._best
         if best is not None and step.total.deviance > best.total.deviance * (1 + 1e-12) + 1e-9:
             # The step went uphill: go back halfway towards the best point.
@@ -263,10 +263,10 @@ class GlmFitter:
         if self.design.spec.family == "logistic" and scaled[j] > 15:
             hint = (f"; term {self.names[j]} has a coefficient of {self.beta[j]:.3g} on the "
                     f"scaled axis: the outcome looks (quasi-)completely separated by it")
-        return (
-            f"{self.design.spec.family} fit of {self.design.spec.outcome}: {what}{hint}; fix: "
-            f"drop or merge that term or its rare levels, or narrow the model"
-        )
+        fix = ("drop or merge that term or its rare levels" if hint else
+               f"raise max_iter (now {self.design.spec.max_iter}) or simplify the model")
+        return f"{self.design.spec.family} fit of {self.design.spec.outcome}: {what}{hint}; fix: {fix}"
+
 
 
 # --- results ---------------------------------------------------------------------------------

@@ -184,6 +184,34 @@ def _weight(family: Family) -> exp.Expr:
     return mu
 
 
+def _model_ctes(design: Design, table: exp.Table, clip: bool) -> tuple[exp.Select, exp.Select]:
+    """cohort_rows: the cohort (model columns only); model_rows: the scaled design x0..x(p-1)
+    and the outcome y of the rows the model can use."""
+    names = [f"x{j}" for j in range(len(design.terms))]
+    where = cohort_filter(design)
+    # Only the model's columns (BigQuery bills by the columns a query reads).
+    cohort_rows = exp.select(*[col(c.name) for c in design.columns]).from_(table.copy())
+    if where is not None:
+        cohort_rows = cohort_rows.where(where)
+    rows = (
+        exp.select(
+            *[term_expression(design, t, clip=clip).as_(n)
+              for t, n in zip(design.terms, names, strict=True)],
+            outcome_expression(design, clip=clip).as_("y"),
+        )
+        .from_("cohort_rows")
+        .where(complete_rows(design))
+    )
+    return cohort_rows, rows
+
+
+def model_rows_query(design: Design, table: exp.Table) -> exp.Select:
+    """The scaled rows themselves: for the local pooled comparison only, never federated."""
+    cohort_rows, rows = _model_ctes(design, table, False)
+    return (exp.select(exp.Star()).from_("model_rows")
+            .with_("cohort_rows", as_=cohort_rows).with_("model_rows", as_=rows))
+
+
 def glm_query(
     design: Design, table: exp.Table, beta: Sequence[float] | np.ndarray, *, clip: bool = False
 ) -> exp.Select:
@@ -193,20 +221,7 @@ def glm_query(
     if len(beta) != p:
         raise UserError(f"{len(beta)} coefficients for {p} terms; fix: send one per term")
     names = [f"x{j}" for j in range(p)]
-    where = cohort_filter(design)
-    # Only the model's columns (BigQuery bills by the columns a query reads).
-    cohort_rows = exp.select(*[col(c.name) for c in design.columns]).from_(table.copy())
-    if where is not None:
-        cohort_rows = cohort_rows.where(where)
-    rows = (
-        exp.select(
-            *[term_expression(design, t, clip=clip).as_(n) for t, n in zip(design.terms, names,
-                                                                           strict=True)],
-            outcome_expression(design, clip=clip).as_("y"),
-        )
-        .from_("cohort_rows")
-        .where(complete_rows(design))
-    )
+    cohort_rows, rows = _model_ctes(design, table, clip)
     with_eta = exp.select(exp.Star(), linear_predictor(names, beta).as_("eta")).from_("model_rows")
     fitted = exp.select(exp.Star(), *_family_columns(design.spec.family)).from_("with_eta")
     w = _weight(design.spec.family)
