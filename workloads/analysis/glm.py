@@ -265,7 +265,8 @@ class GlmFitter:
                     f"scaled axis: the outcome looks (quasi-)completely separated by it")
         fix = ("drop or merge that term or its rare levels" if hint else
                f"raise max_iter (now {self.design.spec.max_iter}) or simplify the model")
-        return f"{self.design.spec.family} fit of {self.design.spec.outcome}: {what}{hint}; fix: {fix}"
+        spec = self.design.spec
+        return f"{spec.family} fit of {spec.outcome}: {what}{hint}; fix: {fix}"
 
 
 
