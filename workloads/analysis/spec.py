@@ -155,8 +155,8 @@ def _categorical(raw: Any, where: str) -> tuple[tuple[str, str | None], ...]:
     raise UserError(f"{where}: 'categorical' is a mapping of column to reference level")
 
 
-def load_spec(path: Path) -> AnalysisSpec:
-    """Read a spec file (.json, or .yaml/.yml when PyYAML is available). Never changes it."""
+def read_mapping(path: Path) -> Any:
+    """A JSON file, or YAML (.yaml/.yml) when PyYAML is available. Never changes it."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -171,17 +171,20 @@ def load_spec(path: Path) -> AnalysisSpec:
                 f"{path}: reading YAML needs PyYAML; fix: write the spec as JSON"
             ) from None
         try:
-            data = yaml.safe_load(text)
+            return yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise UserError(f"{path}: not valid YAML ({exc}); fix: correct the file") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(
-                f"{path}: not valid JSON at line {exc.lineno} ({exc.msg}); fix: correct the file"
-            ) from None
-    return from_dict(data, where=str(path))
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{path}: not valid JSON at line {exc.lineno} ({exc.msg}); fix: correct the file"
+        ) from None
+
+
+def load_spec(path: Path) -> AnalysisSpec:
+    """Read an analysis spec file (JSON, or YAML)."""
+    return from_dict(read_mapping(path), where=str(path))
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:

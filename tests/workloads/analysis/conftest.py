@@ -4,6 +4,7 @@ table with a count and a continuous outcome for the Poisson and linear families.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,3 +39,12 @@ def warehouses(node_root: Path) -> Iterator[dict[str, DuckDBWarehouse]]:
     yield opened
     for warehouse in opened.values():
         warehouse.close()
+
+
+@pytest.fixture()
+def cli_root(node_root: Path, tmp_path: Path) -> Path:
+    """A copy of the nodes for commands that open the warehouses themselves (DuckDB attaches
+    a database file once per process, and the session fixture holds the originals open)."""
+    copy = tmp_path / "nodes"
+    shutil.copytree(node_root, copy)
+    return copy

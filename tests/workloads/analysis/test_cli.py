@@ -12,7 +12,7 @@ from workloads.cli import main
 
 
 def test_fit_writes_results_report_and_plot(
-    node_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({
@@ -23,7 +23,7 @@ def test_fit_writes_results_report_and_plot(
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({"age": 0.03, "variant_brca1": 0.8}))
     out, report = tmp_path / "results.json", tmp_path / "out" / "report.md"
-    code = main(["analysis", "fit", "--spec", str(spec), "--root", str(node_root),
+    code = main(["analysis", "fit", "--spec", str(spec), "--root", str(cli_root),
                  "--nodes", "us,eu,sg", "--out", str(out), "--report", str(report),
                  "--pooled", "--per-node", "--truth", str(truth)])
     assert code == 0
@@ -43,7 +43,7 @@ def test_fit_writes_results_report_and_plot(
     # Flags alone give the same model (flags override file keys where both are given).
     code = main(["analysis", "fit", "--table", "patient_genomic_data", "--outcome",
                  "diagnosis_cancer", "--covariates", "age,variant_brca1", "--categorical",
-                 "variant_apoe4:0", "--cohort", "age >= 30", "--root", str(node_root),
+                 "variant_apoe4:0", "--cohort", "age >= 30", "--root", str(cli_root),
                  "--nodes", "us,eu,sg", "--out", str(tmp_path / "flags.json")])
     assert code == 0
     flags = json.loads((tmp_path / "flags.json").read_text())
@@ -66,9 +66,9 @@ def test_fit_writes_results_report_and_plot(
     ],
 )
 def test_errors_are_one_line_with_exit_2(
-    node_root: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    cli_root: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    code = main(["analysis", "fit", *argv, "--root", str(node_root), "--nodes", "us,eu"])
+    code = main(["analysis", "fit", *argv, "--root", str(cli_root), "--nodes", "us,eu"])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("error: ") and message in err and "fix" in err
@@ -76,8 +76,8 @@ def test_errors_are_one_line_with_exit_2(
 
 
 def test_nodes_lists_tables_and_rows(
-    node_root: Path, capsys: pytest.CaptureFixture[str]
+    cli_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["analysis", "nodes", "--root", str(node_root)]) == 0
+    assert main(["analysis", "nodes", "--root", str(cli_root)]) == 0
     out = capsys.readouterr().out
     assert "us:" in out and "sg:" in out and "6,000 rows" in out
