@@ -181,11 +181,6 @@ def _check_information(total: Aggregate, names: Sequence[str]) -> None:
         )
 
 
-_LINK: dict[Family, Any] = {
-    "logistic": lambda m: math.log(m / (1 - m)),
-    "linear": lambda m: m,
-    "poisson": math.log,
-}
 _MU_AT_ZERO: dict[Family, float] = {"logistic": 0.5, "linear": 0.0, "poisson": 1.0}
 
 
@@ -226,10 +221,11 @@ class GlmFitter:
                     f"the outcome {spec.outcome} is {'always' if mean_y >= 1 else 'never'} 1 "
                     f"in the cohort; fix: widen the cohort"
                 )
-            if family == "poisson" and mean_y <= 0:
+        if self.rounds == 1 and family == "poisson":
+            if mean_y <= 0:
                 raise FitError(f"the outcome {spec.outcome} is 0 on every row; fix: widen it")
             self.beta = np.zeros_like(self.beta)
-            self.beta[0] = _LINK[family](mean_y)
+            self.beta[0] = math.log(mean_y)
             self._best = None
             return self._more()
         best = self._best

@@ -224,17 +224,26 @@ def glm_query(
     cohort_rows, rows = _model_ctes(design, table, clip)
     with_eta = exp.select(exp.Star(), linear_predictor(names, beta).as_("eta")).from_("model_rows")
     fitted = exp.select(exp.Star(), *_family_columns(design.spec.family)).from_("with_eta")
-    w = _weight(design.spec.family)
-    resid = paren(exp.Sub(this=exp.column("y"), expression=exp.column("mu")))
+    # The residual and the weight once per row, not once per sum.
+    weighted = exp.select(
+        exp.column("dev"), *[exp.column(n) for n in names[1:]],
+        exp.Sub(this=exp.column("y"), expression=exp.column("mu")).as_("r"),
+        _weight(design.spec.family).as_("w"),
+    ).from_("fitted")
+    # Counted on the table itself: a second reference to a CTE would make DuckDB
+    # materialise it (every cohort row written to memory).
+    cohort_count = exp.select(exp.Count(this=exp.Star())).from_(table.copy())
+    where = cohort_filter(design)
+    if where is not None:
+        cohort_count = cohort_count.where(where)
+    r, w = exp.column("r"), exp.column("w")
     aggregates: list[exp.Expr] = [
         exp.Count(this=exp.Star()).as_("n"),
-        exp.Subquery(this=exp.select(exp.Count(this=exp.Star())).from_("cohort_rows")).as_(
-            "cohort_rows"),
+        exp.Subquery(this=cohort_count).as_("cohort_rows"),
         exp.Sum(this=exp.column("dev")).as_("deviance"),
     ]
     for j in range(p):
-        grad = resid.copy() if j == 0 else exp.Mul(this=exp.column(names[j]),
-                                                   expression=resid.copy())
+        grad = r.copy() if j == 0 else exp.Mul(this=exp.column(names[j]), expression=r.copy())
         aggregates.append(exp.Sum(this=grad).as_(f"g{j}"))
     for j in range(p):
         for k in range(j, p):
@@ -245,11 +254,12 @@ def glm_query(
             aggregates.append(exp.Sum(this=product).as_(f"h{j}_{k}"))
     return (
         exp.select(*aggregates)
-        .from_("fitted")
+        .from_("weighted")
         .with_("cohort_rows", as_=cohort_rows)
         .with_("model_rows", as_=rows)
         .with_("with_eta", as_=with_eta)
         .with_("fitted", as_=fitted)
+        .with_("weighted", as_=weighted)
     )
 
 

@@ -140,3 +140,21 @@ def test_unscaling_is_exact() -> None:
                                         for t in design.terms[1:])])
     xo = np.column_stack([np.ones(2), x.age, x.bmi])
     np.testing.assert_allclose(xs @ scaled, xo @ (glm.unscale_matrix(design) @ scaled))
+
+
+def test_constant_outcome_is_an_error(warehouses: dict[str, DuckDBWarehouse]) -> None:
+    spec = from_dict({"table": "patient_genomic_data", "outcome": "diagnosis_cancer",
+                      "covariates": ["age"], "cohort": "diagnosis_cancer = 0"})
+    with pytest.raises(glm.FitError, match="diagnosis_cancer is never 1 in the cohort"):
+        glm.run_local_fit(warehouses, spec)
+    poisson = from_dict({"table": VISITS.name, "outcome": "visits", "family": "poisson",
+                         "covariates": ["age"], "cohort": "visits = 0"})
+    with pytest.raises(glm.FitError, match="visits is 0 on every row"):
+        glm.run_local_fit(warehouses, poisson, tables=TABLES)
+
+
+def test_empty_cohort_is_an_error(warehouses: dict[str, DuckDBWarehouse]) -> None:
+    spec = from_dict({"table": "patient_genomic_data", "outcome": "diagnosis_cancer",
+                      "cohort": "age > 200"})
+    with pytest.raises(glm.FitError, match="no usable rows"):
+        glm.run_local_fit(warehouses, spec)
