@@ -164,12 +164,11 @@ def _family_columns(family: Family) -> list[exp.Expr]:
         resid = paren(exp.Sub(this=y, expression=eta))
         return [eta.copy().as_("mu"), exp.Mul(this=resid, expression=resid.copy()).as_("dev")]
     mu_p = exp.Exp(this=exp.Least(this=eta, expressions=[number(EXP_CAP)]))
-    y_log_y = exp.Case(
-        ifs=[exp.If(this=exp.GT(this=y, expression=number(0.0)),
-                    true=exp.Mul(this=y, expression=paren(exp.Sub(this=exp.Ln(this=y.copy()),
-                                                                  expression=eta))))],
-        default=number(0.0),
-    )
+    # y (ln y - eta), with 0 for y = 0: counts are whole numbers, so ln(max(y, 1)) is ln y
+    # for every y >= 1 and the product is 0 at y = 0, with no LN(0) in any engine.
+    y_log_y = exp.Mul(this=y, expression=paren(exp.Sub(
+        this=exp.Ln(this=exp.Greatest(this=y.copy(), expressions=[number(1.0)])),
+        expression=eta.copy())))
     dev_p = exp.Mul(this=number(2.0), expression=paren(
         exp.Sub(this=y_log_y, expression=paren(exp.Sub(this=y.copy(), expression=mu_p.copy())))))
     return [mu_p.as_("mu"), dev_p.as_("dev")]
