@@ -77,25 +77,25 @@ def slots(design: Design, *, clipped: bool) -> list[Slot]:
     Linear and Poisson residuals, and every deviance, have no bound (None): a DP guard must
     not release them without clipping of its own.
     """
-    p = len(design.terms)
     family = design.spec.family
-    term_bound = 1.0 if clipped else None
+    residual = 1.0 if family == "logistic" else None  # |y - mu| for a 0/1 outcome
+    weight = {"logistic": 0.25, "linear": 1.0, "poisson": None}[family]  # max of W
+
+    def term_bound(j: int) -> float | None:  # max |x_j| of a scaled term
+        return 1.0 if clipped or design.terms[j].kind != "numeric" else None
+
+    def product(*factors: float | None) -> float | None:
+        known = [f for f in factors if f is not None]
+        return math.prod(known) if len(known) == len(factors) else None
+
     out = [Slot("n", "count", 1.0), Slot("cohort_rows", "count", 1.0),
            Slot("deviance", "sum", None)]
-    residual = 1.0 if family == "logistic" else None
-    weight = {"logistic": 0.25, "linear": 1.0, "poisson": None}[family]
-    for j, term in enumerate(design.terms):
-        bound = None if term_bound is None and term.kind == "numeric" else 1.0
-        out.append(Slot(f"gradient[{term.name}]", "sum",
-                        None if residual is None or bound is None else residual * bound))
-        del j
-    for j in range(p):
-        for k in range(j, p):
-            bj = 1.0 if design.terms[j].kind != "numeric" or term_bound else None
-            bk = 1.0 if design.terms[k].kind != "numeric" or term_bound else None
-            sens = None if weight is None or bj is None or bk is None else weight
-            out.append(Slot(f"information[{design.terms[j].name},{design.terms[k].name}]",
-                            "sum", sens))
+    out += [Slot(f"gradient[{t.name}]", "sum", product(residual, term_bound(j)))
+            for j, t in enumerate(design.terms)]
+    p = len(design.terms)
+    out += [Slot(f"information[{design.terms[j].name},{design.terms[k].name}]", "sum",
+                 product(weight, term_bound(j), term_bound(k)))
+            for j in range(p) for k in range(j, p)]
     return out
 
 
