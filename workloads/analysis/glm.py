@@ -50,6 +50,10 @@ class Aggregate:
     deviance: float
     gradient: np.ndarray  # X'(y - mu), scaled terms
     information: np.ndarray  # X'WX, scaled terms (symmetric)
+    # For the node's own guard, never in the released vector: the largest |linear
+    # predictor| of a row, and the rows whose IRLS weight is at least sql.EFFECTIVE_WEIGHT.
+    max_abs_eta: float = 0.0
+    effective_rows: int = 0
 
     def to_vector(self) -> np.ndarray:
         """n, cohort_rows, deviance, gradient, upper triangle of X'WX: the masked upload."""
@@ -124,6 +128,8 @@ def node_aggregate(
         deviance=_float(row["deviance"]),
         gradient=np.array([_float(row[f"g{j}"]) for j in range(p)]),
         information=info,
+        max_abs_eta=_float(row["max_abs_eta"]),
+        effective_rows=int(row["effective_rows"] or 0),
     )
 
 

@@ -23,6 +23,9 @@ from workloads.contracts.schema import Column, Table
 Dialect = Literal["duckdb", "bigquery"]
 DIALECTS: tuple[Dialect, ...] = ("duckdb", "bigquery")
 EXP_CAP = 700.0  # exp() of more overflows a double; Poisson's eta is capped there
+# A row whose IRLS weight is below this barely informs the model (a saturated score); the
+# node's guard counts the others (`effective_rows`) before it releases anything.
+EFFECTIVE_WEIGHT = 1e-4
 
 
 def dialect_of(warehouse: Any) -> Dialect:
@@ -225,7 +228,7 @@ def glm_query(
     fitted = exp.select(exp.Star(), *_family_columns(design.spec.family)).from_("with_eta")
     # The residual and the weight once per row, not once per sum.
     weighted = exp.select(
-        exp.column("dev"), *[exp.column(n) for n in names[1:]],
+        exp.column("dev"), exp.column("eta"), *[exp.column(n) for n in names[1:]],
         exp.Sub(this=exp.column("y"), expression=exp.column("mu")).as_("r"),
         _weight(design.spec.family).as_("w"),
     ).from_("fitted")
@@ -240,6 +243,13 @@ def glm_query(
         exp.Count(this=exp.Star()).as_("n"),
         exp.Subquery(this=cohort_count).as_("cohort_rows"),
         exp.Sum(this=exp.column("dev")).as_("deviance"),
+        # For the node's guard only (never released): how extreme the scores are, and how
+        # many rows still carry weight.
+        exp.Max(this=exp.Abs(this=exp.column("eta"))).as_("max_abs_eta"),
+        exp.Sum(this=exp.Case(
+            ifs=[exp.If(this=exp.GTE(this=w.copy(), expression=number(EFFECTIVE_WEIGHT)),
+                        true=exp.Literal.number(1))],
+            default=exp.Literal.number(0))).as_("effective_rows"),
     ]
     for j in range(p):
         grad = r.copy() if j == 0 else exp.Mul(this=exp.column(names[j]), expression=r.copy())

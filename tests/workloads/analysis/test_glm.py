@@ -158,3 +158,20 @@ def test_empty_cohort_is_an_error(warehouses: dict[str, DuckDBWarehouse]) -> Non
                       "cohort": "age > 200"})
     with pytest.raises(glm.FitError, match="no usable rows"):
         glm.run_local_fit(warehouses, spec)
+
+
+def test_guard_inputs_match_the_rows(warehouses: dict[str, DuckDBWarehouse]) -> None:
+    """max |eta| and the rows with IRLS weight >= 1e-4, for the node's guard."""
+    spec = from_dict({"table": "patient_genomic_data", "outcome": "diagnosis_cancer",
+                      "covariates": ["age", "bmi"]})
+    design = validate(spec)
+    beta = np.array([-2.0, 9.0, -1.5])
+    agg = glm.node_aggregate(warehouses["eu"], spec, beta)
+    rows = pooled_frame({"eu": warehouses["eu"]}, PATIENT_GENOMIC_DATA)
+    x = np.column_stack([np.ones(len(rows))] + [(rows[t.name] - t.centre) / t.scale
+                                                for t in design.terms[1:]])
+    eta = x @ beta
+    mu = 1 / (1 + np.exp(-eta))
+    assert agg.max_abs_eta == pytest.approx(np.max(np.abs(eta)), rel=1e-12)
+    assert agg.effective_rows == int(np.sum(mu * (1 - mu) >= 1e-4))
+    assert 0 < agg.effective_rows < agg.n  # the chosen beta saturates some rows
