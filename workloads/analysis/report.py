@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workloads.analysis.glm import FitResult
+from workloads.contracts.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,13 @@ class Estimates:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise UserError(
+            f"cannot write {path}: {exc.strerror}; fix: choose a writable path"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -96,8 +102,14 @@ def forest_plot(
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    except OSError as exc:
+        plt.close(fig)
+        raise UserError(
+            f"cannot write {path}: {exc.strerror}; fix: choose a writable path"
+        ) from None
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110)

@@ -81,3 +81,15 @@ def test_nodes_lists_tables_and_rows(
     assert main(["analysis", "nodes", "--root", str(cli_root)]) == 0
     out = capsys.readouterr().out
     assert "us:" in out and "sg:" in out and "6,000 rows" in out
+
+
+def test_unwritable_out_is_one_line(
+    cli_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["analysis", "fit", "--table", "patient_genomic_data", "--outcome",
+                 "diagnosis_cancer", "--root", str(cli_root), "--nodes", "us,eu",
+                 "--out", str(blocker / "results.json")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: cannot write") and "fix" in err
