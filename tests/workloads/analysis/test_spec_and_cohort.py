@@ -144,3 +144,12 @@ def test_allow_list_has_no_statement_or_function_types() -> None:
         assert not issubclass(node_type, (exp.Query, exp.Command, exp.DDL, exp.Anonymous))
         # sqlglot models AND/OR as functions; no other function type is allowed.
         assert not issubclass(node_type, exp.Func) or node_type in (exp.And, exp.Or)
+
+
+def test_shipped_examples_are_valid() -> None:
+    from workloads.analysis import statistics
+    from workloads.analysis.spec import read_mapping
+
+    examples = Path(__file__).resolve().parents[3] / "workloads" / "analysis" / "examples"
+    validate(load_spec(examples / "cancer_risk.json"))
+    statistics.plan(statistics.from_dict(read_mapping(examples / "patients_stats.json")))
