@@ -1,0 +1,1 @@
+"""Federated synthetic data: a differentially private federated Gaussian copula."""
