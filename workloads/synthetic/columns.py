@@ -67,12 +67,15 @@ class SynthColumn:
 
     def values(self, bins: np.ndarray, fractions: np.ndarray) -> np.ndarray:
         """Synthetic values of the declared type from bin indices and in-bin positions."""
+        out: np.ndarray
         if self.kind == "categorical":
-            return np.asarray(self.levels, dtype=object if self.type == "STRING" else None)[bins]
+            out = np.asarray(self.levels, dtype=object if self.type == "STRING" else None)[bins]
+            return out
         low, high = self.bounds
         if self.kind == "integer":
-            return (bins + int(low)).astype(np.int64)
-        values = np.clip(low + (bins + fractions) * self.width, low, high)
+            out = (bins + int(low)).astype(np.int64)
+            return out
+        values: np.ndarray = np.clip(low + (bins + fractions) * self.width, low, high)
         return values.astype(np.int64) if self.type == "INTEGER" else values
 
 

@@ -75,7 +75,7 @@ def nearest_correlation(a: np.ndarray, *, tol: float = 1e-9, max_iter: int = 100
         correction = x - r
         y_next = x.copy()
         np.fill_diagonal(y_next, 1.0)
-        change = np.linalg.norm(y_next - y) / max(np.linalg.norm(y_next), 1e-300)
+        change = float(np.linalg.norm(y_next - y)) / max(float(np.linalg.norm(y_next)), 1e-300)
         y = y_next
         if change < tol:
             break

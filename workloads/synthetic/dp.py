@@ -247,7 +247,7 @@ def opendp_rho(sensitivity: float, scale: float, *, integer: bool) -> float:
     if integer:
         m = dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=int),
                                scale=scale)
-        return float(m.map(int(sensitivity)))
+        return float(m.map(int(sensitivity)))  # type: ignore[no-untyped-call]
     m = dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T=float, nan=False)),
                            dp.l2_distance(T=float), scale=scale)
-    return float(m.map(float(sensitivity)))
+    return float(m.map(float(sensitivity)))  # type: ignore[no-untyped-call]

@@ -91,6 +91,8 @@ class Training:
     product_total: np.ndarray | None = None
     log: list[PhaseLog] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # node -> why (budget, size)
+    round_rows: list[float] = field(default_factory=list)  # DP row count in each round's sum
+    void_rounds: dict[int, str] = field(default_factory=dict)  # round -> why it was void
     model: CopulaModel | None = None
 
     def participants(self) -> list[str]:
@@ -166,10 +168,13 @@ def train(
     names = [c.name for c in columns]
     for r in range(settings.rounds):
         up = available(r) if available is not None else {n.name for n in nodes}
+        candidates = [n for n in nodes if n.name in up and n.name not in training.refused]
+        if settings.rounds > 1 and len(candidates) < settings.min_sites:
+            training.void_rounds[r] = f"only {len(candidates)} node(s) up; nothing charged"
+            training.round_rows.append(0.0)
+            continue
         invited: list[SynthesisNode] = []
-        for node in nodes:
-            if node.name not in up or node.name in training.refused:
-                continue
+        for node in candidates:
             try:
                 node.check_size()
                 node.charge(per_round.events(node.name, f"{run_id}/round{r}", names))
@@ -182,38 +187,55 @@ def train(
                 training.refused[node.name] = str(exc)
                 continue
             invited.append(node)
-
-        def record(phase: str, r: int = r) -> Callable[[int, list[str], list[str]], None]:
-            def entry(attempt: int, who: list[str], answered: list[str]) -> None:
-                training.log.append(PhaseLog(r, phase, attempt, list(who), list(answered)))
-            return entry
-
-        # phase 1: marginals
-        histograms = {n.name: n.noisy_histograms(per_round) for n in invited}
-        total, took_part = secure_sum(
-            invited, histograms, f"synth|{run_id}|round{r}|marginals",
-            min_sites=settings.min_sites,
-            arrives=lambda attempt, who, r=r: participation(r, "marginals", attempt, who),
-            log_entry=record("marginals"),
-        )
-        for j, h in enumerate(split_histograms(total, columns)):
-            training.histogram_total[j] = training.histogram_total[j] + h
-        marginals = [probabilities(h, c.name)
-                     for h, c in zip(training.histogram_total, columns, strict=True)]
-        # phase 2: dependence, only from nodes that took part in phase 1
-        second = [n for n in invited if n.name in took_part]
-        products = {n.name: n.noisy_products(per_round, marginals, rng) for n in second}
-        total, _ = secure_sum(
-            second, products, f"synth|{run_id}|round{r}|products",
-            min_sites=settings.min_sites,
-            arrives=lambda attempt, who, r=r: participation(r, "products", attempt, who),
-            log_entry=record("products"),
-        )
-        training.product_total = (
-            total if training.product_total is None else training.product_total + total
-        )
+        try:
+            _round(training, invited, r, rng, participation)
+        except UserError as exc:
+            if settings.rounds == 1:
+                raise
+            training.void_rounds[r] = str(exc)
+            if len(training.round_rows) == r:
+                training.round_rows.append(0.0)
     training.model = build_model(columns, training.histogram_total, training.product_total)
     return training
+
+
+def _round(training: Training, invited: list[SynthesisNode], r: int,
+           rng: np.random.Generator, participation: Participation) -> None:
+    columns, settings, per_round, run_id = (training.columns, training.settings, training.plan,
+                                            training.run_id)
+
+    def record(phase: str) -> Callable[[int, list[str], list[str]], None]:
+        def entry(attempt: int, who: list[str], answered: list[str]) -> None:
+            training.log.append(PhaseLog(r, phase, attempt, list(who), list(answered)))
+        return entry
+
+    # phase 1: marginals
+    histograms = {n.name: n.noisy_histograms(per_round) for n in invited}
+    total, took_part = secure_sum(
+        invited, histograms, f"synth|{run_id}|round{r}|marginals",
+        min_sites=settings.min_sites,
+        arrives=lambda attempt, who: participation(r, "marginals", attempt, who),
+        log_entry=record("marginals"),
+    )
+    round_histograms = split_histograms(total, columns)
+    training.round_rows.append(float(np.median([max(float(h.sum()), 0.0)
+                                                for h in round_histograms])))
+    for j, h in enumerate(round_histograms):
+        training.histogram_total[j] = training.histogram_total[j] + h
+    marginals = [probabilities(h, c.name)
+                 for h, c in zip(training.histogram_total, columns, strict=True)]
+    # phase 2: dependence, only from nodes whose marginals are in the sum
+    second = [n for n in invited if n.name in took_part]
+    products = {n.name: n.noisy_products(per_round, marginals, rng) for n in second}
+    total, _ = secure_sum(
+        second, products, f"synth|{run_id}|round{r}|products",
+        min_sites=settings.min_sites,
+        arrives=lambda attempt, who: participation(r, "products", attempt, who),
+        log_entry=record("products"),
+    )
+    training.product_total = (
+        total if training.product_total is None else training.product_total + total
+    )
 
 
 def build_model(columns: tuple[SynthColumn, ...], histograms: Sequence[np.ndarray],
