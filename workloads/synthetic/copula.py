@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from workloads.contracts.errors import UserError
 from workloads.synthetic.columns import SynthColumn
@@ -59,6 +59,71 @@ def correlation_from_products(products: np.ndarray, d: int) -> np.ndarray:
     scale = np.sqrt(diagonal)
     raw: np.ndarray = s / np.outer(scale, scale)
     return raw
+
+
+HERMITE_TERMS = 150  # accurate to ~1e-6 for |r| <= 0.95
+_LATENT_LIMIT = 0.99
+
+
+def hermite_coefficients(p: np.ndarray, discrete: bool, terms: int = HERMITE_TERMS) -> np.ndarray:
+    """c_n = E[g(Z) He_n(Z)] / sqrt(n!), n = 1..terms, for the column's normal score g.
+
+    A discrete column's score is the latent normal re-drawn inside its bin (the jitter), so
+    as a function of the latent Z it is g(Z) = E[Z | bin(Z)] = (phi(t_k-1) - phi(t_k)) / p_k
+    on bin k (thresholds t from the marginal). A continuous column's score is Z itself
+    (c_1 = 1, the rest 0). Mehler's formula then gives, for latent correlation r,
+    E[g_i(Z_i) g_j(Z_j)] = sum_n r^n c_i,n c_j,n."""
+    out = np.zeros(terms)
+    if not discrete:
+        out[0] = 1.0
+        return out
+    p = np.asarray(p, dtype=np.float64)
+    cuts = np.clip(np.cumsum(p)[:-1], 0.0, 1.0)
+    t = np.concatenate([[-np.inf], stats.norm.ppf(cuts), [np.inf]])
+    density = np.where(np.isfinite(t), stats.norm.pdf(np.where(np.isfinite(t), t, 0.0)), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.where(p > 0, (density[:-1] - density[1:]) / p, 0.0)
+    finite_t = np.where(np.isfinite(t), t, 0.0)
+    previous, current = np.zeros_like(finite_t), np.ones_like(finite_t)  # He_-1, He_0 (normed)
+    for n in range(1, terms + 1):
+        edge = density * current  # phi(t) He_{n-1}(t)/sqrt((n-1)!), 0 at +-inf
+        out[n - 1] = float(np.sum(m * (edge[:-1] - edge[1:]))) / np.sqrt(n)
+        previous, current = current, (finite_t * current - np.sqrt(n - 1) * previous) / np.sqrt(n)
+    return out
+
+
+def latent_correlation(observed: np.ndarray, columns: tuple[SynthColumn, ...],
+                       marginals: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The copula's latent correlation from the observed normal-score correlation.
+
+    Jittered scores of discrete columns are attenuated versions of the latent normals (by
+    exactly Mehler's series above); sampling discretises again. Inverting the series per
+    pair removes the attenuation, so the sampled bins have the pairwise dependence of the
+    data instead of a doubly attenuated one. Out-of-range values (noise) are clamped to
+    the achievable range; the matrix is then repaired (nearest correlation)."""
+    d = len(columns)
+    coefficients = [hermite_coefficients(p, c.kind != "continuous")
+                    for c, p in zip(columns, marginals, strict=True)]
+    powers = np.arange(1, HERMITE_TERMS + 1)
+    out = np.eye(d)
+    for i in range(d):
+        for j in range(i + 1, d):
+            product = coefficients[i] * coefficients[j]
+
+            def moment(r: float, product: np.ndarray = product) -> float:
+                return float(np.sum(product * r**powers))
+
+            target = float(observed[i, j])
+            low, high = moment(-_LATENT_LIMIT), moment(_LATENT_LIMIT)
+            if target <= min(low, high) or target >= max(low, high) or low == high:
+                nearest = -_LATENT_LIMIT if abs(target - low) < abs(target - high) else (
+                    _LATENT_LIMIT)
+                out[i, j] = out[j, i] = 0.0 if low == high else nearest
+                continue
+            out[i, j] = out[j, i] = optimize.brentq(
+                lambda r, t=target: moment(r) - t, -_LATENT_LIMIT, _LATENT_LIMIT, xtol=1e-10
+            )
+    return out
 
 
 def nearest_correlation(a: np.ndarray, *, tol: float = 1e-9, max_iter: int = 1000) -> np.ndarray:

@@ -30,6 +30,7 @@ from workloads.synthetic.columns import SynthColumn
 from workloads.synthetic.copula import (
     CopulaModel,
     correlation_from_products,
+    latent_correlation,
     nearest_correlation,
     probabilities,
 )
@@ -244,8 +245,9 @@ def build_model(columns: tuple[SynthColumn, ...], histograms: Sequence[np.ndarra
         raise UserError("no dependence statistics were released; fix: train first")
     marginals = tuple(probabilities(h, c.name) for h, c in zip(histograms, columns, strict=True))
     raw = correlation_from_products(products, len(columns))
+    latent = latent_correlation(raw, columns, marginals)
     rows = float(np.median([max(float(np.sum(h)), 0.0) for h in histograms]))
-    return CopulaModel(columns, marginals, nearest_correlation(raw), raw, rows)
+    return CopulaModel(columns, marginals, nearest_correlation(latent), raw, rows)
 
 
 def mixture(
