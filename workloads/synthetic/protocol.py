@@ -170,7 +170,13 @@ def train(
     for r in range(settings.rounds):
         up = available(r) if available is not None else {n.name for n in nodes}
         candidates = [n for n in nodes if n.name in up and n.name not in training.refused]
-        if settings.rounds > 1 and len(candidates) < settings.min_sites:
+        if len(candidates) < settings.min_sites:
+            if settings.rounds == 1:
+                raise UserError(
+                    f"only {len(candidates)} node(s) ({', '.join(n.name for n in candidates)}) "
+                    f"can take part; at least {settings.min_sites} must; nothing was charged; "
+                    f"fix: name more nodes"
+                )
             training.void_rounds[r] = f"only {len(candidates)} node(s) up; nothing charged"
             training.round_rows.append(0.0)
             continue
@@ -196,6 +202,9 @@ def train(
             training.void_rounds[r] = str(exc)
             if len(training.round_rows) == r:
                 training.round_rows.append(0.0)
+    if training.product_total is None:
+        why = "; ".join(f"round {r}: {reason}" for r, reason in training.void_rounds.items())
+        raise UserError(f"no round completed ({why}); fix: retry when enough nodes are up")
     training.model = build_model(columns, training.histogram_total, training.product_total)
     return training
 

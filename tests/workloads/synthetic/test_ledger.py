@@ -82,8 +82,8 @@ def test_a_run_past_the_cap_is_refused_before_any_release(
                             out_dir=root / "refused", quality=False, node_budget=budget)
     assert released == []  # no noisy histogram computed, nothing masked or sent
     assert not (root / "refused").exists()
-    # us refused; eu's charge (made first? no: us is first and refused) is unchanged
-    assert _spent(us) == before[0]
+    # us (asked first) refused, so the run stopped: neither ledger changed
+    assert (_spent(us), _spent(eu)) == before
 
 
 def test_a_charge_is_all_or_nothing(nodes: tuple[Path, list[LocalNode]]) -> None:
