@@ -134,10 +134,11 @@ class DataSite:
                     clip: float = DEFAULT_CLIP) -> CopulaModel:
         """The site's own Gaussian copula, released under DP (charged to its ledger)."""
         local = SynthesisNode(self.name, self.party.source, self.table, self.party.columns,
-                              self.party.odometer, min_rows=self.config.min_samples)
+                              self.party.odometer, min_rows=self.config.min_samples,
+                              rng=np.random.default_rng(seed))
         settings = Settings(epsilon=epsilon if epsilon is not None else self.config.privacy_budget,
                             delta=self.delta, clip=clip, min_sites=1)
-        training = train([local], local.columns, settings, rng=np.random.default_rng(seed))
+        training = train([local], local.columns, settings)
         assert training.model is not None
         return training.model
 
@@ -163,9 +164,9 @@ class ModelAggregator:
     trainings: list[Training] = field(default_factory=list)
 
     def train(self, nodes: list[SynthesisNode], columns: tuple[SynthColumn, ...], rounds: int,
-              rng: np.random.Generator, *, participation: Participation = everyone,
+              *, participation: Participation = everyone,
               available: Any = None) -> Training:
-        training = train(nodes, columns, self.secure.settings(rounds), rng=rng,
+        training = train(nodes, columns, self.secure.settings(rounds),
                          participation=participation, available=available)
         self.trainings.append(training)
         return training
@@ -219,7 +220,7 @@ class FederatedGenerator:
         if not self.sites:
             raise UserError("no sites; fix: add_site() first")
         nodes = [s.party for s in self.sites.values()]
-        training = self.aggregator.train(nodes, self.columns, rounds, self._rng,
+        training = self.aggregator.train(nodes, self.columns, rounds,
                                          participation=participation, available=available)
         self._model = self.aggregator.model(self.columns)
         return TrainResult(

@@ -81,8 +81,11 @@ class SynthesisNode:
 
     def __init__(self, name: str, source: Source, table: Table,
                  columns: tuple[SynthColumn, ...], odometer: Odometer,
-                 *, min_rows: int = 0) -> None:
+                 *, min_rows: int = 0, rng: np.random.Generator | None = None) -> None:
         self.name = name
+        # the node's own randomness for the jitter of discrete scores (not the DP noise,
+        # which is OpenDP's): never the hub's generator
+        self.rng = rng if rng is not None else np.random.default_rng()
         self.source = source
         self.table = table
         self.columns = columns

@@ -156,7 +156,6 @@ def train(
     columns: tuple[SynthColumn, ...],
     settings: Settings,
     *,
-    rng: np.random.Generator,
     participation: Participation = everyone,
     available: Callable[[int], set[str]] | None = None,
     run_id: str | None = None,
@@ -195,7 +194,7 @@ def train(
                 continue
             invited.append(node)
         try:
-            _round(training, invited, r, rng, participation)
+            _round(training, invited, r, participation)
         except UserError as exc:
             if settings.rounds == 1:
                 raise
@@ -210,7 +209,7 @@ def train(
 
 
 def _round(training: Training, invited: list[SynthesisNode], r: int,
-           rng: np.random.Generator, participation: Participation) -> None:
+           participation: Participation) -> None:
     columns, settings, per_round, run_id = (training.columns, training.settings, training.plan,
                                             training.run_id)
 
@@ -236,7 +235,7 @@ def _round(training: Training, invited: list[SynthesisNode], r: int,
                  for h, c in zip(training.histogram_total, columns, strict=True)]
     # phase 2: dependence, only from nodes whose marginals are in the sum
     second = [n for n in invited if n.name in took_part]
-    products = {n.name: n.noisy_products(per_round, marginals, rng) for n in second}
+    products = {n.name: n.noisy_products(per_round, marginals, n.rng) for n in second}
     total, _ = secure_sum(
         second, products, f"synth|{run_id}|round{r}|products",
         min_sites=settings.min_sites,

@@ -139,7 +139,7 @@ def federated_synthesis(
             ledger = WarehouseLedger(node.name, warehouse, budget)
             parties.append(SynthesisNode(node.name, warehouse, spec, columns, ledger))
         rng = np.random.default_rng(seed)
-        training = train(parties, columns, settings, rng=rng)
+        training = train(parties, columns, settings)
         assert training.model is not None
         synthetic = training.model.sample(rows, rng)
         scores: dict[str, Any] = {}

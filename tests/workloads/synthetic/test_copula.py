@@ -71,8 +71,7 @@ def _sites(n: int, rho: float, seed: int) -> list[SynthesisNode]:
 
 def test_samples_have_the_declared_types_ranges_and_dependence() -> None:
     nodes = _sites(4000, 0.7, seed=3)
-    training = train(nodes, COLUMNS, Settings(epsilon=math.inf),
-                     rng=np.random.default_rng(0))
+    training = train(nodes, COLUMNS, Settings(epsilon=math.inf))
     model = training.model
     assert isinstance(model, CopulaModel) and is_correlation(model.correlation)
     sample = model.sample(20_000, np.random.default_rng(1))
@@ -100,7 +99,7 @@ def test_samples_have_the_declared_types_ranges_and_dependence() -> None:
 
 def test_without_noise_the_hub_sum_is_the_pooled_histogram() -> None:
     nodes = _sites(500, 0.3, seed=4)
-    training = train(nodes, COLUMNS, Settings(epsilon=math.inf), rng=np.random.default_rng(0))
+    training = train(nodes, COLUMNS, Settings(epsilon=math.inf))
     pooled = [a + b for a, b in zip(nodes[0].exact_histograms(), nodes[1].exact_histograms(),
                                     strict=True)]
     for got, want in zip(training.histogram_total, pooled, strict=True):
