@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.synthetic.columns import synth_columns
@@ -121,3 +123,29 @@ def test_the_attenuation_series_matches_the_closed_form() -> None:
     latent = latent_correlation(observed, (binary, binary),
                                 (np.array([0.5, 0.5]), np.array([0.5, 0.5])))
     assert latent[0, 1] == pytest.approx(0.5, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 7).flatmap(
+    lambda d: st.lists(st.floats(-1.5, 1.5), min_size=d * d, max_size=d * d)))
+def test_any_noisy_symmetric_input_repairs_to_a_correlation(values: list[float]) -> None:
+    d = int(round(len(values) ** 0.5))
+    noisy = np.asarray(values).reshape(d, d)
+    np.fill_diagonal(noisy, 1.0)
+    assert is_correlation(nearest_correlation(noisy))
+
+
+def test_the_released_totals_carry_the_planned_noise() -> None:
+    """At epsilon 1 the hub's totals differ from the exact pooled histograms by noise of
+    variance (nodes x scale^2): the noise is really added, at the planned scale."""
+    nodes = _sites(500, 0.3, seed=5)
+    pooled = np.concatenate([a + b for a, b in zip(nodes[0].exact_histograms(),
+                                                   nodes[1].exact_histograms(), strict=True)])
+    errors = []
+    for _ in range(10):
+        training = train(nodes, COLUMNS, Settings(epsilon=1.0))
+        errors.append(np.concatenate(training.histogram_total) - pooled)
+    errors_all = np.concatenate(errors)  # 10 runs x 107 bins (4.6 standard errors)
+    scale = training.plan.marginal_scale
+    assert np.all(np.abs(errors_all - np.round(errors_all)) < 1e-6)  # integer noise
+    assert np.var(errors_all) == pytest.approx(2 * scale**2, rel=0.2)
