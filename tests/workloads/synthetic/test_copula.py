@@ -128,8 +128,8 @@ def test_the_attenuation_series_matches_the_closed_form() -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.integers(2, 7).flatmap(
     lambda d: st.lists(st.floats(-1.5, 1.5), min_size=d * d, max_size=d * d)))
-def test_any_noisy_symmetric_input_repairs_to_a_correlation(values: list[float]) -> None:
-    d = int(round(len(values) ** 0.5))
+def test_any_noisy_square_input_repairs_to_a_correlation(values: list[float]) -> None:
+    d = round(len(values) ** 0.5)
     noisy = np.asarray(values).reshape(d, d)
     np.fill_diagonal(noisy, 1.0)
     assert is_correlation(nearest_correlation(noisy))
