@@ -179,7 +179,8 @@ class ModelAggregator:
         released = [t.product_total for t in self.trainings if t.product_total is not None]
         if not released:
             raise UserError("no round completed (too few sites each time); fix: retry")
-        return build_model(columns, histograms, np.sum(released, axis=0))
+        return build_model(columns, histograms, np.sum(released, axis=0),
+                           self.secure.clip_threshold)
 
 
 @dataclass
@@ -259,7 +260,8 @@ class FederatedGenerator:
                 raise UserError(f"weights name unknown sites {unknown}; fix: {sorted(self.sites)}")
         return mixture([s.party for s in self.sites.values()], self.columns, chosen,
                        min_sites=self.aggregator.secure.min_sites,
-                       context=f"synth|mixture|{strategy}|{self._rng.integers(1 << 62)}")
+                       context=f"synth|mixture|{strategy}|{self._rng.integers(1 << 62)}",
+                       clip=self.aggregator.secure.clip_threshold)
 
     def generate(self, n_samples: int, strategy: Strategy = "proportional",
                  weights: dict[str, float] | None = None) -> pd.DataFrame:

@@ -10,6 +10,7 @@ stops with an error: it never falls back to independent columns.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,26 +40,32 @@ def probabilities(noisy: np.ndarray, column: str) -> np.ndarray:
     return out
 
 
-def upper_to_matrix(upper: np.ndarray, d: int) -> np.ndarray:
-    matrix = np.zeros((d, d))
-    matrix[np.triu_indices(d)] = upper
-    return matrix + np.triu(matrix, 1).T
+def clipped_variance(clip: float) -> float:
+    """E[min(max(Z, -c), c)^2] for a standard normal Z: the expected square of a score."""
+    inside = 2 * stats.norm.cdf(clip) - 1 - 2 * clip * stats.norm.pdf(clip)
+    return float(inside + 2 * clip**2 * stats.norm.sf(clip))
 
 
-def correlation_from_products(products: np.ndarray, d: int) -> np.ndarray:
-    """Sums of z_i z_j (upper triangle, diagonal included) -> a raw correlation estimate."""
-    s = upper_to_matrix(products, d)
-    diagonal = np.diag(s)
-    if not np.all(np.isfinite(s)):
+def correlation_from_products(products: np.ndarray, d: int, rows: float,
+                              clip: float) -> np.ndarray:
+    """Sums of z_i z_j over rows (i < j) -> the observed normal-score correlation.
+
+    Scores under the pooled marginals are standard normal (clipped), so the diagonal sums
+    are known, rows * E[clip(Z)^2]: they are not released (less sensitivity, and no noisy
+    sum of squares that could come out <= 0). `rows` is the DP row count."""
+    products = np.asarray(products, dtype=np.float64)
+    if not (np.all(np.isfinite(products)) and math.isfinite(rows)):
         raise CorrelationRepairError("the combined normal-score sums are not finite")
-    if np.any(diagonal <= 0):
+    if not rows > 0:
         raise CorrelationRepairError(
-            "a noisy sum of squared normal scores is <= 0 (noise larger than the data); "
+            "the noisy row count is <= 0 (noise larger than the data); "
             "fix: raise epsilon or synthesise from more rows"
         )
-    scale = np.sqrt(diagonal)
-    raw: np.ndarray = s / np.outer(scale, scale)
-    return raw
+    raw = np.eye(d)
+    upper = np.triu_indices(d, k=1)
+    raw[upper] = products / (rows * clipped_variance(clip))
+    out: np.ndarray = np.triu(raw, 1) + np.triu(raw, 1).T + np.eye(d)
+    return out
 
 
 HERMITE_TERMS = 150  # accurate to ~1e-6 for |r| <= 0.95

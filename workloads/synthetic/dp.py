@@ -12,8 +12,9 @@ marginals first, then the dependence, with the budget split between them):
    discrete Gaussian (integer counts, exact sampler) with scale sigma_m: rho = 1 /
    (2 sigma_m^2) per column in zero-concentrated DP (Canonne, Kamath, Steinke 2020).
 2. dependence: the sums over rows of products of clipped normal scores, z_i * z_j for
-   every pair i <= j (the diagonal too, to normalise). |z| <= c (the clip), so one row
-   changes each of the d(d+1)/2 sums by at most c^2: L2 sensitivity c^2 sqrt(d(d+1)/2).
+   every pair i < j (the diagonal is known: rows * E[clip(Z)^2]). |z| <= c (the clip), so
+   one row changes each of the d(d-1)/2 sums by at most c^2: L2 sensitivity
+   c^2 sqrt(d(d-1)/2).
    OpenDP's Gaussian on float vectors (sampled exactly) with scale sigma_c:
    rho = sensitivity^2 / (2 sigma_c^2).
 
@@ -152,7 +153,7 @@ class NoisePlan:
 
     @property
     def pairs(self) -> int:
-        return self.columns * (self.columns + 1) // 2
+        return self.columns * (self.columns - 1) // 2
 
     def events(self, node: str, run_id: str, column_names: Sequence[str]) -> list[DPEvent]:
         events = [
@@ -190,7 +191,7 @@ def plan(
         raise UserError(f"marginal_share {marginal_share} is invalid; fix: 0 < share < 1")
     if not clip > 0:
         raise UserError(f"clip {clip} is invalid; fix: a positive normal-score bound, e.g. 3")
-    sensitivity = clip**2 * math.sqrt(columns * (columns + 1) / 2)
+    sensitivity = clip**2 * math.sqrt(columns * (columns - 1) / 2)
     if noise_scale is not None:
         if not noise_scale > 0:
             raise UserError(f"noise_scale {noise_scale} is invalid; fix: a positive multiplier")

@@ -168,9 +168,9 @@ class SynthesisNode:
 
     def noisy_products(self, plan: NoisePlan, probabilities: Sequence[np.ndarray],
                        rng: np.random.Generator) -> np.ndarray:
-        """Phase 2: sums of z_i z_j (i <= j) with OpenDP's Gaussian noise."""
+        """Phase 2: sums of z_i z_j (i < j) with OpenDP's Gaussian noise."""
         z = self.normal_scores(probabilities, plan.clip, rng)
-        products = (z.T @ z)[np.triu_indices(len(self.columns))]
+        products = (z.T @ z)[np.triu_indices(len(self.columns), k=1)]
         noisy = noisy_vector(products, plan.product_scale)
         self.release.products = (
             noisy if self.release.products is None else self.release.products + noisy
@@ -214,6 +214,6 @@ def split_histograms(vector: np.ndarray, columns: tuple[SynthColumn, ...]) -> li
 
 
 def product_count(d: int) -> int:
-    return d * (d + 1) // 2
+    return d * (d - 1) // 2
 
 

@@ -204,7 +204,8 @@ def train(
     if training.product_total is None:
         why = "; ".join(f"round {r}: {reason}" for r, reason in training.void_rounds.items())
         raise UserError(f"no round completed ({why}); fix: retry when enough nodes are up")
-    training.model = build_model(columns, training.histogram_total, training.product_total)
+    training.model = build_model(columns, training.histogram_total, training.product_total,
+                                 settings.clip)
     return training
 
 
@@ -248,13 +249,15 @@ def _round(training: Training, invited: list[SynthesisNode], r: int,
 
 
 def build_model(columns: tuple[SynthColumn, ...], histograms: Sequence[np.ndarray],
-                products: np.ndarray | None) -> CopulaModel:
+                products: np.ndarray | None, clip: float) -> CopulaModel:
     if products is None:
         raise UserError("no dependence statistics were released; fix: train first")
     marginals = tuple(probabilities(h, c.name) for h, c in zip(histograms, columns, strict=True))
-    raw = correlation_from_products(products, len(columns))
+    # the DP row count: the median of the columns' noisy totals (each is n + noise); a
+    # mixture's normalised histograms and products give 1 here and per row means there
+    rows = float(np.median([float(np.sum(h)) for h in histograms]))
+    raw = correlation_from_products(products, len(columns), rows, clip)
     latent = latent_correlation(raw, columns, marginals)
-    rows = float(np.median([max(float(np.sum(h)), 0.0) for h in histograms]))
     return CopulaModel(columns, marginals, nearest_correlation(latent), raw, rows)
 
 
@@ -265,6 +268,7 @@ def mixture(
     *,
     min_sites: int,
     context: str,
+    clip: float,
 ) -> CopulaModel:
     """The copula of a weighted mixture of the nodes' populations: each node sends
     weight * (its noisy histograms and product sums) / its noisy row count, masked; the
@@ -277,4 +281,4 @@ def mixture(
     total, _ = secure_sum(taking_part, vectors, context, min_sites=min_sites,
                           arrives=lambda _a, who: set(who), log_entry=lambda *_: None)
     cut = sum(c.bins for c in columns)
-    return build_model(columns, split_histograms(total[:cut], columns), total[cut:])
+    return build_model(columns, split_histograms(total[:cut], columns), total[cut:], clip)

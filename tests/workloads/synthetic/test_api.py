@@ -90,8 +90,8 @@ def test_secure_aggregator_parameters_are_used(three_sites: dict[str, pd.DataFra
     training = g.aggregator.trainings[-1]
     assert training.plan.marginal_scale == 4.0
     assert training.plan.clip == 2.0
-    assert training.plan.product_sensitivity == pytest.approx(4.0 * math.sqrt(21))
-    assert training.plan.product_scale == pytest.approx(4.0 * 4.0 * math.sqrt(21))
+    assert training.plan.product_sensitivity == pytest.approx(4.0 * math.sqrt(15))
+    assert training.plan.product_scale == pytest.approx(4.0 * 4.0 * math.sqrt(15))
     assert g.sites["a"].delta == 1e-5
     with pytest.raises(BudgetExceededError):  # this noise multiplier costs more than 0.1
         create_federated_generator(two, aggregator=SecureAggregator(

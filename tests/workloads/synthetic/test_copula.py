@@ -46,9 +46,11 @@ def test_repair_leaves_a_valid_correlation_alone() -> None:
 def test_impossible_repairs_are_errors_not_independence() -> None:
     with pytest.raises(CorrelationRepairError):
         nearest_correlation(np.array([[1.0, math.nan], [math.nan, 1.0]]))
-    # a noisy sum of squares <= 0: the noise swamped the data
+    # a noisy row count <= 0: the noise swamped the data
     with pytest.raises(CorrelationRepairError, match="raise epsilon"):
-        correlation_from_products(np.array([-5.0, 1.0, 10.0]), 2)
+        correlation_from_products(np.array([5.0]), 2, -3.0, 3.0)
+    with pytest.raises(CorrelationRepairError, match="not finite"):
+        correlation_from_products(np.array([math.inf]), 2, 100.0, 3.0)
 
 
 def _sites(n: int, rho: float, seed: int) -> list[SynthesisNode]:

@@ -56,7 +56,7 @@ def test_the_split_between_marginals_and_dependence_is_as_stated() -> None:
     assert opendp_rho(1, p.marginal_scale, integer=True) == pytest.approx(events[0].rho)
     assert opendp_rho(p.product_sensitivity, p.product_scale, integer=False) == pytest.approx(
         events[-1].rho)
-    assert p.product_sensitivity == pytest.approx(3.0**2 * math.sqrt(D * (D + 1) / 2))
+    assert p.product_sensitivity == pytest.approx(3.0**2 * math.sqrt(D * (D - 1) / 2))
 
 
 def test_noise_has_the_planned_scale() -> None:
@@ -117,7 +117,7 @@ def test_sensitivities_hold_for_an_adversarial_extra_row(three_sites: dict[str, 
     bmi = [c.name for c in COLUMNS].index("bmi")
     np.testing.assert_allclose(z1[:-1, bmi], z0[:, bmi])
     # so, with the other rows' jitter the same, the sums move by the new row's products
-    iu = np.triu_indices(D)
+    iu = np.triu_indices(D, k=1)
     last = z1[-1]
     assert np.linalg.norm(np.outer(last, last)[iu]) <= p.product_sensitivity + 1e-9
     worst = np.full(D, p.clip)  # a row at the clip in every column attains the bound
