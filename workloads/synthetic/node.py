@@ -143,6 +143,7 @@ class SynthesisNode:
         """Rows -> clipped normal scores under the public (DP) global marginals: a row in
         bin k sits at F(k-1) + f * p_k, f its position in the bin (continuous columns) or
         uniform (discrete ones: the same randomised transform the sampler inverts)."""
+        check_marginals(probabilities, self.columns)
         ref = self.source.table_ref(self.table)
         exprs = []
         for j, column in enumerate(self.columns):
@@ -199,6 +200,20 @@ class SynthesisNode:
             raise RuntimeError("public_key() must be called before masking")
         encoded = secure_agg.encode(vector)
         return secure_agg.mask(encoded, self.name, self._key, peers, context)
+
+
+def check_marginals(probabilities: Sequence[np.ndarray],
+                    columns: tuple[SynthColumn, ...]) -> None:
+    """The hub's broadcast marginals must be probability vectors of the public bin counts
+    (the clip bounds the sensitivity whatever they are; this refuses garbage early)."""
+    ok = len(probabilities) == len(columns) and all(
+        np.shape(p) == (c.bins,) and np.all(np.isfinite(p)) and np.all(np.asarray(p) >= 0)
+        and abs(float(np.sum(p)) - 1.0) < 1e-6
+        for p, c in zip(probabilities, columns, strict=False)
+    )
+    if not ok:
+        raise UserError("the hub's marginals are not probability vectors over the public bins; "
+                        "refused")
 
 
 def bin_count(columns: tuple[SynthColumn, ...]) -> int:

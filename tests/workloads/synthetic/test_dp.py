@@ -122,3 +122,14 @@ def test_sensitivities_hold_for_an_adversarial_extra_row(three_sites: dict[str, 
     assert np.linalg.norm(np.outer(last, last)[iu]) <= p.product_sensitivity + 1e-9
     worst = np.full(D, p.clip)  # a row at the clip in every column attains the bound
     assert np.linalg.norm(np.outer(worst, worst)[iu]) == pytest.approx(p.product_sensitivity)
+
+
+def test_a_node_refuses_garbage_marginals_from_the_hub(three_sites: dict[str, pd.DataFrame]
+                                                       ) -> None:
+    node = _node(three_sites["a"])
+    good = [np.full(c.bins, 1.0 / c.bins) for c in COLUMNS]
+    node.normal_scores(good, 3.0, np.random.default_rng(0))
+    for bad in (good[:-1], [*good[:-1], np.full(2, np.nan)], [*good[:-1], np.array([2.0, -1.0])],
+                [*good[:-1], np.full(5, 0.2)]):
+        with pytest.raises(UserError, match="refused"):
+            node.normal_scores(bad, 3.0, np.random.default_rng(0))
