@@ -88,6 +88,11 @@ class Odometer(Protocol):
 
     def charge(self, events: Sequence[DPEvent]) -> Spent: ...
 
+    def check(self, events: Sequence[DPEvent]) -> None:
+        """Raise BudgetExceededError if charging the events now would pass the cap (no side
+        effect): lets a run stop before ANY node is charged when one node would refuse."""
+        ...
+
     def spent(self) -> Spent: ...
 
 

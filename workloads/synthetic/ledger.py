@@ -97,15 +97,25 @@ class WarehouseLedger:
             params,
         )
         if inserted.num_rows != len(events):
-            spent = self.spent()
-            would = epsilon_of([spent.rho, new_rho], self.budget.delta)
-            raise BudgetExceededError(
-                f"node {self.node}: this synthesis would bring its privacy loss to epsilon "
-                f"{would:.3f} (delta {self.budget.delta}), over its cap epsilon "
-                f"{self.budget.epsilon}; refused before any release; fix: a smaller epsilon, "
-                f"or a node whose cap allows it"
-            )
+            self._refuse(self.spent(), new_rho)
         return self.spent()
+
+    def check(self, events: Sequence[DPEvent]) -> None:
+        new_rho = sum(e.rho for e in events)
+        if math.isinf(self.budget.rho) or not events:
+            return
+        spent = self.spent()
+        if math.isinf(new_rho) or spent.rho + new_rho > self.budget.rho * (1 + 1e-12):
+            self._refuse(spent, new_rho)
+
+    def _refuse(self, spent: Spent, new_rho: float) -> None:
+        would = epsilon_of([spent.rho, new_rho], self.budget.delta)
+        raise BudgetExceededError(
+            f"node {self.node}: this synthesis would bring its privacy loss to epsilon "
+            f"{would:.3f} (delta {self.budget.delta}), over its cap epsilon "
+            f"{self.budget.epsilon}; refused before any release; fix: a smaller epsilon, "
+            f"or a node whose cap allows it"
+        )
 
     def spent(self) -> Spent:
         row = self.store.query(f"SELECT coalesce(sum(rho), 0), count(*) FROM {self._ref}")

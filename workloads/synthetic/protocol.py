@@ -180,10 +180,15 @@ def train(
             training.round_rows.append(0.0)
             continue
         invited: list[SynthesisNode] = []
+        events = {n.name: per_round.events(n.name, f"{run_id}/round{r}", names)
+                  for n in candidates}
+        if settings.rounds == 1:  # ask every node first: one refusal charges nobody
+            for node in candidates:
+                node.odometer.check(events[node.name])
         for node in candidates:
             try:
                 node.check_size()
-                node.charge(per_round.events(node.name, f"{run_id}/round{r}", names))
+                node.charge(events[node.name])
             except BudgetExceededError as exc:
                 if settings.rounds == 1:
                     raise  # a one-shot run stops before anything is released

@@ -86,6 +86,22 @@ def test_a_run_past_the_cap_is_refused_before_any_release(
     assert (_spent(us), _spent(eu)) == before
 
 
+def test_one_node_over_its_cap_charges_no_other_node(nodes: tuple[Path, list[LocalNode]]
+                                                     ) -> None:
+    root, (us, eu) = nodes
+    ledger, warehouse = _ledger(eu, NodeBudget(epsilon=10.0))
+    try:  # eu (asked second) has already spent most of its budget elsewhere
+        ledger.charge([DPEvent("eu", "earlier", "q", "gaussian", 1.0, 1.0,
+                                rho_for(10.0, 1e-6) * 0.995)])
+    finally:
+        warehouse.close()  # type: ignore[attr-defined]
+    before = _spent(us), _spent(eu)
+    with pytest.raises(BudgetExceededError, match="node eu"):
+        federated_synthesis(["us", "eu"], "patient_genomic_data", 100, 1.0, root=root,
+                            out_dir=root / "refused", quality=False)
+    assert (_spent(us), _spent(eu)) == before  # us was not charged for a run that died
+
+
 def test_a_charge_is_all_or_nothing(nodes: tuple[Path, list[LocalNode]]) -> None:
     _, (us, _) = nodes
     ledger, warehouse = _ledger(us, NodeBudget(epsilon=1.0))
