@@ -302,10 +302,8 @@ class FederatedGenerator:
                     "privacy_budget": s.config.privacy_budget,
                     "weight": self.site_weights.get(name, s.config.weight),
                     "rounds_taken_part": sum(
-                        1 for t in self.aggregator.trainings for e in t.log
-                        if e.phase == "products" and name in e.answered
-                        and e.attempt == max(x.attempt for x in t.log
-                                             if x.round == e.round and x.phase == "products")
+                        name in t.summed(r) for t in self.aggregator.trainings
+                        for r in range(t.settings.rounds)
                     ),
                 }
                 for name, s in self.sites.items()

@@ -96,6 +96,12 @@ class Training:
     void_rounds: dict[int, str] = field(default_factory=dict)  # round -> why it was void
     model: CopulaModel | None = None
 
+    def summed(self, round_: int) -> list[str]:
+        """The nodes whose dependence release is in the round's sum (its last attempt)."""
+        entries = [e for e in self.log if e.round == round_ and e.phase == "products"]
+        return entries[-1].answered if entries and entries[-1].answered == sorted(
+            entries[-1].invited) else []
+
     def participants(self) -> list[str]:
         names = {n for entry in self.log for n in entry.answered}
         return sorted(names)
