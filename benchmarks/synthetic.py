@@ -116,7 +116,8 @@ def scores(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dcr = DCROverfittingProtection.compute_breakdown(
-            real, synthetic, holdout, metadata, None, num_rows_subsample=dcr_rows)
+            real, synthetic, holdout, metadata, None,
+            num_rows_subsample=min(dcr_rows, len(holdout), len(real), len(synthetic)))
     return {
         "overall": quality.overall_score,
         "shapes": quality.column_shapes,
