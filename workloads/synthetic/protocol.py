@@ -40,7 +40,9 @@ from workloads.synthetic.dp import (
     DEFAULT_MARGINAL_SHARE,
     BudgetExceededError,
     NoisePlan,
+    epsilon_of,
     plan,
+    rho_for,
 )
 from workloads.synthetic.node import SynthesisNode, split_histograms
 
@@ -113,8 +115,6 @@ def round_plan(settings: Settings, columns: int) -> NoisePlan:
         return plan(settings.epsilon, settings.delta, columns,
                     marginal_share=settings.marginal_share, clip=settings.clip,
                     noise_scale=settings.noise_scale)
-    from workloads.synthetic.dp import epsilon_of, rho_for
-
     per_round_rho = rho_for(settings.epsilon, settings.delta) / settings.rounds
     per_round_epsilon = epsilon_of([per_round_rho], settings.delta)
     return plan(per_round_epsilon, settings.delta, columns,
