@@ -1,0 +1,153 @@
+"""The hub's repair (a valid correlation, never a silent fallback to independence) and the
+sampler (declared types and ranges; the dependence survives the round trip)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
+from workloads.synthetic.columns import synth_columns
+from workloads.synthetic.copula import (
+    CopulaModel,
+    CorrelationRepairError,
+    correlation_from_products,
+    is_correlation,
+    nearest_correlation,
+)
+from workloads.synthetic.ledger import NodeBudget, WarehouseLedger
+from workloads.synthetic.node import MemorySource, SynthesisNode
+from workloads.synthetic.protocol import Settings, train
+
+COLUMNS = synth_columns(PATIENT_GENOMIC_DATA)
+
+
+def test_repair_makes_an_indefinite_noisy_matrix_a_correlation() -> None:
+    bad = np.array([[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]])
+    assert np.linalg.eigvalsh(bad).min() < 0
+    fixed = nearest_correlation(bad)
+    assert is_correlation(fixed)
+    assert np.abs(fixed - bad).max() < 0.5  # near, not the identity
+    assert abs(fixed[0, 1]) > 0.3
+    asymmetric = np.array([[1.2, 0.5], [0.3, 0.9]])
+    assert is_correlation(nearest_correlation(asymmetric))
+
+
+def test_repair_leaves_a_valid_correlation_alone() -> None:
+    good = np.array([[1.0, 0.4, 0.1], [0.4, 1.0, -0.2], [0.1, -0.2, 1.0]])
+    np.testing.assert_allclose(nearest_correlation(good), good, atol=1e-8)
+
+
+def test_impossible_repairs_are_errors_not_independence() -> None:
+    with pytest.raises(CorrelationRepairError):
+        nearest_correlation(np.array([[1.0, math.nan], [math.nan, 1.0]]))
+    # a noisy row count <= 0: the noise swamped the data
+    with pytest.raises(CorrelationRepairError, match="raise epsilon"):
+        correlation_from_products(np.array([5.0]), 2, -3.0, 3.0)
+    with pytest.raises(CorrelationRepairError, match="not finite"):
+        correlation_from_products(np.array([math.inf]), 2, 100.0, 3.0)
+
+
+def _sites(n: int, rho: float, seed: int) -> list[SynthesisNode]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, name in enumerate(("us", "eu")):
+        z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], n)
+        data = pd.DataFrame({
+            "patient_id": [f"{name}-{k}" for k in range(n)],
+            "age": np.clip(np.round(52 + 12 * z[:, 0]), 25, 80).astype(int),
+            "bmi": np.clip(27 + 4 * z[:, 1] + i, 18.5, 40.0),
+            "variant_brca1": rng.binomial(2, 0.1, n),
+            "variant_tp53": rng.binomial(2, 0.05, n),
+            "variant_apoe4": (z[:, 0] > 1).astype(int) + (z[:, 0] > 1.8).astype(int),
+            "diagnosis_cancer": (z[:, 1] > 1.2).astype(int),
+        })
+        source = MemorySource(PATIENT_GENOMIC_DATA, data)
+        out.append(SynthesisNode(name, source, PATIENT_GENOMIC_DATA, COLUMNS,
+                                 WarehouseLedger(name, source, NodeBudget(math.inf))))
+    return out
+
+
+def test_samples_have_the_declared_types_ranges_and_dependence() -> None:
+    nodes = _sites(4000, 0.7, seed=3)
+    training = train(nodes, COLUMNS, Settings(epsilon=math.inf))
+    model = training.model
+    assert isinstance(model, CopulaModel) and is_correlation(model.correlation)
+    sample = model.sample(20_000, np.random.default_rng(1))
+    assert list(sample.columns) == [c.name for c in COLUMNS]
+    assert sample["age"].dtype == np.int64
+    assert sample["age"].between(25, 80).all()
+    assert sample["bmi"].dtype == np.float64 and sample["bmi"].between(18.5, 40.0).all()
+    for name in ("variant_brca1", "variant_tp53", "variant_apoe4"):
+        assert sample[name].dtype == np.int64 and set(sample[name].unique()) <= {0, 1, 2}
+    assert set(sample["diagnosis_cancer"].unique()) == {0, 1}
+    # the pooled dependence survives (Spearman of age and BMI ~ 0.68 for rho 0.7)
+    assert sample[["age", "bmi"]].corr(method="spearman").iloc[0, 1] == pytest.approx(0.68,
+                                                                                        abs=0.05)
+    real = pd.concat([n.source.query("SELECT * FROM patient_genomic_data").to_pandas()
+                      for n in nodes])
+    for pair in (["age", "variant_apoe4"], ["bmi", "diagnosis_cancer"]):
+        want = real[pair].corr(method="spearman").iloc[0, 1]
+        assert want > 0.3
+        assert sample[pair].corr(method="spearman").iloc[0, 1] == pytest.approx(want, abs=0.06)
+    # the marginals match: the share of apoe4 carriers, the mean BMI
+    assert (sample["variant_apoe4"] > 0).mean() == pytest.approx(
+        (real["variant_apoe4"] > 0).mean(), abs=0.01)
+    assert sample["bmi"].mean() == pytest.approx(real["bmi"].mean(), abs=0.15)
+
+
+def test_without_noise_the_hub_sum_is_the_pooled_histogram() -> None:
+    nodes = _sites(500, 0.3, seed=4)
+    training = train(nodes, COLUMNS, Settings(epsilon=math.inf))
+    pooled = [a + b for a, b in zip(nodes[0].exact_histograms(), nodes[1].exact_histograms(),
+                                    strict=True)]
+    for got, want in zip(training.histogram_total, pooled, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert training.model is not None and training.model.rows_estimate == pytest.approx(1000)
+
+
+def test_the_attenuation_series_matches_the_closed_form() -> None:
+    """Two median splits: E[g g] = (2/pi)^2 arcsin(r) (the orthant probability)."""
+    from workloads.synthetic.copula import hermite_coefficients, latent_correlation
+
+    c = hermite_coefficients(np.array([0.5, 0.5]), discrete=True)
+    for r in (-0.6, 0.2, 0.5, 0.9):
+        series = float(np.sum(c * c * r ** np.arange(1, len(c) + 1)))
+        assert series == pytest.approx((2 / np.pi) ** 2 * np.arcsin(r), abs=1e-6)
+    # and the inversion recovers the latent r from the attenuated observation
+    binary = synth_columns(PATIENT_GENOMIC_DATA)[-1]
+    observed = np.array([[1.0, (2 / np.pi) ** 2 * np.arcsin(0.5)], [0.0, 1.0]])
+    latent = latent_correlation(observed, (binary, binary),
+                                (np.array([0.5, 0.5]), np.array([0.5, 0.5])))
+    assert latent[0, 1] == pytest.approx(0.5, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 7).flatmap(
+    lambda d: st.lists(st.floats(-1.5, 1.5), min_size=d * d, max_size=d * d)))
+def test_any_noisy_square_input_repairs_to_a_correlation(values: list[float]) -> None:
+    d = round(len(values) ** 0.5)
+    noisy = np.asarray(values).reshape(d, d)
+    np.fill_diagonal(noisy, 1.0)
+    assert is_correlation(nearest_correlation(noisy))
+
+
+def test_the_released_totals_carry_the_planned_noise() -> None:
+    """At epsilon 1 the hub's totals differ from the exact pooled histograms by noise of
+    variance (nodes x scale^2): the noise is really added, at the planned scale."""
+    nodes = _sites(500, 0.3, seed=5)
+    pooled = np.concatenate([a + b for a, b in zip(nodes[0].exact_histograms(),
+                                                   nodes[1].exact_histograms(), strict=True)])
+    errors = []
+    for _ in range(10):
+        training = train(nodes, COLUMNS, Settings(epsilon=1.0))
+        errors.append(np.concatenate(training.histogram_total) - pooled)
+    errors_all = np.concatenate(errors)  # 10 runs x 107 bins (4.6 standard errors)
+    scale = training.plan.marginal_scale
+    assert np.all(np.abs(errors_all - np.round(errors_all)) < 1e-6)  # integer noise
+    assert np.var(errors_all) == pytest.approx(2 * scale**2, rel=0.2)
