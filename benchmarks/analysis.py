@@ -25,8 +25,6 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from workloads.analysis import glm
 from workloads.analysis.spec import from_dict, validate
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA

@@ -37,8 +37,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.generator.profile import find_profile
 from workloads.generator.sampling import generate_batches
