@@ -11,6 +11,7 @@ bucket, dataset or repository they concern.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -27,6 +28,19 @@ BATCH_PROJECT_ROLES: tuple[str, ...] = (
     "roles/logging.logWriter",
 )
 FEDERATION_PROJECT_ROLES: tuple[str, ...] = ("roles/bigquery.jobUser", "roles/logging.logWriter")
+
+
+def dataset_policy(*, writer: str, reader: str) -> str:
+    """The IAM policy (JSON) of a patient-data dataset: one writer, one reader, nobody else."""
+    return json.dumps(
+        {
+            "bindings": [
+                {"role": "roles/bigquery.dataEditor", "members": [writer]},
+                {"role": "roles/bigquery.dataViewer", "members": [reader]},
+            ]
+        },
+        sort_keys=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -76,18 +90,19 @@ class Identities(pulumi.ComponentResource):
         bucket_role("batch-raw-input-viewer", on.raw_input_bucket, "roles/storage.objectViewer")
         bucket_role("batch-staging-admin", on.staging_bucket, "roles/storage.objectAdmin")
         bucket_role("batch-results-admin", on.results_bucket, "roles/storage.objectAdmin")
-        for label, member, role in (
-            ("batch-dataset-editor", batch, "roles/bigquery.dataEditor"),
-            ("federation-dataset-viewer", fed, "roles/bigquery.dataViewer"),
-        ):
-            gcp.bigquery.DatasetIamMember(
-                f"{name}-{label}",
-                project=project,
-                dataset_id=on.dataset.dataset_id,
-                role=role,
-                member=member,
-                opts=child,
-            )
+        # The dataset's whole access list, authoritative: BigQuery's defaults (every
+        # project owner, editor and viewer reads the data) are replaced by exactly these
+        # two identities. Admins act through project-level BigQuery roles, on record in
+        # the Data Access audit logs.
+        gcp.bigquery.DatasetIamPolicy(
+            f"{name}-dataset-access",
+            project=project,
+            dataset_id=on.dataset.dataset_id,
+            policy_data=pulumi.Output.all(batch, fed).apply(
+                lambda members: dataset_policy(writer=members[0], reader=members[1])
+            ),
+            opts=child,
+        )
         gcp.artifactregistry.RepositoryIamMember(
             f"{name}-batch-image-reader",
             project=project,

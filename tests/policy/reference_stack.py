@@ -18,6 +18,19 @@ from workloads.batch.job import build_job, job_json
 from workloads.batch.target import BatchTarget
 
 COMPUTE_SA = "batch@{project}.iam.gserviceaccount.com"
+# The kinds the policy tests take from this node and add to the captured us stack.
+REFERENCE_KINDS = frozenset(
+    {
+        "gcp:kms/keyRing:KeyRing",
+        "gcp:kms/cryptoKey:CryptoKey",
+        "gcp:bigquery/dataset:Dataset",
+        "gcp:bigquery/table:Table",
+        "gcp:pubsub/topic:Topic",
+        "gcp:compute/firewall:Firewall",
+        "gcp:compute/instance:Instance",
+        "gcp:serviceaccount/account:Account",
+    }
+)
 
 
 class _BatchJobProvider(pulumi.dynamic.ResourceProvider):
@@ -56,6 +69,7 @@ def reference_node() -> None:
         name="key",
         key_ring=ring.id,
         rotation_period="7776000s",
+        version_template={"algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION", "protection_level": "HSM"},
         deletion_policy="PREVENT",
         opts=protected,
     )
@@ -73,7 +87,7 @@ def reference_node() -> None:
         dataset_id="hospital_data",
         location=region,
         default_encryption_configuration={"kms_key_name": key.id},
-        accesses=[{"role": "OWNER", "special_group": "projectOwners"}],
+        accesses=[{"role": "OWNER", "user_by_email": f"batch@{project}.iam.gserviceaccount.com"}],
     )
     gcp.bigquery.Table(
         "table",
@@ -141,6 +155,11 @@ def reference_node() -> None:
         "network_interfaces": [{"subnetwork": subnet.id}],
         "service_account": {"email": account.email, "scopes": ["cloud-platform"]},
         "scheduling": {"on_host_maintenance": "TERMINATE"},
+        "metadata": {
+            "serial-port-enable": "FALSE",
+            "enable-oslogin": "TRUE",
+            "block-project-ssh-keys": "TRUE",
+        },
     }
     template = gcp.compute.InstanceTemplate(
         "template",
