@@ -159,7 +159,10 @@ def _as_runtime_value(value: Any) -> str:
 
 def _project_numbers(project: str, values: Mapping[str, Any]) -> dict[str, str]:
     """project id -> number for every project the stack file names (for service agents)."""
-    get = lambda key: values.get(f"{project}:{key}")  # noqa: E731
+
+    def get(key: str) -> Any:
+        return values.get(f"{project}:{key}")
+
     numbers = {str(get("project")): str(get("projectNumber"))}
     if get("hubProject"):
         numbers[str(get("hubProject"))] = str(get("hubProjectNumber"))

@@ -32,6 +32,13 @@ class Foundation:
     keys: Keys
     org_policies: OrgPolicies
     control_plane: gcp.Provider
+    agents: ServiceAgents
+    audit_logs: AuditLogs
+
+    @property
+    def components(self) -> list[pulumi.Resource]:
+        """Everything declared here (what a fence declared last must wait for)."""
+        return [self.org_policies, self.apis, self.agents, self.keys, self.audit_logs]
 
     def encrypted_with(self, purpose: KeyPurpose) -> pulumi.ResourceOptions:
         """Options for a resource under `purpose`'s key: after the APIs and the key's grants."""
@@ -81,7 +88,7 @@ def declare_foundation(
         agents=agents.members,
         opts=pulumi.ResourceOptions(depends_on=[apis]),
     )
-    AuditLogs(
+    audit_logs = AuditLogs(
         "audit-logs",
         project=cfg.project,
         region=cfg.region,
@@ -89,4 +96,4 @@ def declare_foundation(
         kms_key=keys.key_id("logging"),
         opts=pulumi.ResourceOptions(depends_on=[apis, *keys.usable("logging")]),
     )
-    return Foundation(apis, keys, org_policies, provider)
+    return Foundation(apis, keys, org_policies, provider, agents, audit_logs)

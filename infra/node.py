@@ -98,8 +98,7 @@ def declare_node(cfg: NodeConfig) -> None:
     # The job comes before the fence (B2): it is created while the deployer is still
     # inside; later `up`s come in through the deployer's access level and ingress rule.
     fenced: list[pulumi.Resource] = [
-        apis,
-        keys,
+        *foundation.components,
         warehouse,
         buckets,
         registry,

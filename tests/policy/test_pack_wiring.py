@@ -31,10 +31,10 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
+from infra.policy.config import config_for_stack
 from infra.policy.sovereign_policies import POLICIES
 from infra.policy.sovereign_policies import props as p
 from infra.policy.sovereign_policies.pack import PACK_NAME, pulumi_policies
-from infra.policy.config import config_for_stack
 from tests.policy.mutations import captured
 
 PACK_DIR = Path(__file__).resolve().parents[2] / "infra" / "policy"
