@@ -1,6 +1,6 @@
 """Offline review of a stack: a sorted JSON manifest and a Markdown posture summary.
 
-    python -m infra.render --stack us [--stack eu ...] [--out DIR]
+    python -m infra.render --stack us [--stack eu ...] [--out DIR]   # + <stack>.tfplan.json
     python -m infra.render --update-golden      # refresh tests/infra/golden/ (us, eu, hub)
 
 Both are rendered from the same program `pulumi up` runs, under mocks, without any cloud
@@ -25,6 +25,7 @@ from typing import Any
 
 from pulumi.runtime import rpc
 
+from infra import terraform_plan
 from infra.capture import REPO_ROOT, CapturedResource, capture_stack, stack_config
 from workloads.contracts.errors import UserError
 
@@ -41,12 +42,16 @@ class Rendered:
     stack: str
     manifest: str  # JSON text
     posture: str  # Markdown text
+    plan: str = ""  # Terraform plan JSON (for Checkov); derived from the manifest
 
-    def files(self) -> dict[str, str]:
-        return {
+    def files(self, *, with_plan: bool = True) -> dict[str, str]:
+        out = {
             f"{self.stack}.manifest.json": self.manifest,
             f"{self.stack}.posture.md": self.posture,
         }
+        if with_plan and self.plan:
+            out[f"{self.stack}.tfplan.json"] = self.plan
+        return out
 
 
 # ---------------------------------------------------------------- manifest
@@ -593,13 +598,14 @@ def render(
         stack=stack,
         manifest=manifest_json(stack, resources),
         posture=posture_markdown(stack, resources, values, _verdicts(stack, resources, stack_dir)),
+        plan=json.dumps(terraform_plan.plan(stack, resources), indent=2, sort_keys=True) + "\n",
     )
 
 
-def write(rendered: Rendered, out: Path) -> list[Path]:
+def write(rendered: Rendered, out: Path, *, with_plan: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in rendered.files().items():
+    for name, text in rendered.files(with_plan=with_plan).items():
         path = out / name
         path.write_text(text)
         written.append(path)
@@ -626,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     out = GOLDEN_DIR if args.update_golden else args.out
     try:
         for stack in stacks:
-            for path in write(render(stack), out):
+            # The goldens hold what a reviewer reads; the plan is derived from the manifest.
+            for path in write(render(stack), out, with_plan=not args.update_golden):
                 print(path)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
