@@ -7,7 +7,7 @@ import json
 import pytest
 from infra_testkit import of_type, one, stack_file, walk
 
-from infra.capture import CapturedResource
+from infra.capture import CapturedResource, capture_stack
 from infra.services import CONTROL_PLANE_APIS
 from workloads.contracts.catalogue import ALL_TABLES
 from workloads.contracts.federation import SIGNING_ALGORITHM, SIGNING_KEY_NAME
@@ -328,3 +328,31 @@ def test_us_and_eu_differ_only_in_their_per_node_facts(
         return text
 
     assert normalised(captured["us"], 0) == normalised(captured["eu"], 1)
+
+
+def test_a_separate_key_project_holds_the_keys_and_is_fenced_too() -> None:
+    from dataclasses import replace
+
+    from infra.policy.config import config_for_stack
+    from infra.policy.sovereign_policies import evaluate
+    from infra.policy.sovereign_policies.model import resource_from
+
+    key_project = {"project": "fed-keys-us", "number": "100000000101"}
+    resources = capture_stack("us", {"keyProject": key_project})
+    assert {r.inputs["project"] for r in of_type(resources, ":KeyRing")} == {"fed-keys-us"}
+    fence = one(resources, ":ServicePerimeter").inputs["status"]["resources"]
+    assert fence == ["projects/100000000001", "projects/100000000101"]
+    cmek_projects = next(r for r in resources if r.name.endswith("restrictCmekCryptoKeyProjects"))
+    assert cmek_projects.inputs["spec"]["rules"][0]["values"]["allowedValues"] == [
+        "under:projects/fed-keys-us",
+        "under:projects/fed-node-us",
+    ]
+    config = replace(
+        config_for_stack("us"), key_project="fed-keys-us", key_project_number="100000000101"
+    )
+    assert evaluate([resource_from(r) for r in resources], config) == []
+    # The same stack judged without the key project in config: every CMEK user is flagged.
+    flagged = {
+        v.policy for v in evaluate([resource_from(r) for r in resources], config_for_stack("us"))
+    }
+    assert "encryption-key-placement" in flagged

@@ -738,6 +738,17 @@ ATTACKER_MUTATIONS: tuple[Mutation, ...] = (
         ),
     ),
     Mutation(
+        "let a workload decrypt with a data key",
+        PRINCIPALS,
+        _grant(
+            "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
+            "mut-key-workload",
+            "roles/cloudkms.cryptoKeyEncrypterDecrypter",
+            "serviceAccount:{own_sa}",
+            cryptoKeyId="{key}",
+        ),
+    ),
+    Mutation(
         "let another project's service agent use a key",
         PRINCIPALS,
         _grant(

@@ -101,6 +101,11 @@ def allowed_classes(resource: Resource) -> frozenset[Principal]:
     return _ALLOWED.get(module, _DEFAULT_ALLOWED)
 
 
+# Roles that use a data key: only the Google service agent that encrypts for a service may
+# hold them, never a workload (it would read the data around the service's access control).
+_KEY_USE_ROLE_PREFIXES = ("roles/cloudkms.cryptoKeyEncrypter", "roles/cloudkms.cryptoKeyDecrypter")
+
+
 def _principals(resource: Resource, config: PolicyConfig) -> Iterator[str]:
     from .identity import grants  # the one reader of IAM and dataset-access resources
 
@@ -109,6 +114,13 @@ def _principals(resource: Resource, config: PolicyConfig) -> Iterator[str]:
         kind = classify(member, config)
         if kind in (Principal.PUBLIC, Principal.PROJECT_ROLE):
             continue  # identity-no-public-principals / identity-dataset-explicit-access
+        if role.startswith(_KEY_USE_ROLE_PREFIXES) and kind is not Principal.OWN_SERVICE_AGENT:
+            yield (
+                f"grants {role} to {member}, {kind.value}; only this project's Google service "
+                "agents may encrypt or decrypt with a data key; fix: remove the grant (the "
+                "workload reads data through the service, whose agent holds the key)"
+            )
+            continue
         if kind not in allowed:
             yield (
                 f"grants {role or 'access'} to {member}, {kind.value}; this resource admits "
@@ -124,8 +136,9 @@ POLICIES = [
         description=(
             "Every IAM grant and dataset access names a principal of an admitted class: this "
             "project's service accounts and Google service agents (on the hub's Pub/Sub also "
-            "the configured nodes' workers). Persons, groups, domains, other projects' "
-            "accounts or agents, external and deleted principals are refused."
+            "the configured nodes' workers); a data key's encrypt/decrypt roles only this "
+            "project's service agents. Persons, groups, domains, other projects' accounts or "
+            "agents, external and deleted principals are refused."
         ),
         severity=Severity.HIGH,
         checkov=(),
