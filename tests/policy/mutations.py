@@ -725,6 +725,22 @@ ATTACKER_MUTATIONS: tuple[Mutation, ...] = (
             ),
         ),
     ),
+    Mutation(
+        "run the template as the App Engine default account",
+        _one("identity-no-default-service-account"),
+        edit(
+            p.INSTANCE_TEMPLATE,
+            _set("serviceAccount.email", "fed-node-us@appspot.gserviceaccount.com"),
+        ),
+    ),
+    Mutation(
+        "run the template as another project's account",
+        _one("identity-no-default-service-account"),
+        edit(
+            p.INSTANCE_TEMPLATE,
+            _set("serviceAccount.email", "runner@attacker-project.iam.gserviceaccount.com"),
+        ),
+    ),
     # Identity: who
     Mutation(
         "let a person use a key",

@@ -163,10 +163,13 @@ _PROJECT_GROUPS = (
 )
 
 
-DEFAULT_COMPUTE_SA_SUFFIX = "-compute@developer.gserviceaccount.com"
+DEFAULT_SA_SUFFIXES = (
+    "-compute@developer.gserviceaccount.com",  # Compute Engine default (Editor)
+    "@appspot.gserviceaccount.com",  # App Engine default (Editor)
+)
 
 
-def _no_default_service_account(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+def _no_default_service_account(resource: Resource, config: PolicyConfig) -> Iterator[str]:
     email: Any = None
     if resource.type in VM_TYPES:
         account = known(resource.props.get("serviceAccount"), "serviceAccount")
@@ -185,10 +188,23 @@ def _no_default_service_account(resource: Resource, _config: PolicyConfig) -> It
         if job is None:
             return
         email = get(job, "allocationPolicy.serviceAccount.email")
-    if email and str(known(email, "serviceAccount.email")).endswith(DEFAULT_COMPUTE_SA_SUFFIX):
+    if not email:
+        return
+    email = str(known(email, "serviceAccount.email"))
+    if email.endswith(DEFAULT_SA_SUFFIXES):
         yield (
-            f"runs as the Compute Engine default service account {email} (Editor on the "
-            "project); fix: use the node's dedicated least-privilege service account"
+            f"runs as the default service account {email} (Editor on the project); fix: use "
+            "the node's dedicated least-privilege service account"
+        )
+        return
+    from .principals import Principal, classify
+
+    kind = classify(f"serviceAccount:{email}", config)
+    if config.project and kind is not Principal.OWN_SERVICE_ACCOUNT:
+        yield (
+            f"runs as {email}, {kind.value}, not one of this project's dedicated accounts "
+            "(its rights are granted elsewhere, out of this stack's review); fix: run as the "
+            "node's own least-privilege service account"
         )
 
 
@@ -276,12 +292,14 @@ POLICIES = [
         name="identity-no-default-service-account",
         pillar="Identity",
         description=(
-            "No instance template, instance or Batch job runs as the Compute Engine default "
-            "service account (PROJECT_NUMBER-compute@developer.gserviceaccount.com)."
+            "Every instance template, instance and Batch job runs as one of this project's own "
+            "service accounts: never a default one (Compute's "
+            "PROJECT_NUMBER-compute@developer, App Engine's PROJECT@appspot), nor another "
+            "project's account or a Google service agent."
         ),
         severity=Severity.HIGH,
         checkov=("CKV_GCP_30",),
-        config_keys=(),
+        config_keys=("project", "projectNumber"),
         resource_check=_no_default_service_account,
     ),
     Policy(
