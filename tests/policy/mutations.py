@@ -111,7 +111,9 @@ def facts(stack: Stack) -> dict[str, str]:
 
 def _filled(value: Any, values: Mapping[str, str]) -> Any:
     if isinstance(value, str):
-        return value.format(**values) if "{" in value else value
+        for key, fact in values.items():  # only the named placeholders (JSON braces stay)
+            value = value.replace(f"{{{key}}}", fact)
+        return value
     if isinstance(value, Mapping):
         return {k: _filled(v, values) for k, v in value.items()}
     if isinstance(value, list):
@@ -832,6 +834,17 @@ ATTACKER_MUTATIONS: tuple[Mutation, ...] = (
         "share the dataset with a whole domain",
         PRINCIPALS,
         edit(p.BQ_DATASET, _set("accesses", [{"role": "READER", "domain": "example.com"}])),
+    ),
+    Mutation(
+        "authorize another project's view on the dataset",
+        PRINCIPALS,
+        edit(
+            p.BQ_DATASET,
+            _set(
+                "accesses",
+                [{"view": {"projectId": "attacker-project", "datasetId": "d", "tableId": "v"}}],
+            ),
+        ),
     ),
     Mutation(
         "add a person to the dataset",

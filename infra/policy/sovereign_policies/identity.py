@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .model import Finding, Policy, PolicyConfig, Resource, Severity
@@ -55,6 +55,12 @@ def grants(resource: Resource) -> list[tuple[str, str]]:
     for access in accesses:
         access = known(access, "accesses")
         role = str(access.get("role", ""))
+        for key in ("view", "dataset", "routine"):  # authorized views, datasets, routines
+            target = access.get(key)
+            if isinstance(target, Mapping):
+                inner = target.get("dataset") if key == "dataset" else target
+                project = get(inner, "projectId") if isinstance(inner, Mapping) else None
+                pairs.append((role or f"authorized {key}", f"{key}:{project}"))
         for key, prefix in (
             ("iamMember", ""),
             ("specialGroup", ""),

@@ -27,6 +27,8 @@ class Principal(StrEnum):
     PUBLIC = "the public"
     PROJECT_ROLE = "a project role convenience group (projectOwners/Editors/Viewers)"
     DELETED = "a deleted principal"
+    OWN_RESOURCE = "an authorized view, dataset or routine of this project"
+    FOREIGN_RESOURCE = "another project's authorized view, dataset or routine"
     EXTERNAL = "an external or federated identity"
     UNKNOWN = "an unrecognised principal"
 
@@ -54,6 +56,9 @@ def classify(member: str, config: PolicyConfig) -> Principal:
         return Principal.PROJECT_ROLE
     if kind == "deleted":
         return Principal.DELETED
+    if kind in ("view", "dataset", "routine"):
+        own = config.project is not None and who == config.project
+        return Principal.OWN_RESOURCE if own else Principal.FOREIGN_RESOURCE
     if kind in ("principal", "principalSet"):
         return Principal.EXTERNAL
     if kind == "user":
@@ -88,7 +93,9 @@ def _service_account(email: str, config: PolicyConfig) -> Principal:
 # What each kind of resource may name. Keys (CMEK): only the agents that encrypt, and this
 # project's own accounts (the signing key's signer). Everything else: this project's own
 # accounts and agents; the hub's Pub/Sub also the configured nodes' workers.
-_OWN = frozenset({Principal.OWN_SERVICE_ACCOUNT, Principal.OWN_SERVICE_AGENT})
+_OWN = frozenset(
+    {Principal.OWN_SERVICE_ACCOUNT, Principal.OWN_SERVICE_AGENT, Principal.OWN_RESOURCE}
+)
 _ALLOWED: dict[str, frozenset[Principal]] = {
     "kms": _OWN,
     "pubsub": _OWN | {Principal.FEDERATION_NODE},
