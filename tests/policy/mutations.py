@@ -301,8 +301,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         _one("sovereignty-perimeter-services"),
         add(
             p.PROJECT_SERVICE,
-            "mut-translate",
-            {"service": "translate.googleapis.com"},
+            "mut-firestore",
+            {"service": "firestore.googleapis.com"},
             needs=p.SERVICE_PERIMETER,
         ),
     ),
@@ -1250,7 +1250,7 @@ ATTACKER_MUTATIONS: tuple[Mutation, ...] = (
             _perimeter(
                 _set(
                     "vpcAccessibleServices.allowedServices",
-                    ["RESTRICTED-SERVICES", "translate.googleapis.com"],
+                    ["RESTRICTED-SERVICES", "firestore.googleapis.com"],
                 )
             ),
         ),
