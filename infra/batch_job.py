@@ -50,8 +50,7 @@ class BatchJobProvider(pulumi.dynamic.ResourceProvider):
         created = self._client_factory().create_job(request=request)
         name = created.name or job_name(props["project"], props["location"], props["jobId"])
         return pulumi.dynamic.CreateResult(
-            id_=name, outs={**{k: props[k] for k in PROPS}, "jobName": name, "uid": created.uid}
-        )
+            id_=name, outs={**{k: props[k] for k in PROPS}, "jobName": name, "uid": created.uid})
 
     def diff(
         self, _id: str, olds: dict[str, Any], news: dict[str, Any]
@@ -59,8 +58,7 @@ class BatchJobProvider(pulumi.dynamic.ResourceProvider):
         changed = [k for k in PROPS if olds.get(k) != news.get(k)]
         # The old job goes first: a re-used job id must be free before CreateJob.
         return pulumi.dynamic.DiffResult(
-            changes=bool(changed), replaces=changed, stables=[], delete_before_replace=True
-        )
+            changes=bool(changed), replaces=changed, stables=[], delete_before_replace=True)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         from google.api_core.exceptions import NotFound
@@ -89,14 +87,8 @@ class BatchJob(pulumi.dynamic.Resource):
         super().__init__(
             provider or BatchJobProvider(),
             resource_name,
-            {
-                "project": project,
-                "location": location,
-                "jobId": job_id,
-                "jobJson": job_json,
-                "jobName": None,
-                "uid": None,
-            },
+            {"project": project, "location": location, "jobId": job_id, "jobJson": job_json,
+             "jobName": None, "uid": None},
             opts,
         )
 
@@ -130,11 +122,8 @@ def declare_batch_job(
     from workloads.batch.job import JobSettings, build_job, default_job_id, job_json
     from workloads.batch.target import BatchTarget
 
-    settings = JobSettings(
-        parallelism=parallelism,
-        max_retry_count=max_retry_count,
-        max_run_duration_s=max_run_duration_s,
-    )
+    settings = JobSettings(parallelism=parallelism, max_retry_count=max_retry_count,
+                           max_run_duration_s=max_run_duration_s)
 
     def spec(values: list[Any]) -> dict[str, str]:
         resolved = BatchTarget(*[str(v) for v in values])
@@ -144,14 +133,8 @@ def declare_batch_job(
         }
 
     fields = pulumi.Output.all(
-        target.project,
-        target.region,
-        target.instance_template,
-        target.service_account,
-        target.input_bucket,
-        target.staging_bucket,
-        target.dataset,
-        target.image_uri,
+        target.project, target.region, target.instance_template, target.service_account,
+        target.input_bucket, target.staging_bucket, target.dataset, target.image_uri,
         target.bigquery_kms_key,
     ).apply(spec)
     return BatchJob(

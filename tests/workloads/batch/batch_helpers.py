@@ -11,19 +11,15 @@ STACK_OUTPUTS: dict[str, Any] = {
     "project": "sovereign-us",
     "region": "us-central1",
     "dataset": "hospital_data",
-    "buckets": {
-        "raw-input": "sovereign-us-raw-input",
-        "staging": "sovereign-us-staging",
-        "results": "sovereign-us-results",
-    },
+    "buckets": {"raw-input": "sovereign-us-raw-input", "staging": "sovereign-us-staging",
+                "results": "sovereign-us-results"},
     "repository_url": "us-central1-docker.pkg.dev/sovereign-us/workloads",
-    "batch_template": "https://www.googleapis.com/compute/v1/projects/sovereign-us/global/"
-    "instanceTemplates/confidential-batch-us",
+    "batch_template":
+        "https://www.googleapis.com/compute/v1/projects/sovereign-us/global/"
+        "instanceTemplates/confidential-batch-us",
     "batch_service_account": "batch-runner@sovereign-us.iam.gserviceaccount.com",
-    "keys": {
-        "bigquery": "projects/sovereign-us/locations/us-central1/keyRings/sovereign-us/"
-        "cryptoKeys/bigquery"
-    },
+    "keys": {"bigquery": "projects/sovereign-us/locations/us-central1/keyRings/sovereign-us/"
+                         "cryptoKeys/bigquery"},
 }
 
 

@@ -25,22 +25,16 @@ def _client() -> batch_v1.BatchServiceClient:
 
 def _props() -> dict[str, Any]:
     t = target()
-    return {
-        "project": t.project,
-        "location": t.region,
-        "jobId": default_job_id(t, SHARDS),
-        "jobJson": job_json(build_job(t, SHARDS)),
-    }
+    return {"project": t.project, "location": t.region,
+            "jobId": default_job_id(t, SHARDS), "jobJson": job_json(build_job(t, SHARDS))}
 
 
 def test_create_submits_the_job_from_its_props() -> None:
     props = _props()
-    created = batch_v1.Job(
-        name=f"projects/sovereign-us/locations/us-central1/jobs/{props['jobId']}", uid="uid-1"
-    )
-    with mock.patch.object(
-        batch_v1.BatchServiceClient, "create_job", return_value=created
-    ) as create:
+    created = batch_v1.Job(name=f"projects/sovereign-us/locations/us-central1/jobs/"
+                                f"{props['jobId']}", uid="uid-1")
+    with mock.patch.object(batch_v1.BatchServiceClient, "create_job",
+                           return_value=created) as create:
         result = BatchJobProvider(_client).create(props)
     request = create.call_args.kwargs["request"]
     assert request.parent == "projects/sovereign-us/locations/us-central1"
@@ -67,7 +61,8 @@ def test_delete_deletes_the_job_and_tolerates_a_purged_one() -> None:
         provider.delete(name, _props())
     delete.assert_called_once_with(name=name)
     delete.return_value.result.assert_called_once()
-    with mock.patch.object(batch_v1.BatchServiceClient, "delete_job", side_effect=NotFound("gone")):
+    with mock.patch.object(batch_v1.BatchServiceClient, "delete_job",
+                           side_effect=NotFound("gone")):
         provider.delete(name, _props())
 
 
@@ -94,16 +89,11 @@ def mocks() -> _Mocks:
 def test_declare_batch_job_props_come_from_the_same_builder(mocks: _Mocks) -> Any:
     t = target()
     inputs = BatchTargetInputs(
-        project=pulumi.Output.from_input(t.project),
-        region=t.region,
+        project=pulumi.Output.from_input(t.project), region=t.region,
         instance_template=pulumi.Output.from_input(t.instance_template),
-        service_account=t.service_account,
-        input_bucket=t.input_bucket,
-        staging_bucket=t.staging_bucket,
-        dataset=t.dataset,
-        image_uri=t.image_uri,
-        bigquery_kms_key=t.bigquery_kms_key,
-    )
+        service_account=t.service_account, input_bucket=t.input_bucket,
+        staging_bucket=t.staging_bucket, dataset=t.dataset, image_uri=t.image_uri,
+        bigquery_kms_key=t.bigquery_kms_key)
     job = declare_batch_job("vcf-job", inputs, SHARDS)
 
     def check(values: list[Any]) -> None:

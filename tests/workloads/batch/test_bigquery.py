@@ -44,10 +44,8 @@ def test_queries_name_the_node_key_and_no_key_means_none() -> None:
         warehouse.query("SELECT 1")
     api = query.call_args.kwargs["job_config"].to_api_repr()["query"]
     assert api["destinationEncryptionConfiguration"] == {"kmsKeyName": KEY}
-    assert (
-        "destinationEncryptionConfiguration"
-        not in parquet_load_config(PROCESSED_VARIANTS).to_api_repr()["load"]
-    )
+    assert "destinationEncryptionConfiguration" not in parquet_load_config(
+        PROCESSED_VARIANTS).to_api_repr()["load"]
 
 
 def test_job_id_is_deterministic_per_file_and_table() -> None:
@@ -61,9 +59,8 @@ def test_job_id_is_deterministic_per_file_and_table() -> None:
 
 def _warehouse() -> tuple[BigQueryWarehouse, bigquery.Client]:
     client = bigquery.Client(project="sovereign-us", credentials=AnonymousCredentials())
-    return BigQueryWarehouse(
-        project="sovereign-us", dataset="hospital_data", client=client, kms_key=KEY
-    ), client
+    return BigQueryWarehouse(project="sovereign-us", dataset="hospital_data",
+                             client=client, kms_key=KEY), client
 
 
 def test_load_sends_the_job_id_and_a_retry_reattaches() -> None:
@@ -74,23 +71,17 @@ def test_load_sends_the_job_id_and_a_retry_reattaches() -> None:
     args, kwargs = load.call_args
     assert args == ("gs://b/x.parquet", "sovereign-us.hospital_data.processed_variants")
     assert kwargs["job_id"] == load_job_id(FP, PROCESSED_VARIANTS)
-    assert (
-        kwargs["job_config"].to_api_repr()
-        == parquet_load_config(PROCESSED_VARIANTS, KEY).to_api_repr()
-    )
+    assert kwargs["job_config"].to_api_repr() == parquet_load_config(
+        PROCESSED_VARIANTS, KEY).to_api_repr()
     # The node's CMEK org policy refuses BigQuery jobs that name no key.
     assert kwargs["job_config"].to_api_repr()["load"]["destinationEncryptionConfiguration"] == {
-        "kmsKeyName": KEY
-    }
+        "kmsKeyName": KEY}
     job.result.assert_called_once()
     # The retried task: BigQuery answers 409 for the same job id; we wait for the first job.
     first = mock.Mock()
-    with (
-        mock.patch.object(
-            bigquery.Client, "load_table_from_uri", side_effect=Conflict("Already Exists: Job")
-        ),
-        mock.patch.object(bigquery.Client, "get_job", return_value=first) as get,
-    ):
+    with mock.patch.object(bigquery.Client, "load_table_from_uri",
+                           side_effect=Conflict("Already Exists: Job")), \
+            mock.patch.object(bigquery.Client, "get_job", return_value=first) as get:
         warehouse.load_parquet("gs://b/x.parquet", PROCESSED_VARIANTS, FP)
     get.assert_called_once_with(load_job_id(FP, PROCESSED_VARIANTS))
     first.result.assert_called_once()

@@ -20,11 +20,8 @@ DOCKERFILE = REPO / "containers" / "vcf-processor" / "Dockerfile"
 def _instructions() -> list[tuple[str, str]]:
     text = DOCKERFILE.read_text().replace("\\\n", " ")
     lines = [line.strip() for line in text.splitlines()]
-    return [
-        (line.split()[0].upper(), line.split(None, 1)[1])
-        for line in lines
-        if line and not line.startswith("#")
-    ]
+    return [(line.split()[0].upper(), line.split(None, 1)[1]) for line in lines
+            if line and not line.startswith("#")]
 
 
 def test_every_copied_path_exists() -> None:
@@ -48,15 +45,9 @@ def test_debian_base_bcftools_non_root_and_task_entrypoint() -> None:
 
 
 def _task(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workloads.batch.task", *args],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return subprocess.run([sys.executable, "-m", "workloads.batch.task", *args], cwd=REPO,
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=120, check=False)
 
 
 def test_entrypoint_help_and_a_dry_task(tmp_path: Path) -> None:
@@ -67,15 +58,8 @@ def test_entrypoint_help_and_a_dry_task(tmp_path: Path) -> None:
     bucket = tmp_path / "bucket"
     write_synthetic_vcf(patients, bucket / "vcf", records=20, shards=2, progress=False)
     shards = ["vcf/synthetic-0000-of-0002.vcf.gz", "vcf/synthetic-0001-of-0002.vcf.gz"]
-    done = _task(
-        [],
-        {
-            "VCF_INPUT": str(bucket),
-            "VCF_STAGING": str(bucket),
-            "VCF_SHARDS": json.dumps(shards),
-            "BATCH_TASK_INDEX": "1",
-        },
-    )
+    done = _task([], {"VCF_INPUT": str(bucket), "VCF_STAGING": str(bucket),
+                      "VCF_SHARDS": json.dumps(shards), "BATCH_TASK_INDEX": "1"})
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["key"] == shards[1] and result["status"] == "staged"

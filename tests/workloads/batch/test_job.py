@@ -56,8 +56,7 @@ def test_job_json_is_the_rest_spelling_and_round_trips() -> None:
     data = json.loads(text)
     # The props the policy pack reads.
     assert data["allocationPolicy"]["instances"][0]["instanceTemplate"].endswith(
-        "instanceTemplates/confidential-batch-us"
-    )
+        "instanceTemplates/confidential-batch-us")
     assert data["allocationPolicy"]["location"]["allowedLocations"] == ["regions/us-central1"]
     assert data["logsPolicy"]["destination"] == "CLOUD_LOGGING"
     assert "confidentialInstanceConfig" not in text  # Batch would reject it in a policy
@@ -110,24 +109,13 @@ def test_cli_dry_run_prints_the_job(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_cli_submit_calls_batch_and_refuses_other_regions(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = [
-        "vcf",
-        "batch",
-        "submit",
-        "--stack-outputs",
-        str(_outputs_file(tmp_path)),
-        "--shard",
-        SHARDS[0],
-    ]
+    args = ["vcf", "batch", "submit", "--stack-outputs", str(_outputs_file(tmp_path)),
+            "--shard", SHARDS[0]]
     created = batch_v1.Job(name="projects/sovereign-us/locations/us-central1/jobs/j", uid="u1")
-    with (
-        mock.patch.object(
-            google.auth, "default", return_value=(AnonymousCredentials(), "sovereign-us")
-        ),
-        mock.patch.object(
-            batch_v1.BatchServiceClient, "create_job", return_value=created
-        ) as create,
-    ):
+    with mock.patch.object(google.auth, "default",
+                           return_value=(AnonymousCredentials(), "sovereign-us")), \
+            mock.patch.object(batch_v1.BatchServiceClient, "create_job",
+                              return_value=created) as create:
         assert main([*args, "--location", "europe-west4"]) == 2
         assert "outside node region" in capsys.readouterr().err
         create.assert_not_called()

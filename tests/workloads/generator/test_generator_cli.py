@@ -34,20 +34,8 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str
 
 
 def test_generate_then_summary(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run(
-        capsys,
-        "generate",
-        "--node",
-        "eu",
-        "--rows",
-        "1500",
-        "--seed",
-        "4",
-        "--root",
-        str(tmp_path),
-        "--out",
-        str(tmp_path / "files"),
-    )
+    code, out, _ = run(capsys, "generate", "--node", "eu", "--rows", "1500", "--seed", "4",
+                       "--root", str(tmp_path), "--out", str(tmp_path / "files"))
     assert code == 0
     assert "node eu: 1,500 patients" in out and "1,500 inserted" in out
     assert pq.read_table(tmp_path / "files" / "patient_genomic_data_eu.parquet").num_rows == 1500
@@ -64,39 +52,16 @@ def test_a_new_node_is_a_profile_file(
 ) -> None:
     path = write_profile("sg", {"intercept = -3.0 ": "target_prevalence = 0.12"})
     root = tmp_path / "local"
-    code, out, _ = run(
-        capsys,
-        "generate",
-        "--node",
-        "sg",
-        "--profile-dir",
-        str(path.parent),
-        "--rows",
-        "200",
-        "--root",
-        str(root),
-        "--no-progress",
-    )
+    code, out, _ = run(capsys, "generate", "--node", "sg", "--profile-dir", str(path.parent),
+                       "--rows", "200", "--root", str(root), "--no-progress")
     assert code == 0 and "expected cancer rate 0.1200" in out
-    code, _, _ = run(
-        capsys,
-        "generate",
-        "--profile",
-        str(path),
-        "--rows",
-        "300",
-        "--root",
-        str(root),
-        "--formats",
-        "warehouse",
-        "--no-progress",
-    )
+    code, _, _ = run(capsys, "generate", "--profile", str(path), "--rows", "300",
+                     "--root", str(root), "--formats", "warehouse", "--no-progress")
     assert code == 0
     code, out, _ = run(capsys, "summary", "--root", str(root))
     assert out.splitlines()[1].split()[:2] == ["sg", "300"]
-    first_ids = pq.read_table(
-        root / "sg" / "bucket" / "patient_genomic_data" / "patient_genomic_data_sg.parquet"
-    )["patient_id"][:2].to_pylist()
+    first_ids = pq.read_table(root / "sg" / "bucket" / "patient_genomic_data" /
+                              "patient_genomic_data_sg.parquet")["patient_id"][:2].to_pylist()
     assert first_ids == ["SG-0001", "SG-0002"]
 
 
@@ -110,7 +75,6 @@ def test_demo_generates_both_nodes_and_is_idempotent(
     assert nodes == [["us", "400"], ["eu", "400"]]
     assert "identical to 1e-6" in first and "Data never left the nodes" in first
     code, second, _ = run(capsys, *args)
-
     # Same data, same statistics and model; only the masked bytes' encoded size varies.
     def stable(out: str) -> list[str]:
         return [line for line in out.splitlines() if "bytes in" not in line]
@@ -152,17 +116,8 @@ def test_unwritable_out_and_bad_profile_exit_2(
 ) -> None:
     blocker = tmp_path / "plain-file"
     blocker.write_text("")
-    code, _, err = run(
-        capsys,
-        "generate",
-        "--node",
-        "us",
-        "--root",
-        str(tmp_path),
-        "--out",
-        str(blocker / "out"),
-        "--no-progress",
-    )
+    code, _, err = run(capsys, "generate", "--node", "us", "--root", str(tmp_path),
+                       "--out", str(blocker / "out"), "--no-progress")
     assert code == 2 and "cannot write there" in err
 
     bad = write_profile("sg", {"apoe4 = [0.80, 0.15, 0.05]": "apoe4 = [0.80, 0.15, 0.15]"})
@@ -173,22 +128,9 @@ def test_unwritable_out_and_bad_profile_exit_2(
 
 def test_real_process_exit_code(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workloads",
-            "generate",
-            "--node",
-            "us",
-            "--rows",
-            "0",
-            "--root",
-            str(tmp_path),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        [sys.executable, "-m", "workloads", "generate", "--node", "us", "--rows", "0",
+         "--root", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

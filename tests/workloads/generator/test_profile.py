@@ -89,10 +89,8 @@ def test_unknown_node_lists_known_ones(tmp_path: Path) -> None:
 
 
 BAD = [
-    (
-        {"brca1 = [0.85, 0.12, 0.03]": "brca1 = [0.85, 0.12, 0.04]"},
-        r"alleles\.brca1: .*sum to 1\.01",
-    ),
+    ({"brca1 = [0.85, 0.12, 0.03]": "brca1 = [0.85, 0.12, 0.04]"},
+     r"alleles\.brca1: .*sum to 1\.01"),
     ({"brca1 = [0.85, 0.12, 0.03]": "brca1 = [0.85, 0.15]"}, r"alleles\.brca1: .*list of 3"),
     ({"tp53 = [0.90, 0.08, 0.02]": "tp53 = [1.1, -0.1, 0.0]"}, r"alleles\.tp53: .*outside"),
     ({"sd = 12.0": "sd = 0"}, r"age\.sd: 0\.0 is not > 0"),
@@ -100,10 +98,8 @@ BAD = [
     ({"min = 25": "min = 90"}, r"age\.min/max: min 90\.0 is not below max 80\.0"),
     ({"min = 25": "min = 25.5"}, r"age\.min/max: must be whole numbers"),
     ({"max = 40.0": "max = 18.0"}, r"bmi\.min/max: .*not below"),
-    (
-        {"intercept = -3.0 ": "target_prevalence = 0.2\nintercept = -3.0 "},
-        r"diagnosis: needs exactly one of intercept and target_prevalence",
-    ),
+    ({"intercept = -3.0 ": "target_prevalence = 0.2\nintercept = -3.0 "},
+     r"diagnosis: needs exactly one of intercept and target_prevalence"),
     ({"intercept = -3.0 ": "# no intercept "}, r"diagnosis: needs exactly one"),
     ({"intercept = -3.0 ": "target_prevalence = 1.5"}, r"target_prevalence: 1\.5 is not in"),
     ({"intercept = -3.0 ": 'intercept = "low"'}, r"diagnosis\.intercept: 'low' is not a finite"),

@@ -17,25 +17,21 @@ from workloads.generator import outputs as outputs_module
 from workloads.generator.run import default_out_dir, parse_formats
 from workloads.local_node import LocalNode
 
-SEED_COLUMNS = [
-    "patient_id",
-    "age",
-    "variant_brca1",
-    "variant_tp53",
-    "variant_apoe4",
-    "bmi",
-    "diagnosis_cancer",
-]
+SEED_COLUMNS = ["patient_id", "age", "variant_brca1", "variant_tp53", "variant_apoe4", "bmi",
+                "diagnosis_cancer"]
 
 
 def warehouse_rows(root: Path, node: str) -> pa.Table:
     with LocalNode(node, root).open_warehouse(create=False) as wh:
-        return wh.query(f"SELECT * FROM {wh.table_ref(PATIENT_GENOMIC_DATA)} ORDER BY patient_id")
+        return wh.query(
+            f"SELECT * FROM {wh.table_ref(PATIENT_GENOMIC_DATA)} ORDER BY patient_id"
+        )
 
 
 def test_csv_parquet_and_warehouse_hold_the_same_rows(tmp_path: Path) -> None:
     us = find_profile("us")
-    result = generate_node(us, rows=12_000, seed=5, root=tmp_path, chunk_rows=5_000, progress=False)
+    result = generate_node(us, rows=12_000, seed=5, root=tmp_path, chunk_rows=5_000,
+                           progress=False)
     expected = pa.Table.from_batches(list(generate_batches(us, 12_000, 5)))
     folder = default_out_dir(tmp_path, "us")
     assert result.files == {
@@ -68,20 +64,17 @@ def test_csv_parquet_and_warehouse_hold_the_same_rows(tmp_path: Path) -> None:
 
 def test_loading_twice_leaves_one_copy_and_changed_rows_update(tmp_path: Path) -> None:
     eu = find_profile("eu")
-    first = generate_node(
-        eu, rows=3000, seed=1, root=tmp_path, formats=["warehouse"], progress=False
-    )
-    again = generate_node(
-        eu, rows=3000, seed=1, root=tmp_path, formats=["warehouse"], progress=False
-    )
+    first = generate_node(eu, rows=3000, seed=1, root=tmp_path, formats=["warehouse"],
+                          progress=False)
+    again = generate_node(eu, rows=3000, seed=1, root=tmp_path, formats=["warehouse"],
+                          progress=False)
     assert first.load is not None and again.load is not None
     assert (again.load.inserted, again.load.updated, again.load.unchanged) == (0, 0, 3000)
     assert warehouse_rows(tmp_path, "eu").num_rows == 3000
 
     # Another seed redraws every row: same ids, so rows are updated, never duplicated.
-    other = generate_node(
-        eu, rows=3000, seed=2, root=tmp_path, formats=["warehouse"], progress=False
-    )
+    other = generate_node(eu, rows=3000, seed=2, root=tmp_path, formats=["warehouse"],
+                          progress=False)
     assert other.load is not None
     assert other.load.inserted == 0 and other.load.updated > 2000
     assert other.load.updated + other.load.unchanged == 3000
@@ -107,23 +100,15 @@ def test_a_failure_midway_leaves_no_files_and_no_rows(
     monkeypatch.setattr(outputs_module.ParquetSink, "write", failing_write)
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
-        generate_node(
-            us, rows=5000, seed=9, root=tmp_path, out_dir=out, chunk_rows=1000, progress=False
-        )
+        generate_node(us, rows=5000, seed=9, root=tmp_path, out_dir=out, chunk_rows=1000,
+                      progress=False)
     assert list(out.iterdir()) == []  # no CSV, no Parquet, no temporary files
     assert warehouse_rows(tmp_path, "us").equals(before)
 
 
 def test_files_only_do_not_touch_the_warehouse(tmp_path: Path) -> None:
-    result = generate_node(
-        find_profile("us"),
-        rows=10,
-        seed=1,
-        root=tmp_path,
-        out_dir=tmp_path / "files",
-        formats=["csv"],
-        progress=False,
-    )
+    result = generate_node(find_profile("us"), rows=10, seed=1, root=tmp_path,
+                           out_dir=tmp_path / "files", formats=["csv"], progress=False)
     assert result.load is None and set(result.files) == {"csv"}
     assert not LocalNode("us", tmp_path).warehouse_path.exists()
     assert not LocalNode("us", tmp_path).key_path.exists()
@@ -145,14 +130,8 @@ def test_unwritable_output_is_a_user_error(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(UserError, match=r"--out .*a-file/sub: cannot write there"):
-        generate_node(
-            find_profile("us"),
-            rows=10,
-            seed=1,
-            root=tmp_path,
-            out_dir=blocker / "sub",
-            progress=False,
-        )
+        generate_node(find_profile("us"), rows=10, seed=1, root=tmp_path,
+                      out_dir=blocker / "sub", progress=False)
 
 
 def test_formats_are_checked() -> None:
@@ -165,14 +144,8 @@ def test_formats_are_checked() -> None:
 
 def test_summary_is_computed_per_node(tmp_path: Path) -> None:
     for node, rows in (("us", 4000), ("eu", 3000)):
-        generate_node(
-            find_profile(node),
-            rows=rows,
-            seed=3,
-            root=tmp_path,
-            formats=["warehouse"],
-            progress=False,
-        )
+        generate_node(find_profile(node), rows=rows, seed=3, root=tmp_path,
+                      formats=["warehouse"], progress=False)
     summaries = {s.node: s for s in summarize_nodes(tmp_path)}
     assert set(summaries) == {"eu", "us"}
     for node, rows in (("us", 4000), ("eu", 3000)):

@@ -104,11 +104,8 @@ def test_risk_follows_the_logit_coefficients(
             one_hot = tuple(1.0 if k == count else 0.0 for k in range(3))
             given = replace(profile, alleles={**profile.alleles, gene: one_hot})
             rows = cols[f"variant_{gene}"] == count
-            within_rate(
-                cols["diagnosis_cancer"][rows],
-                given.expected_prevalence(),
-                f"{profile.node} cancer | {gene}={count}",
-            )
+            within_rate(cols["diagnosis_cancer"][rows], given.expected_prevalence(),
+                        f"{profile.node} cancer | {gene}={count}")
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:
@@ -148,12 +145,7 @@ def test_batches_have_the_table_schema_and_chunk_sizes() -> None:
     for batch in batches:
         assert batch.schema == PATIENT_GENOMIC_DATA.arrow_schema()
         assert batch.schema.names == [
-            "patient_id",
-            "age",
-            "variant_brca1",
-            "variant_tp53",
-            "variant_apoe4",
-            "bmi",
+            "patient_id", "age", "variant_brca1", "variant_tp53", "variant_apoe4", "bmi",
             "diagnosis_cancer",
         ]
 
@@ -176,12 +168,8 @@ def test_ids_across_digit_boundaries() -> None:
 
 @pytest.mark.parametrize(
     ("rows", "seed", "chunk", "message"),
-    [
-        (0, 1, 10, "--rows 0"),
-        (-5, 1, 10, "--rows -5"),
-        (10, -1, 10, "--seed -1"),
-        (10, 1, 0, "--chunk-rows 0"),
-    ],
+    [(0, 1, 10, "--rows 0"), (-5, 1, 10, "--rows -5"), (10, -1, 10, "--seed -1"),
+     (10, 1, 0, "--chunk-rows 0")],
 )
 def test_bad_counts_are_user_errors(rows: int, seed: int, chunk: int, message: str) -> None:
     with pytest.raises(UserError, match=message):

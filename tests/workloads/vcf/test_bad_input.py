@@ -32,40 +32,25 @@ def _edit_record(change: Callable[[list[str]], list[str]]) -> Edit:
         i = _first_record(lines) + 2
         lines[i] = "\t".join(change(lines[i].split("\t")))
         return lines
-
     return edit
 
 
 def _replace_field(index: int, value: str) -> Edit:
-    return _edit_record(lambda cols: [*cols[:index], value, *cols[index + 1 :]])
+    return _edit_record(lambda cols: [*cols[:index], value, *cols[index + 1:]])
 
 
 # (name, edit of the text lines, expected reason, expected line: record 3 or the header)
 TEXT_CASES: list[tuple[str, Edit, str, str]] = [
-    ("missing_header", lambda ls: ls[_first_record(ls) :], "missing VCF header", "1"),
+    ("missing_header", lambda ls: ls[_first_record(ls):], "missing VCF header", "1"),
     ("wrong_columns", _edit_record(lambda cols: cols[:-1]), "wrong column count", "record"),
     ("non_numeric_pos", _replace_field(1, "12x4"), "POS", "record"),
-    (
-        "undefined_info",
-        _edit_record(lambda cols: [*cols[:7], cols[7] + ";NOPE=1", *cols[8:]]),
-        "INFO tag 'NOPE'",
-        "record",
-    ),
-    (
-        "undefined_format",
-        _edit_record(lambda cols: [*cols[:8], cols[8] + ":ZZ", *cols[9:]]),
-        "FORMAT tag 'ZZ'",
-        "record",
-    ),
-    (
-        "unknown_sample",
-        lambda ls: [
-            line.replace("\tUS-0003", "\tEU-9999") if line.startswith("#CHROM") else line
-            for line in ls
-        ],
-        "not patients of this node: EU-9999",
-        "chrom",
-    ),
+    ("undefined_info", _edit_record(
+        lambda cols: [*cols[:7], cols[7] + ";NOPE=1", *cols[8:]]), "INFO tag 'NOPE'", "record"),
+    ("undefined_format", _edit_record(
+        lambda cols: [*cols[:8], cols[8] + ":ZZ", *cols[9:]]), "FORMAT tag 'ZZ'", "record"),
+    ("unknown_sample", lambda ls: [
+        line.replace("\tUS-0003", "\tEU-9999") if line.startswith("#CHROM") else line
+        for line in ls], "not patients of this node: EU-9999", "chrom"),
 ]
 
 
@@ -73,7 +58,8 @@ TEXT_CASES: list[tuple[str, Edit, str, str]] = [
 def good(node: LocalNode) -> tuple[Path, list[str]]:
     with node.open_warehouse() as wh:
         patients = PatientGenotypes.from_warehouse(wh)
-    [path] = write_synthetic_vcf(patients, node.bucket / "vcf", records=60, seed=1, progress=False)
+    [path] = write_synthetic_vcf(patients, node.bucket / "vcf", records=60, seed=1,
+                                 progress=False)
     return path, patients.ids
 
 
@@ -94,15 +80,10 @@ def _assert_quarantined(node: LocalNode, key: str, reason: str, line: int) -> No
     assert not store.list("staging/")  # nothing of it reaches staging
 
 
-@pytest.mark.parametrize(
-    ("name", "edit", "reason", "where"), TEXT_CASES, ids=[c[0] for c in TEXT_CASES]
-)
+@pytest.mark.parametrize(("name", "edit", "reason", "where"), TEXT_CASES,
+                         ids=[c[0] for c in TEXT_CASES])
 def test_bad_text_is_quarantined_with_file_and_line(
-    node: LocalNode,
-    good: tuple[Path, list[str]],
-    name: str,
-    edit: Edit,
-    reason: str,
+    node: LocalNode, good: tuple[Path, list[str]], name: str, edit: Edit, reason: str,
     where: str,
 ) -> None:
     path, patients = good
@@ -159,8 +140,7 @@ def test_other_shards_are_unaffected_in_a_local_run(
         loaded = wh.query(f"SELECT fingerprint FROM {wh.table_ref(VCF_LOADS)}")
         assert loaded.column("fingerprint").to_pylist() == [run.shards[1].fingerprint]
         sources = wh.query(
-            f"SELECT DISTINCT source_fingerprint AS f FROM {wh.table_ref(PROCESSED_VARIANTS)}"
-        )
+            f"SELECT DISTINCT source_fingerprint AS f FROM {wh.table_ref(PROCESSED_VARIANTS)}")
         assert sources.column("f").to_pylist() == [run.shards[1].fingerprint]
     assert FolderStore(node.bucket).exists("quarantine/vcf/bad.vcf.gz.reason.json")
 

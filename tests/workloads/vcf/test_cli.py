@@ -13,7 +13,8 @@ from workloads.local_node import LocalNode
 
 def test_synth_process_derive(node: LocalNode, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--node", node.name, "--root", str(node.root)]
-    assert main(["vcf", "synth", *base, "--records", "120", "--shards", "2", "--no-progress"]) == 0
+    assert main(["vcf", "synth", *base, "--records", "120", "--shards", "2",
+                 "--no-progress"]) == 0
     paths = capsys.readouterr().out.split()
     assert len(paths) == 2 and all(Path(p).exists() for p in paths)
     for path in paths:
@@ -23,9 +24,7 @@ def test_synth_process_derive(node: LocalNode, capsys: pytest.CaptureFixture[str
     assert json.loads(capsys.readouterr().out)["loaded"] is False
     assert main(["vcf", "derive", *base]) == 0
     assert json.loads(capsys.readouterr().out) == {
-        "patients": 40,
-        "differ_from_patient_genomic_data": 0,
-    }
+        "patients": 40, "differ_from_patient_genomic_data": 0}
 
 
 def test_process_of_a_bad_file_exits_2_and_names_it(
@@ -34,7 +33,8 @@ def test_process_of_a_bad_file_exits_2_and_names_it(
     bad = tmp_path / "incoming" / "bad.vcf"
     bad.parent.mkdir()
     bad.write_text("chr1\t1\t.\tA\tC\t.\t.\t.\n")
-    assert main(["vcf", "process", "--node", node.name, "--root", str(node.root), str(bad)]) == 2
+    assert main(["vcf", "process", "--node", node.name, "--root", str(node.root),
+                 str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.vcf:1: missing VCF header" in err
     assert (tmp_path / "incoming" / "quarantine" / "bad.vcf.reason.json").exists()
@@ -44,8 +44,7 @@ def test_process_of_a_missing_file_names_it_and_the_fix(
     node: LocalNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "nope.vcf.gz"
-    assert (
-        main(["vcf", "process", "--node", node.name, "--root", str(node.root), str(missing)]) == 2
-    )
+    assert main(["vcf", "process", "--node", node.name, "--root", str(node.root),
+                 str(missing)]) == 2
     err = capsys.readouterr().err
     assert f"{missing}: no such VCF file; fix:" in err

@@ -17,7 +17,8 @@ from workloads.vcf.reference import GeneIndex, GeneRegion
 
 def _rows(src: Path, tmp: Path, genes: GeneIndex | None = None, calls: int = 0) -> pa.Table:
     split = normalise(src, tmp / "split.bcf")
-    conv = VariantConverter(split, genes or GeneIndex.from_bed(), "f" * 64, calls_per_batch=calls)
+    conv = VariantConverter(split, genes or GeneIndex.from_bed(), "f" * 64,
+                            calls_per_batch=calls)
     return as_table(list(conv.batches()))
 
 
@@ -28,10 +29,7 @@ def test_one_row_per_alt_with_sliced_fields(tmp_path: Path) -> None:
     rows = table.to_pylist()
     first, second = rows[0], rows[1]  # 1:105 TAAACCCTAAA -> TAA, TAACCCTAAA
     assert (first["reference_name"], first["start_position"], first["end_position"]) == (
-        "1",
-        104,
-        115,
-    )
+        "1", 104, 115)
     assert (first["alternate_bases"], second["alternate_bases"]) == ("TAA", "TAACCCTAAA")
     assert first["quality"] == 999 and first["filter"] == ["PASS"]
     info1, info2 = json.loads(first["info"]), json.loads(second["info"])

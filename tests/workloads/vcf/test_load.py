@@ -27,23 +27,18 @@ def _synth_and_stage(node: LocalNode, shards: int = 2, records: int = 200) -> li
     store = FolderStore(node.bucket)
     with node.open_warehouse() as wh:
         patients = PatientGenotypes.from_warehouse(wh)
-    write_synthetic_vcf(
-        patients, node.bucket / "vcf", records=records, shards=shards, seed=2, progress=False
-    )
-    results = [
-        process_shard(store, k, store, known_samples=set(patients.ids))
-        for k in store.list("vcf/")
-        if k.endswith(".vcf.gz")
-    ]
+    write_synthetic_vcf(patients, node.bucket / "vcf", records=records, shards=shards, seed=2,
+                        progress=False)
+    results = [process_shard(store, k, store, known_samples=set(patients.ids))
+               for k in store.list("vcf/") if k.endswith(".vcf.gz")]
     assert all(r.status == "staged" for r in results)
     return [r.fingerprint for r in results]
 
 
 def test_features_from_generator_patients_equal_their_values(tmp_path: Path) -> None:
     root = tmp_path / "nodes"
-    generate_node(
-        find_profile("us"), rows=60, seed=4, root=root, formats=("warehouse",), progress=False
-    )
+    generate_node(find_profile("us"), rows=60, seed=4, root=root, formats=("warehouse",),
+                  progress=False)
     node = LocalNode("us", root)
     fps = _synth_and_stage(node, shards=3)
     with node.open_warehouse() as wh:
@@ -56,8 +51,7 @@ def test_features_from_generator_patients_equal_their_values(tmp_path: Path) -> 
         differ = wh.query(
             f"SELECT count(*) AS n FROM {wh.table_ref(SAMPLE_APOE)} a JOIN "
             f"{wh.table_ref('variant_features')} f ON a.sample = f.patient_id "
-            f"WHERE a.e4_count IS DISTINCT FROM f.variant_apoe4"
-        )
+            f"WHERE a.e4_count IS DISTINCT FROM f.variant_apoe4")
         assert differ.column("n")[0].as_py() == 0
         assert _count(wh, SAMPLE_APOE.name) == 60
         assert derive_features(wh).inserted == 0  # re-running changes nothing

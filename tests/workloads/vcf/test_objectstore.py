@@ -36,10 +36,8 @@ def test_gcs_store_names_objects_under_its_prefix_and_moves_by_copy_delete() -> 
     client = storage.Client(project="sovereign-us", credentials=AnonymousCredentials())
     store = GcsStore.from_uri("gs://sovereign-us-raw-input/batch1", client=client)
     assert store.uri("vcf/a.vcf.gz") == "gs://sovereign-us-raw-input/batch1/vcf/a.vcf.gz"
-    with (
-        mock.patch.object(storage.Bucket, "copy_blob") as copy,
-        mock.patch.object(storage.Blob, "delete") as delete,
-    ):
+    with mock.patch.object(storage.Bucket, "copy_blob") as copy, \
+            mock.patch.object(storage.Blob, "delete") as delete:
         store.move("vcf/a.vcf.gz", "quarantine/vcf/a.vcf.gz")
     blob, bucket, new_name = copy.call_args.args
     assert blob.name == "batch1/vcf/a.vcf.gz" and bucket.name == "sovereign-us-raw-input"

@@ -46,8 +46,7 @@ def test_header_has_grch38_contigs_reference_and_patients(
         assert header.contigs["chr1"].length == CONTIG_LENGTHS["chr1"]
         assert any(r.key == "reference" and r.value == "GRCh38" for r in header.records)
         numbers = {header.info[k].number for k in header.info} | {
-            header.formats[k].number for k in header.formats
-        }
+            header.formats[k].number for k in header.formats}
         assert {"A", "R", "G"} <= numbers
 
 
@@ -66,12 +65,8 @@ def test_background_is_realistic(shards: list[Path]) -> None:
 
 
 def test_genotypes_reproduce_each_patient(shards: list[Path], patients: PatientGenotypes) -> None:
-    by_id = {
-        r.id: r
-        for path in shards
-        for r in pysam.VariantFile(str(path))
-        if r.id in {BRCA1_SITE.rsid, TP53_SITE.rsid, "rs429358", "rs7412"}
-    }
+    by_id = {r.id: r for path in shards for r in pysam.VariantFile(str(path))
+             if r.id in {BRCA1_SITE.rsid, TP53_SITE.rsid, "rs429358", "rs7412"}}
     for i, pid in enumerate(patients.ids):
         assert sum(by_id[BRCA1_SITE.rsid].samples[pid]["GT"]) == patients.brca1[i]
         assert sum(by_id[TP53_SITE.rsid].samples[pid]["GT"]) == patients.tp53[i]

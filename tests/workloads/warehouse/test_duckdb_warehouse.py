@@ -56,7 +56,9 @@ def test_tables_are_created_from_the_schema_definition(node: LocalNode) -> None:
         empty = wh.query(f"SELECT * FROM {wh.table_ref(PATIENT_GENOMIC_DATA)}")
     assert empty.num_rows == 0
     assert empty.schema.names == PATIENT_GENOMIC_DATA.column_names
-    assert [f.type for f in empty.schema] == [f.type for f in PATIENT_GENOMIC_DATA.arrow_schema()]
+    assert [f.type for f in empty.schema] == [
+        f.type for f in PATIENT_GENOMIC_DATA.arrow_schema()
+    ]
 
 
 def test_database_file_holds_no_plaintext(node: LocalNode) -> None:
