@@ -58,6 +58,10 @@ class CapturedResource:
     parent: str | None  # the parent's URN; None only for the root stack
     inputs: dict[str, Any]  # camelCase keys, as Mocks.new_resource and policy packs see them
     protect: bool  # the effective option, inherited from the parent when not set
+    # Deployment order and options a real `up` depends on (the B2-B7 tests read them):
+    dependencies: tuple[str, ...] = ()  # URNs this resource waits for (explicit + inputs)
+    provider: str | None = None  # "urn::id" of an explicit provider, None for the default
+    delete_before_replace: bool = False
 
 
 class StackFileError(UserError):
@@ -75,8 +79,12 @@ class _Mocks(pulumi.runtime.Mocks):
     def call(
         self, args: pulumi.runtime.MockCallArgs
     ) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
-        # The program reads every fact from config; an invoke would be a fact from the cloud.
-        raise NotImplementedError(f"the program must not call {args.token} (no cloud offline)")
+        # The program reads every fact from config; only the documented service-agent reads
+        # are answered (from the project number in config), any other invoke is an error.
+        result = mock_outputs.for_invoke(args.token, dict(args.args))
+        if result is None:
+            raise NotImplementedError(f"the program must not call {args.token} (no cloud offline)")
+        return result, []
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -97,6 +105,14 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent=request.parent or None,
                 inputs=_plain(inputs),
                 protect=bool(request.protect),
+                dependencies=tuple(
+                    sorted(
+                        {*request.dependencies}
+                        | {u for deps in request.propertyDependencies.values() for u in deps.urns}
+                    )
+                ),
+                provider=request.provider or None,
+                delete_before_replace=bool(request.deleteBeforeReplace),
             )
         )
         return response
@@ -162,6 +178,21 @@ def _as_runtime_value(value: Any) -> str:
     return json.dumps(value)
 
 
+def _project_numbers(project: str, values: Mapping[str, Any]) -> dict[str, str]:
+    """project id -> number for every project the stack file names (for service agents)."""
+
+    def get(key: str) -> Any:
+        return values.get(f"{project}:{key}")
+
+    numbers = {str(get("project")): str(get("projectNumber"))}
+    if get("hubProject"):
+        numbers[str(get("hubProject"))] = str(get("hubProjectNumber"))
+    key_project = get("keyProject")
+    if isinstance(key_project, Mapping):
+        numbers[str(key_project.get("project"))] = str(key_project.get("number"))
+    return numbers
+
+
 @dataclass(frozen=True)
 class CapturedStack:
     resources: list[CapturedResource]  # sorted by URN
@@ -197,6 +228,8 @@ def capture(
 
         program = main
 
+    mock_outputs.PROJECT_NUMBERS.clear()
+    mock_outputs.PROJECT_NUMBERS.update(_project_numbers(project, values))
     # Fresh runtime state: no root stack, no pending outputs, this stack's config.
     settings.ROOT.set(None)
     settings.SETTINGS.outputs.clear()

@@ -36,7 +36,9 @@ class ConfidentialBatch(pulumi.ComponentResource):
         self.template = gcp.compute.InstanceTemplate(
             f"{name}-template",
             project=project,
-            name=f"confidential-batch-{node}",
+            # A generated name (prefix + suffix): a change creates the new template before
+            # deleting the old one, which the job may still use (B7).
+            name_prefix=f"confidential-batch-{node}-",
             description="Confidential (AMD SEV) VM template for Cloud Batch jobs",
             machine_type=settings.machine_type,
             confidential_instance_config=gcp.compute.InstanceTemplateConfidentialInstanceConfigArgs(
@@ -76,7 +78,7 @@ class ConfidentialBatch(pulumi.ComponentResource):
                 "enable-oslogin": "TRUE",
                 "serial-port-enable": "FALSE",
             },
-            # Templates are immutable: a change replaces it under the same name.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            # Templates are immutable: a change replaces it, create-before-delete.
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"template": self.template.self_link})

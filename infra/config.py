@@ -40,6 +40,10 @@ _ACCESS_POLICY = re.compile(r"^[0-9]{1,20}$")
 _CONFIDENTIAL_MACHINE = re.compile(r"^n2d-(standard|highmem|highcpu)-[0-9]+$")
 # Org policy values for gcp.resourceLocations: a region's value group or a bare region.
 _REGION_GROUP = re.compile(r"^in:([a-z]+-[a-z]+[0-9]+)-locations$")
+# A Cloud Identity customer id
+# (gcloud organizations describe ORG --format='value(owner.directoryCustomerId)').
+_CUSTOMER_ID = re.compile(r"^C[0-9a-z]{6,12}$")
+_DEPLOYER = re.compile(r"^(serviceAccount|user):[a-z0-9._+-]+@[a-z0-9.-]+\.[a-z]+$")
 
 
 class ConfigError(UserError, pulumi.RunError):
@@ -78,6 +82,14 @@ class NodeRef:
 
 
 @dataclass(frozen=True)
+class KeyProject:
+    """An optional separate project for the keys (separation of duties: key admins there)."""
+
+    project: str
+    number: str
+
+
+@dataclass(frozen=True)
 class CommonConfig:
     stack: str
     role: Role
@@ -86,6 +98,14 @@ class CommonConfig:
     region: str
     jurisdiction: str
     allowed_locations: tuple[str, ...]
+    # The project that Org Policy and Access Context Manager calls are billed to (the
+    # deployer's quota project; these APIs refuse calls without one).
+    quota_project: str
+    # Cloud Identity customer ids whose principals IAM may name (iam.allowedPolicyMemberDomains).
+    allowed_member_domains: tuple[str, ...]
+    # The identity that runs `pulumi up` (IAM member form), admitted through the perimeter.
+    deployer: str
+    key_project: KeyProject | None  # None: the keys live in the project itself
 
 
 @dataclass(frozen=True)
@@ -95,6 +115,9 @@ class NodeConfig(CommonConfig):
     hub_project_number: str
     access_policy: str
     perimeter_mode: PerimeterMode
+    # The project number of Batch's image project (batch-custom-image): Batch VMs boot from
+    # its image, so the perimeter must let that one read out (egress rule).
+    batch_image_project_number: str
     batch: BatchSettings
     batch_job: BatchJobSettings | None  # None: the stack declares no Batch job
 
@@ -202,7 +225,41 @@ def _common(r: _Reader, stack: str, role: Role) -> dict[str, Any]:
         "region": region,
         "jurisdiction": r.string("jurisdiction", re.compile(r"^[A-Za-z0-9 _-]{2,40}$"), "HIPAA"),
         "allowed_locations": allowed,
+        "quota_project": r.string("quotaProject", _PROJECT_ID, "sg-admin"),
+        "allowed_member_domains": _customer_ids(r),
+        "deployer": r.string(
+            "deployer", _DEPLOYER, "serviceAccount:pulumi-deployer@sg-admin.iam.gserviceaccount.com"
+        ),
+        "key_project": _key_project(r),
     }
+
+
+def _customer_ids(r: _Reader) -> tuple[str, ...]:
+    ids = r.string_list("allowedMemberDomains", "[C0123abcd]")
+    for value in ids:
+        if not _CUSTOMER_ID.match(value):
+            raise r.fail(
+                "allowedMemberDomains",
+                f"has {value!r}, which is not a Cloud Identity customer id",
+                "use ids like C0123abcd (gcloud organizations describe ORG "
+                "--format='value(owner.directoryCustomerId)')",
+            )
+    return ids
+
+
+def _key_project(r: _Reader) -> KeyProject | None:
+    example = "keyProject: {project: fed-keys-us, number: '100000000101'}"
+    raw = r.structured("keyProject", example)
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, dict)
+        or set(raw) != {"project", "number"}
+        or not _PROJECT_ID.match(str(raw["project"]))
+        or not _PROJECT_NUMBER.match(str(raw["number"]))
+    ):
+        raise r.fail("keyProject", f"is {raw!r}", f"write it as {example}")
+    return KeyProject(project=str(raw["project"]), number=str(raw["number"]))
 
 
 def _node(r: _Reader, common: dict[str, Any]) -> NodeConfig:
@@ -244,6 +301,12 @@ def _node(r: _Reader, common: dict[str, Any]) -> NodeConfig:
             "123456789 (gcloud access-context-manager policies list --organization=ORG)",
         ),
         perimeter_mode=_as_perimeter_mode(r.choice("perimeterMode", PERIMETER_MODES, "enforced")),
+        batch_image_project_number=r.string(
+            "batchImageProjectNumber",
+            _PROJECT_NUMBER,
+            "the number of project batch-custom-image "
+            "(gcloud projects describe batch-custom-image --format='value(projectNumber)')",
+        ),
         batch=BatchSettings(provisioning_model=model, machine_type=machine),
         batch_job=batch_job,
     )

@@ -8,7 +8,7 @@ from infra.config import HubConfig
 from infra.federation_hub import FederationHub, read_schema
 from infra.foundation import declare_foundation
 from infra.keys import service_agent
-from infra.services import HUB_APIS
+from infra.services import HUB_APIS, HUB_AUDITED_APIS
 
 HUB_CMEK_SERVICES: tuple[str, ...] = ("pubsub.googleapis.com",)
 
@@ -19,6 +19,7 @@ def declare_hub(cfg: HubConfig) -> None:
         cfg,
         services=HUB_APIS,
         cmek_services=HUB_CMEK_SERVICES,
+        audited_services=HUB_AUDITED_APIS,
         ring_name="sovereign-hub",
         key_purposes=("pubsub",),
     )

@@ -11,6 +11,7 @@ bucket, dataset or repository they concern.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,6 +29,19 @@ BATCH_PROJECT_ROLES: tuple[str, ...] = (
     "roles/logging.logWriter",
 )
 FEDERATION_PROJECT_ROLES: tuple[str, ...] = ("roles/bigquery.jobUser", "roles/logging.logWriter")
+
+
+def dataset_policy(*, writer: str, reader: str) -> str:
+    """The IAM policy (JSON) of a patient-data dataset: one writer, one reader, nobody else."""
+    return json.dumps(
+        {
+            "bindings": [
+                {"role": "roles/bigquery.dataEditor", "members": [writer]},
+                {"role": "roles/bigquery.dataViewer", "members": [reader]},
+            ]
+        },
+        sort_keys=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -77,19 +91,20 @@ class Identities(pulumi.ComponentResource):
         bucket_role("batch-raw-input-viewer", on.raw_input_bucket, "roles/storage.objectViewer")
         bucket_role("batch-staging-admin", on.staging_bucket, "roles/storage.objectAdmin")
         bucket_role("batch-results-admin", on.results_bucket, "roles/storage.objectAdmin")
+        # Each dataset's whole access list, authoritative: BigQuery's defaults (every
+        # project owner, editor and viewer reads the data) are replaced by exactly these
+        # two identities. Admins act through project-level BigQuery roles, on record in
+        # the Data Access audit logs.
         for domain, dataset in on.datasets.items():
-            for label, member, role in (
-                ("batch-editor", batch, "roles/bigquery.dataEditor"),
-                ("federation-viewer", fed, "roles/bigquery.dataViewer"),
-            ):
-                gcp.bigquery.DatasetIamMember(
-                    f"{name}-{domain}-{label}",
-                    project=project,
-                    dataset_id=dataset.dataset_id,
-                    role=role,
-                    member=member,
-                    opts=child,
-                )
+            gcp.bigquery.DatasetIamPolicy(
+                f"{name}-{domain}-dataset-access",
+                project=project,
+                dataset_id=dataset.dataset_id,
+                policy_data=pulumi.Output.all(batch, fed).apply(
+                    lambda members: dataset_policy(writer=members[0], reader=members[1])
+                ),
+                opts=child,
+            )
         gcp.artifactregistry.RepositoryIamMember(
             f"{name}-batch-image-reader",
             project=project,

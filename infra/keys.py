@@ -6,13 +6,13 @@ Google service agent that encrypts with it gets roles/cloudkms.cryptoKeyEncrypte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import pulumi
 import pulumi_gcp as gcp
 
-KeyPurpose = Literal["bigquery", "storage", "artifactregistry", "compute", "pubsub"]
+KeyPurpose = Literal["bigquery", "storage", "artifactregistry", "compute", "pubsub", "logging"]
 
 ROTATION_PERIOD = "7776000s"  # 90 days: the longest rotation the policy pack accepts
 ENCRYPTER_DECRYPTER = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
@@ -24,6 +24,8 @@ SERVICE_AGENTS: dict[KeyPurpose, str] = {
     "artifactregistry": "service-{number}@gcp-sa-artifactregistry.iam.gserviceaccount.com",
     "compute": "service-{number}@compute-system.iam.gserviceaccount.com",
     "pubsub": "service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com",
+    # Cloud Logging's CMEK agent for log buckets (gcloud logging settings describe).
+    "logging": "service-{number}@gcp-sa-logging.iam.gserviceaccount.com",
 }
 
 
@@ -32,7 +34,12 @@ def service_agent(purpose: KeyPurpose, project_number: str) -> str:
 
 
 class Keys(pulumi.ComponentResource):
-    """`keys[purpose].id` is the key name a resource's CMEK setting takes."""
+    """`keys[purpose].id` is the key name a resource's CMEK setting takes.
+
+    `project` is where the keyring lives: the node's project, or its separate key project.
+    `agents[purpose]` is the IAM member of the service agent that encrypts with the key
+    (from ServiceAgents, so the grant waits for the agent to exist).
+    """
 
     def key_id(self, purpose: KeyPurpose) -> pulumi.Output[str]:
         return self.keys[purpose].id
@@ -46,10 +53,10 @@ class Keys(pulumi.ComponentResource):
         name: str,
         *,
         project: str,
-        project_number: str,
         region: str,
         ring_name: str,
         purposes: Sequence[KeyPurpose],
+        agents: Mapping[KeyPurpose, pulumi.Input[str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("sovereign:common:Keys", name, None, opts)
@@ -80,7 +87,7 @@ class Keys(pulumi.ComponentResource):
                 f"{name}-{purpose}-agent",
                 crypto_key_id=key.id,
                 role=ENCRYPTER_DECRYPTER,
-                member=f"serviceAccount:{service_agent(purpose, project_number)}",
+                member=agents[purpose],
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.keys[purpose] = key

@@ -47,8 +47,10 @@ def _table(i: Inputs) -> Inputs:
 
 def _global(kind: str) -> Callable[[Inputs], Inputs]:
     def outputs(i: Inputs) -> Inputs:
-        rid = f"projects/{i.get('project')}/global/{kind}/{i['name']}"
-        return {"id": rid, "selfLink": _COMPUTE + rid}
+        # name_prefix: the provider appends a 26-character unique suffix.
+        name = i.get("name") or f"{i.get('namePrefix', '')}{'0' * 25}1"
+        rid = f"projects/{i.get('project')}/global/{kind}/{name}"
+        return {"id": rid, "selfLink": _COMPUTE + rid, "name": name}
 
     return outputs
 
@@ -79,6 +81,46 @@ def _nothing(_i: Inputs) -> Inputs:
     return {}
 
 
+# Service agents by API, from the project number (the addresses Google documents).
+SERVICE_AGENT_DOMAINS: dict[str, str] = {
+    "artifactregistry.googleapis.com": "gcp-sa-artifactregistry",
+    "pubsub.googleapis.com": "gcp-sa-pubsub",
+}
+# The project number of each project id the stack names, set by infra.capture per run.
+PROJECT_NUMBERS: dict[str, str] = {}
+
+
+def _number(project: Any) -> str:
+    return PROJECT_NUMBERS.get(str(project), "0")
+
+
+def _service_identity(i: Inputs) -> Inputs:
+    domain = SERVICE_AGENT_DOMAINS.get(str(i.get("service")), "gcp-sa-unknown")
+    email = f"service-{_number(i.get('project'))}@{domain}.iam.gserviceaccount.com"
+    return {
+        "id": f"projects/{i.get('project')}/services/{i.get('service')}",
+        "email": email,
+        "member": f"serviceAccount:{email}",
+    }
+
+
+def for_invoke(token: str, args: Inputs) -> Inputs | None:
+    """The result of the few invokes the program makes (each documented, none a cloud fact
+    the config does not hold): None for any other invoke."""
+    number = _number(args.get("project"))
+    if token == "gcp:bigquery/getDefaultServiceAccount:getDefaultServiceAccount":
+        email = f"bq-{number}@bigquery-encryption.iam.gserviceaccount.com"
+        return {"email": email, "member": f"serviceAccount:{email}", "project": args.get("project")}
+    if token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
+        email = f"service-{number}@gs-project-accounts.iam.gserviceaccount.com"
+        return {
+            "emailAddress": email,
+            "member": f"serviceAccount:{email}",
+            "project": args.get("project"),
+        }
+    return None
+
+
 def _by_name(i: Inputs) -> Inputs:
     return {"id": i["name"]} if isinstance(i.get("name"), str) else {}
 
@@ -101,6 +143,8 @@ _COMPUTED: dict[str, Callable[[Inputs], Inputs]] = {
     "gcp:dns/managedZone:ManagedZone": _managed_zone,
     "gcp:accesscontextmanager/servicePerimeter:ServicePerimeter": _by_name,
     "gcp:orgpolicy/policy:Policy": _by_name,
+    "gcp:accesscontextmanager/accessLevel:AccessLevel": _by_name,
+    "gcp:projects/serviceIdentity:ServiceIdentity": _service_identity,
 }
 
 

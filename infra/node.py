@@ -13,7 +13,8 @@ from infra.keys import KeyPurpose
 from infra.network import Network
 from infra.perimeter import Perimeter
 from infra.registry import Registry
-from infra.services import NODE_APIS, NODE_RESTRICTED_APIS
+from infra.services import NODE_APIS, NODE_AUDITED_APIS, NODE_RESTRICTED_APIS
+from infra.signing_key import SigningKey
 from infra.warehouse import Warehouse
 from workloads.contracts import catalogue
 from workloads.contracts.batch import BatchTarget, JobSettings, TaskRequest, image_uri
@@ -25,6 +26,8 @@ NODE_CMEK_SERVICES: tuple[str, ...] = (
     "artifactregistry.googleapis.com",
     "bigquery.googleapis.com",
     "compute.googleapis.com",
+    # Enabled for the worker's client library; no topic lives here, and none may without CMEK.
+    "pubsub.googleapis.com",
     "storage.googleapis.com",
 )
 
@@ -34,6 +37,7 @@ def declare_node(cfg: NodeConfig) -> None:
         cfg,
         services=NODE_APIS,
         cmek_services=NODE_CMEK_SERVICES,
+        audited_services=NODE_AUDITED_APIS,
         ring_name=f"sovereign-{cfg.node}",
         key_purposes=NODE_KEY_PURPOSES,
     )
@@ -87,55 +91,72 @@ def declare_node(cfg: NodeConfig) -> None:
         kms_key=keys.key_id("compute"),
         opts=encrypted_with("compute"),
     )
-    perimeter = Perimeter(
-        "perimeter",
-        access_policy=cfg.access_policy,
-        node=cfg.node,
-        project_number=cfg.project_number,
-        restricted_services=NODE_RESTRICTED_APIS,
-        federation_identity=identities.federation_worker.email,
-        hub_project_number=cfg.hub_project_number,
-        mode=cfg.perimeter_mode,
-        # Fence last: once enforced, calls from outside (the deployer's) are refused.
-        opts=pulumi.ResourceOptions(
-            depends_on=[
-                apis,
-                keys,
-                warehouse,
-                buckets,
-                registry,
-                network,
-                identities,
-                batch.template,
-            ]
-        ),
+    signing = SigningKey(
+        "signing",
+        key_ring=keys.key_ring.id,
+        signer=identities.federation_worker.member,
+        opts=pulumi.ResourceOptions(depends_on=[identities]),
     )
 
+    # The job comes before the fence (B2): it is created while the deployer is still
+    # inside; later `up`s come in through the deployer's access level and ingress rule.
+    fenced: list[pulumi.Resource] = [
+        *foundation.components,
+        warehouse,
+        buckets,
+        registry,
+        network,
+        identities,
+        batch,
+        signing,
+    ]
     if cfg.batch_job is not None:
         from infra.batch_job import declare_batch_job
 
         job = cfg.batch_job
-        declare_batch_job(
-            f"{job.kind}-job",
-            BatchTarget[pulumi.Input[str]](
-                project=cfg.project,
-                region=cfg.region,
-                instance_template=batch.template.self_link,
-                service_account=identities.batch_runner.email,
-                input_bucket=buckets.buckets["raw-input"].name,
-                staging_bucket=buckets.buckets["staging"].name,
-                image_uri=image_uri(registry.url, job.image_tag),
-                bigquery_kms_key=keys.key_id("bigquery"),
-            ),
-            TaskRequest(job.kind, job.shards),
-            settings=JobSettings(
-                parallelism=job.parallelism,
-                max_retry_count=job.max_retry_count,
-                max_run_duration_s=job.max_run_duration_s,
-            ),
-            # The job needs its VMs' template, identity and every grant in place.
-            opts=pulumi.ResourceOptions(parent=batch, depends_on=[identities, perimeter]),
+        fenced.append(
+            declare_batch_job(
+                f"{job.kind}-job",
+                BatchTarget[pulumi.Input[str]](
+                    project=cfg.project,
+                    region=cfg.region,
+                    instance_template=batch.template.self_link,
+                    service_account=identities.batch_runner.email,
+                    input_bucket=buckets.buckets["raw-input"].name,
+                    staging_bucket=buckets.buckets["staging"].name,
+                    image_uri=image_uri(registry.url, job.image_tag),
+                    bigquery_kms_key=keys.key_id("bigquery"),
+                ),
+                TaskRequest(job.kind, job.shards),
+                settings=JobSettings(
+                    parallelism=job.parallelism,
+                    max_retry_count=job.max_retry_count,
+                    max_run_duration_s=job.max_run_duration_s,
+                ),
+                # The job needs its VMs' template, identity and every grant in place.
+                opts=pulumi.ResourceOptions(parent=batch, depends_on=[identities]),
+            )
         )
+    perimeter = Perimeter(
+        "perimeter",
+        access_policy=cfg.access_policy,
+        node=cfg.node,
+        project_numbers=[
+            cfg.project_number,
+            *([cfg.key_project.number] if cfg.key_project else []),
+        ],
+        restricted_services=NODE_RESTRICTED_APIS,
+        federation_identity=identities.federation_worker.email,
+        hub_project_number=cfg.hub_project_number,
+        batch_image_project_number=cfg.batch_image_project_number,
+        agent_project_number=cfg.project_number,
+        deployer=cfg.deployer,
+        mode=cfg.perimeter_mode,
+        provider=foundation.control_plane,
+        # Fence last: once enforced, calls from outside are refused (the deployer's come
+        # through its ingress rule).
+        opts=pulumi.ResourceOptions(depends_on=fenced),
+    )
 
     outputs = NodeOutputs[pulumi.Input[str]](
         node=cfg.node,
@@ -154,6 +175,7 @@ def declare_node(cfg: NodeConfig) -> None:
         federation_service_account=identities.federation_worker.email,
         perimeter=perimeter.perimeter.name,
         perimeter_mode=cfg.perimeter_mode,
+        signing_key=signing.key.id,
     )
     for name, value in outputs.exports().items():
         pulumi.export(name, value)

@@ -1,6 +1,6 @@
 """Offline review of a stack: a sorted JSON manifest and a Markdown posture summary.
 
-    python -m infra.render --stack us [--stack eu ...] [--out DIR]
+    python -m infra.render --stack us [--stack eu ...] [--out DIR]   # + <stack>.tfplan.json
     python -m infra.render --update-golden      # refresh tests/infra/golden/ (us, eu, hub)
 
 Both are rendered from the same program `pulumi up` runs, under mocks, without any cloud
@@ -25,6 +25,7 @@ from typing import Any
 
 from pulumi.runtime import rpc
 
+from infra import terraform_plan
 from infra.capture import REPO_ROOT, CapturedResource, capture_stack, stack_config
 from workloads.contracts.errors import UserError
 
@@ -41,12 +42,16 @@ class Rendered:
     stack: str
     manifest: str  # JSON text
     posture: str  # Markdown text
+    plan: str = ""  # Terraform plan JSON (for Checkov); derived from the manifest
 
-    def files(self) -> dict[str, str]:
-        return {
+    def files(self, *, with_plan: bool = True) -> dict[str, str]:
+        out = {
             f"{self.stack}.manifest.json": self.manifest,
             f"{self.stack}.posture.md": self.posture,
         }
+        if with_plan and self.plan:
+            out[f"{self.stack}.tfplan.json"] = self.plan
+        return out
 
 
 # ---------------------------------------------------------------- manifest
@@ -222,10 +227,151 @@ def _perimeter_section(resources: Sequence[CapturedResource]) -> list[str]:
                 "- VPC-SC names projects, not topics: which hub topics and subscription the "
                 "identity may use is narrowed by the hub stack's IAM"
             )
-        for _rule in fence.get("ingressPolicies", []):
-            lines.append("- ingress rule present (see manifest)")
+        for rule in fence.get("ingressPolicies", []):
+            source = rule.get("ingressFrom", {})
+            who = ", ".join(source.get("identities", [])) or source.get("identityType", "ANYONE")
+            levels = ", ".join(
+                str(s.get("accessLevel", s.get("resource", "?"))).rsplit("/", 1)[-1]
+                for s in source.get("sources", [])
+            )
+            lines.append(
+                f"- ingress: {who} through access level {levels or 'NONE'} (the deployer's way "
+                "in once enforced; without it the first enforced `up` locks the deployer out)"
+            )
+        if dry:
+            lines.append(
+                "- **WARNING: dry-run.** The perimeter blocks nothing; read the dry-run "
+                "violations in Cloud Logging, then set `perimeterMode: enforced`."
+            )
         lines.append("")
+    for level in _of(resources, "gcp:accesscontextmanager/accessLevel:AccessLevel"):
+        conditions = level.inputs.get("basic", {}).get("conditions", [])
+        members = sorted({m for c in conditions for m in c.get("members", [])})
+        lines += [
+            f"Access level `{level.inputs['name'].rsplit('/', 1)[-1]}`: admits "
+            f"{', '.join(members) or 'ANYONE'}",
+            "",
+        ]
     return lines[:-1]
+
+
+def _audit_section(resources: Sequence[CapturedResource]) -> list[str]:
+    configs = _of(resources, "gcp:projects/iAMAuditConfig:IAMAuditConfig")
+    buckets = _of(resources, "gcp:logging/projectBucketConfig:ProjectBucketConfig")
+    if not configs and not buckets:
+        return []
+    rows = [
+        [
+            c.inputs["service"].removesuffix(".googleapis.com"),
+            ", ".join(sorted(e["logType"] for e in c.inputs.get("auditLogConfigs", []))),
+            ", ".join(
+                m for e in c.inputs.get("auditLogConfigs", []) for m in e.get("exemptedMembers", [])
+            )
+            or "nobody",
+        ]
+        for c in configs
+    ]
+    lines = [
+        "## Audit logs and where logs are kept",
+        "",
+        *_table(["service", "audit log types", "exempted"], rows),
+        "",
+    ]
+    for b in buckets:
+        key = b.inputs.get("cmekSettings", {}).get("kmsKeyName", "Google-managed")
+        lines.append(
+            f"- log bucket `{b.inputs['bucketId']}` in `{b.inputs.get('location')}`, "
+            f"{b.inputs.get('retentionDays')} days, key `{str(key).rsplit('/', 1)[-1]}`"
+        )
+    for sink in _of(resources, "gcp:logging/projectSink:ProjectSink"):
+        what = (
+            f"entries matching {sink.inputs['filter']!r}"
+            if sink.inputs.get("filter")
+            else "every entry"
+        )
+        lines.append(
+            f"- sink `{sink.inputs['name']}` routes {what} "
+            f"to `{sink.inputs['destination'].rsplit('/', 1)[-1]}`"
+        )
+    excluded = _of(resources, "gcp:logging/projectExclusion:ProjectExclusion")
+    lines.append(
+        "- the `_Default` sink is excluded (no copy in the global `_Default` bucket)"
+        if excluded
+        else "- **the `_Default` sink still copies every entry to the global `_Default` bucket**"
+    )
+    lines.append(
+        "- `_Required` (Admin Activity, System Event) stays Google's: its location is the "
+        "organization's default storage location, set once (docs/infra.md)"
+    )
+    return lines
+
+
+def _data_access_section(resources: Sequence[CapturedResource]) -> list[str]:
+    lines: list[str] = []
+    for dataset in _of(resources, "gcp:bigquery/dataset:Dataset"):
+        dataset_id = dataset.inputs["datasetId"]
+        policies = [
+            json.loads(p.inputs["policyData"])
+            for p in _of(resources, "gcp:bigquery/datasetIamPolicy:DatasetIamPolicy")
+            if p.inputs.get("datasetId") == dataset_id
+        ]
+        if policies:
+            rows = [
+                [b["role"].removeprefix("roles/"), ", ".join(b["members"])]
+                for policy in policies
+                for b in policy.get("bindings", [])
+            ]
+            lines += [
+                f"Dataset `{dataset_id}`: whole access list declared (authoritative; BigQuery's "
+                "project-role defaults do not apply, project viewers cannot read it)",
+                "",
+                *_table(["role", "members"], rows),
+                "",
+            ]
+        else:
+            lines += [
+                f"Dataset `{dataset_id}`: **BigQuery's default access list** (every project "
+                "viewer reads it)",
+                "",
+            ]
+    return ["## Who reads the patient data", "", *lines[:-1]] if lines else []
+
+
+def _deployment_section(resources: Sequence[CapturedResource]) -> list[str]:
+    providers = _of(resources, "pulumi:providers:gcp")
+    lines = ["## Deployment prerequisites the stack itself handles", ""]
+    for provider in providers:
+        lines.append(
+            f"- control-plane provider `{provider.name}`: bills Org Policy and Access Context "
+            f"Manager calls to quota project `{provider.inputs.get('billingProject')}` "
+            f"(user project override {provider.inputs.get('userProjectOverride')})"
+        )
+    agents = [
+        f"{r.inputs['service'].removesuffix('.googleapis.com')}"
+        for r in _of(resources, "gcp:projects/serviceIdentity:ServiceIdentity")
+    ]
+    lines.append(
+        "- service agents created by the program before their key grants: "
+        + (", ".join(agents) or "none")
+        + " (BigQuery and Cloud Storage agents read, which creates them; Compute and Logging "
+        "exist once their API is on)"
+    )
+    rings = {str(r.inputs.get("project")) for r in _of(resources, "gcp:kms/keyRing:KeyRing")}
+    projects = {
+        str(r.inputs.get("project"))
+        for r in resources
+        if r.type.startswith("gcp:") and isinstance(r.inputs.get("project"), str)
+    } - rings
+    lines.append(
+        f"- keys live in project {', '.join(f'`{p}`' for p in sorted(rings))}"
+        + (" (a separate key project)" if projects and not (rings & projects) else "")
+    )
+    lines.append(
+        "- org policies come first; every API waits for them (they constrain only what is "
+        "created after them). The default network, if the project has one, predates them: "
+        "delete it before the first `up` (docs/infra.md, step 2)"
+    )
+    return lines
 
 
 def _rule_text(rule: Mapping[str, Any]) -> str:
@@ -418,6 +564,9 @@ def posture_markdown(
         _key_section(resources),
         _region_section(resources),
         _perimeter_section(resources),
+        _data_access_section(resources),
+        _audit_section(resources),
+        _deployment_section(resources),
         _compute_section(resources),
         _pubsub_section(resources),
         _org_policy_section(resources),
@@ -449,13 +598,14 @@ def render(
         stack=stack,
         manifest=manifest_json(stack, resources),
         posture=posture_markdown(stack, resources, values, _verdicts(stack, resources, stack_dir)),
+        plan=json.dumps(terraform_plan.plan(stack, resources), indent=2, sort_keys=True) + "\n",
     )
 
 
-def write(rendered: Rendered, out: Path) -> list[Path]:
+def write(rendered: Rendered, out: Path, *, with_plan: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in rendered.files().items():
+    for name, text in rendered.files(with_plan=with_plan).items():
         path = out / name
         path.write_text(text)
         written.append(path)
@@ -482,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     out = GOLDEN_DIR if args.update_golden else args.out
     try:
         for stack in stacks:
-            for path in write(render(stack), out):
+            # The goldens hold what a reviewer reads; the plan is derived from the manifest.
+            for path in write(render(stack), out, with_plan=not args.update_golden):
                 print(path)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 need_emulator=0
-for arg in "$@"; do [ "$arg" = "--need-emulator" ] && need_emulator=1; done
+need_checkov=0
+for arg in "$@"; do
+  [ "$arg" = "--need-emulator" ] && need_emulator=1
+  [ "$arg" = "--need-checkov" ] && need_checkov=1
+done
 
 fail() { echo "setup: $*" >&2; exit 2; }
 
@@ -52,4 +56,19 @@ if [ "$need_emulator" = 1 ]; then
   fi
   .venv/bin/python -m workloads.federation.emulator --check \
     || fail "Pub/Sub emulator not found; fix: install the gcloud SDK with its pubsub-emulator component (gcloud components install pubsub-emulator, or apt-get install google-cloud-cli-pubsub-emulator from Google's repository), or set PUBSUB_EMULATOR_BIN to cloud-pubsub-emulator"
+fi
+
+# Checkov (the security reviewers' scanner) pins dependencies the project must not share:
+# its own virtualenv, like the policy pack's, reinstalled only when its pin changes.
+if [ "$need_checkov" = 1 ]; then
+  cstamp=.checkov-venv/.requirements.sha256
+  cwant=$(sha256sum infra/checkov/requirements.txt | cut -d' ' -f1)
+  if [ ! -x .checkov-venv/bin/checkov ] || [ "$(cat "$cstamp" 2>/dev/null)" != "$cwant" ]; then
+    echo "setup: installing Checkov into .checkov-venv (about a minute, once)" >&2
+    { "$py" -m venv .checkov-venv \
+      && .checkov-venv/bin/pip install --quiet --disable-pip-version-check -r infra/checkov/requirements.txt 2> >(grep -v 'is ignored: it is neither' >&2); } \
+      || fail "could not install Checkov (infra/checkov/requirements.txt) into .checkov-venv; fix: check network access to the package index, then rerun"
+    echo "$cwant" > "$cstamp"
+  fi
+  export CHECKOV_BIN="$PWD/.checkov-venv/bin/checkov" SOVEREIGN_REQUIRE_CHECKOV=1
 fi

@@ -27,7 +27,7 @@ def config_for_stack(stack: str, *, stack_dir: Path = REPO_ROOT) -> PolicyConfig
     except StackFileError as err:
         raise UserError(f"{err}; fix: pass an existing stack name (us, eu, hub, ...)") from err
     config = PolicyConfig.from_mapping(
-        {k.removeprefix(f"{project}:"): v for k, v in values.items()}
+        derived(project, {k.removeprefix(f"{project}:"): v for k, v in values.items()})
     )
     if not config.allowed_locations:
         raise UserError(
@@ -35,6 +35,30 @@ def config_for_stack(stack: str, *, stack_dir: Path = REPO_ROOT) -> PolicyConfig
             "jurisdiction's locations there, e.g. [in:us-central1-locations]"
         )
     return config
+
+
+def derived(project: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The stack file's keys plus the facts the pack needs from the contracts (the pack
+    imports nothing of the project): identities, signing key name and algorithm."""
+    from workloads.contracts.federation import (
+        FEDERATION_WORKER_ACCOUNT_ID,
+        SIGNING_ALGORITHM,
+        SIGNING_KEY_NAME,
+    )
+
+    def worker(of_project: str) -> str:
+        return f"{FEDERATION_WORKER_ACCOUNT_ID}@{of_project}.iam.gserviceaccount.com"
+
+    out = dict(values)
+    if out.get("role") == "hub":
+        out["nodeIdentities"] = {
+            str(n["name"]): worker(str(n["project"])) for n in out.get("nodes") or []
+        }
+    elif out.get("project"):
+        out["federationIdentity"] = worker(str(out["project"]))
+        out["signingKeyName"] = SIGNING_KEY_NAME
+        out["signingAlgorithm"] = SIGNING_ALGORITHM
+    return out
 
 
 def pack_config(config: PolicyConfig) -> dict[str, Any]:

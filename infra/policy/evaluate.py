@@ -55,11 +55,26 @@ def as_policy_config(config: PolicyConfig | Mapping[str, Any] | Any) -> PolicyCo
     if isinstance(config, Mapping):
         return PolicyConfig.from_mapping(config)
     if hasattr(config, "allowed_locations") and hasattr(config, "role"):
-        return PolicyConfig(
-            role=str(config.role),
-            allowed_locations=tuple(config.allowed_locations),
-            hub_project_number=getattr(config, "hub_project_number", None),
-        )
+        from infra.policy.config import derived
+
+        key_project = getattr(config, "key_project", None)
+        values: dict[str, Any] = {
+            "role": str(config.role),
+            "allowedLocations": list(config.allowed_locations),
+            "hubProjectNumber": getattr(config, "hub_project_number", None),
+            "project": getattr(config, "project", None),
+            "projectNumber": getattr(config, "project_number", None),
+            "perimeterMode": getattr(config, "perimeter_mode", None),
+            "deployer": getattr(config, "deployer", None),
+            "allowedMemberDomains": list(getattr(config, "allowed_member_domains", ())),
+            "keyProject": (
+                {"project": key_project.project, "number": key_project.number}
+                if key_project
+                else None
+            ),
+            "nodes": [{"name": n.name, "project": n.project} for n in getattr(config, "nodes", ())],
+        }
+        return PolicyConfig.from_mapping(derived(str(values["project"]), values))
     raise TypeError(f"cannot read a policy config from {type(config).__name__}")
 
 

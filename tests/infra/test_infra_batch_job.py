@@ -35,8 +35,9 @@ def test_enabled_job_runs_on_the_confidential_template_in_region_as_the_batch_ac
     spec = json.loads(job.inputs["jobJson"])
     policy = spec["allocationPolicy"]
     (instance,) = policy["instances"]
-    assert instance["instanceTemplate"].endswith(
-        f"/global/instanceTemplates/{template.inputs['name']}"
+    # A generated name (B7): the template's namePrefix plus the provider's suffix.
+    assert (
+        f"/global/instanceTemplates/{template.inputs['namePrefix']}" in instance["instanceTemplate"]
     )
     assert policy["serviceAccount"]["email"] == template.inputs["serviceAccount"]["email"]
     assert policy["location"]["allowedLocations"] == ["regions/us-central1"]

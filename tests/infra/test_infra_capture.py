@@ -19,10 +19,15 @@ def test_captures_components_and_resources_with_parents(
     assert "gcp:kms/cryptoKey:CryptoKey" in types
     roots = [r for r in resources if r.parent is None]
     assert [r.type for r in roots] == ["pulumi:pulumi:Stack"]
+    # The control-plane provider is a child of the stack (its resources name it).
     for r in resources:
         assert r.parent is None or r.parent in by_urn, f"{r.urn} has an unknown parent"
     keys = [r for r in resources if r.type == "gcp:kms/cryptoKey:CryptoKey"]
-    assert all(by_urn[k.parent].type == "sovereign:common:Keys" for k in keys if k.parent)
+    assert all(
+        by_urn[k.parent].type in ("sovereign:common:Keys", "sovereign:node:SigningKey")
+        for k in keys
+        if k.parent
+    )
 
 
 def test_inputs_are_camel_case_and_protect_is_captured(

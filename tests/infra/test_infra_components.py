@@ -15,10 +15,15 @@ def test_keys_component_alone_grants_each_key_only_to_its_agent() -> None:
         Keys(
             "k",
             project="p-project",
-            project_number="123456",
             region="europe-west2",
             ring_name="ring",
             purposes=("pubsub", "storage"),
+            agents={
+                "pubsub": "serviceAccount:service-123456@gcp-sa-pubsub.iam.gserviceaccount.com",
+                "storage": (
+                    "serviceAccount:service-123456@gs-project-accounts.iam.gserviceaccount.com"
+                ),
+            },
         )
 
     resources = capture_stack("us", program=program)
@@ -74,11 +79,16 @@ def test_network_has_no_internet_route_and_only_https_to_the_restricted_vip() ->
 
 def test_org_policies_cover_every_guard_rail() -> None:
     def program() -> None:
+        import pulumi_gcp as gcp
+
         OrgPolicies(
             "o",
             project="p-project",
             allowed_locations=["in:europe-west2-locations"],
             cmek_services=["bigquery.googleapis.com"],
+            key_projects=["p-project", "p-keys"],
+            member_domains=["C0100abcd"],
+            provider=gcp.Provider("cp", billing_project="quota", user_project_override=True),
         )
 
     resources = capture_stack("us", program=program)
@@ -88,11 +98,22 @@ def test_org_policies_cover_every_guard_rail() -> None:
         "compute.requireOsLogin",
         "compute.requireShieldedVm",
         "compute.skipDefaultNetworkCreation",
+        "iam.automaticIamGrantsForDefaultServiceAccounts",
         "iam.disableServiceAccountKeyCreation",
+        "iam.disableServiceAccountKeyUpload",
         "storage.publicAccessPrevention",
+        "storage.secureHttpTransport",
         "storage.uniformBucketLevelAccess",
     ):
         assert policies[constraint]["spec"]["rules"] == [{"enforce": "TRUE"}], constraint
+    for constraint in ("compute.vmCanIpForward", "compute.restrictVpcPeering"):
+        assert policies[constraint]["spec"]["rules"] == [{"denyAll": "TRUE"}], constraint
+    assert policies["iam.allowedPolicyMemberDomains"]["spec"]["rules"] == [
+        {"values": {"allowedValues": ["C0100abcd"]}}
+    ]
+    assert policies["gcp.restrictCmekCryptoKeyProjects"]["spec"]["rules"] == [
+        {"values": {"allowedValues": ["under:projects/p-project", "under:projects/p-keys"]}}
+    ]
     assert policies["compute.restrictNonConfidentialComputing"]["spec"]["rules"] == [
         {"values": {"deniedValues": ["compute.googleapis.com"]}}
     ]
@@ -134,6 +155,9 @@ def test_components_register_under_their_type_tokens(
         "sovereign:common:Apis",
         "sovereign:common:Keys",
         "sovereign:common:OrgPolicies",
+        "sovereign:common:ServiceAgents",
+        "sovereign:common:AuditLogs",
+        "sovereign:node:SigningKey",
         "sovereign:node:Buckets",
         "sovereign:node:ConfidentialBatch",
         "sovereign:node:Identities",

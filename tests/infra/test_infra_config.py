@@ -35,6 +35,11 @@ BAD_VALUES = [
     ({"accessPolicy": "policies/1"}, "accessPolicy", "malformed"),
     ({"node": None}, "sovereign-genomics:node", "is missing"),
     ({"hubProjectNumber": None}, "hubProjectNumber", "is missing"),
+    ({"quotaProject": None}, "quotaProject", "is missing"),
+    ({"deployer": "alice@example.com"}, "deployer", "malformed"),
+    ({"allowedMemberDomains": ["example.com"]}, "allowedMemberDomains", "customer id"),
+    ({"keyProject": {"project": "k"}}, "keyProject", "write it as"),
+    ({"batchImageProjectNumber": None}, "batchImageProjectNumber", "is missing"),
 ]
 
 
@@ -95,6 +100,10 @@ def test_a_new_node_is_a_new_stack_file_and_nothing_else(
         "hubProject": "fed-hub",
         "hubProjectNumber": "100000000009",
         "accessPolicy": "555000111",
+        "batchImageProjectNumber": "100000000077",
+        "deployer": "serviceAccount:pulumi-deployer@sg-admin.iam.gserviceaccount.com",
+        "quotaProject": "sg-admin",
+        "allowedMemberDomains": ["C0100abcd"],
         "batch": {"provisioningModel": "STANDARD", "machineType": "n2d-standard-8"},
     }
     stack_yaml = {"config": {f"sovereign-genomics:{k}": v for k, v in config.items()}}

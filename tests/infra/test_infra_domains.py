@@ -74,10 +74,11 @@ def test_the_domain_gets_its_own_dataset_with_the_node_defaults(stack: CapturedS
         assert ours.inputs[same] == genomics.inputs[same], same
     assert ours.inputs["labels"] == {"domain": "testrobotics"}
     # The node's identities reach it as they reach every domain's dataset.
-    members = {(m.inputs["datasetId"], m.inputs["role"])
-               for m in of_type(stack.resources, ":DatasetIamMember")}
-    assert ("test_robotics", "roles/bigquery.dataEditor") in members
-    assert ("test_robotics", "roles/bigquery.dataViewer") in members
+    policies = {m.inputs["datasetId"]: json.loads(m.inputs["policyData"])
+                for m in of_type(stack.resources, ":DatasetIamPolicy")}
+    roles = {b["role"] for b in policies["test_robotics"]["bindings"]}
+    assert roles == {"roles/bigquery.dataEditor", "roles/bigquery.dataViewer"}
+    assert policies["test_robotics"] == policies["hospital_data"]
     assert stack.outputs["datasets"] == {"genomics": "hospital_data",
                                          "testrobotics": "test_robotics"}
 

@@ -7,8 +7,10 @@ import json
 import pytest
 from infra_testkit import of_type, one, stack_file, walk
 
-from infra.capture import CapturedResource
+from infra.capture import CapturedResource, capture_stack
+from infra.services import CONTROL_PLANE_APIS
 from workloads.contracts.catalogue import ALL_TABLES, DOMAINS, domain_of
+from workloads.contracts.federation import SIGNING_ALGORITHM, SIGNING_KEY_NAME
 
 # Tables BigQuery stores no bytes of: the catalogue's views and external Parquet tables.
 KEYLESS_TABLES = {v.name for d in DOMAINS for v in d.views} | {
@@ -112,11 +114,40 @@ def test_keys_rotate_within_90_days_and_are_protected(
         "storage-key",
         "artifactregistry-key",
         "compute-key",
+        "logging-key",
+        SIGNING_KEY_NAME,
     }
     for key in keys:
-        assert int(key.inputs["rotationPeriod"].rstrip("s")) <= MAX_ROTATION_S
         assert key.protect, key.name
         assert key.inputs["deletionPolicy"] == "PREVENT"
+        if key.inputs["purpose"] == "ENCRYPT_DECRYPT":
+            assert int(key.inputs["rotationPeriod"].rstrip("s")) <= MAX_ROTATION_S
+            assert key.inputs["versionTemplate"]["protectionLevel"] == "HSM"
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_the_signing_key_is_ed25519_and_only_the_worker_may_use_it(
+    captured: dict[str, list[CapturedResource]], node: str
+) -> None:
+    """Issue #10: the federation signing key, usable only by the node's worker."""
+    cfg = stack_file(node)
+    (key,) = [
+        k for k in of_type(captured[node], ":CryptoKey") if k.inputs["name"] == SIGNING_KEY_NAME
+    ]
+    assert key.inputs["purpose"] == "ASYMMETRIC_SIGN"
+    assert key.inputs["versionTemplate"]["algorithm"] == SIGNING_ALGORITHM
+    ring = f"projects/{cfg['project']}/locations/{cfg['region']}/keyRings/sovereign-{node}"
+    key_id = f"{ring}/cryptoKeys/{SIGNING_KEY_NAME}"
+    grants = [
+        g.inputs
+        for g in of_type(captured[node], ":CryptoKeyIAMMember")
+        if g.inputs["cryptoKeyId"] == key_id
+    ]
+    worker = f"serviceAccount:federation-worker@{cfg['project']}.iam.gserviceaccount.com"
+    assert sorted((g["role"], g["member"]) for g in grants) == [
+        ("roles/cloudkms.publicKeyViewer", worker),
+        ("roles/cloudkms.signerVerifier", worker),
+    ]
     assert one(captured[node], ":KeyRing").protect
 
 
@@ -131,6 +162,7 @@ def _intended_members(cfg: dict[str, object]) -> dict[str, str]:
             f"serviceAccount:service-{number}@gcp-sa-artifactregistry.iam.gserviceaccount.com"
         ),
         "compute": f"serviceAccount:service-{number}@compute-system.iam.gserviceaccount.com",
+        "logging": f"serviceAccount:service-{number}@gcp-sa-logging.iam.gserviceaccount.com",
     }
 
 
@@ -148,6 +180,8 @@ def test_iam_members_are_only_the_intended_identities(
         assert not member.startswith(("allUsers", "allAuthenticatedUsers")), g.name
     # Each key's encrypter/decrypter goes to that purpose's service agent, and only there.
     for g in of_type(captured[node], ":CryptoKeyIAMMember"):
+        if g.inputs["cryptoKeyId"].endswith(SIGNING_KEY_NAME):
+            continue  # the signing key: test above
         purpose = g.inputs["cryptoKeyId"].rsplit("/", 1)[1].removesuffix("-key")
         assert g.inputs["member"] == intended[purpose]
         assert g.inputs["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
@@ -189,7 +223,10 @@ def test_every_api_the_node_uses_is_enabled_and_inside_the_perimeter(
     used |= {"batch.googleapis.com", "logging.googleapis.com", "pubsub.googleapis.com"}
     assert used <= restricted, used - restricted
     assert used <= enabled, used - enabled
-    assert restricted <= enabled
+    # Every enabled data API is restricted, and more: every data service usable from the
+    # node, enabled or not, so enabling one later does not open a hole.
+    assert enabled - set(CONTROL_PLANE_APIS) <= restricted
+    assert {"aiplatform.googleapis.com", "healthcare.googleapis.com"} <= restricted
     assert perimeter.inputs["status"]["resources"] == [
         f"projects/{stack_file(node)['projectNumber']}"
     ]
@@ -201,7 +238,14 @@ def test_the_only_egress_is_the_federation_identity_to_the_hubs_pubsub(
 ) -> None:
     cfg = stack_file(node)
     status = one(captured[node], ":ServicePerimeter").inputs["status"]
-    (egress,) = status["egressPolicies"]
+    egress, image = status["egressPolicies"]
+    # The second way out: Batch's and Compute's agents reading the boot image (B3).
+    assert image["egressTo"]["resources"] == [f"projects/{cfg['batchImageProjectNumber']}"]
+    assert [o["serviceName"] for o in image["egressTo"]["operations"]] == ["compute.googleapis.com"]
+    assert all(
+        i.startswith(f"serviceAccount:service-{cfg['projectNumber']}@")
+        for i in image["egressFrom"]["identities"]
+    )
     assert egress["egressFrom"] == {
         "identities": [f"serviceAccount:federation-worker@{cfg['project']}.iam.gserviceaccount.com"]
     }
@@ -212,7 +256,8 @@ def test_the_only_egress_is_the_federation_identity_to_the_hubs_pubsub(
     assert "google.pubsub.v1.Publisher.Publish" in methods
     assert "google.pubsub.v1.Subscriber.Pull" in methods
     assert all(m.startswith("google.pubsub.v1.") for m in methods)
-    assert "ingressPolicies" not in status
+    (ingress,) = status["ingressPolicies"]
+    assert ingress["ingressFrom"]["identities"] == [cfg["deployer"]]
 
 
 @pytest.mark.parametrize("node", NODES)
@@ -280,6 +325,8 @@ def test_us_and_eu_differ_only_in_their_per_node_facts(
         ("node us", "node eu"),
         ("sovereign_node_us", "sovereign_node_eu"),
         ("confidential-batch-us", "confidential-batch-eu"),
+        ("sovereign_deployer_us", "sovereign_deployer_eu"),
+        ("deployer of sovereign node us", "deployer of sovereign node eu"),
     ]
 
     def normalised(resources: list[CapturedResource], direction: int) -> str:
@@ -291,3 +338,31 @@ def test_us_and_eu_differ_only_in_their_per_node_facts(
         return text
 
     assert normalised(captured["us"], 0) == normalised(captured["eu"], 1)
+
+
+def test_a_separate_key_project_holds_the_keys_and_is_fenced_too() -> None:
+    from dataclasses import replace
+
+    from infra.policy.config import config_for_stack
+    from infra.policy.sovereign_policies import evaluate
+    from infra.policy.sovereign_policies.model import resource_from
+
+    key_project = {"project": "fed-keys-us", "number": "100000000101"}
+    resources = capture_stack("us", {"keyProject": key_project})
+    assert {r.inputs["project"] for r in of_type(resources, ":KeyRing")} == {"fed-keys-us"}
+    fence = one(resources, ":ServicePerimeter").inputs["status"]["resources"]
+    assert fence == ["projects/100000000001", "projects/100000000101"]
+    cmek_projects = next(r for r in resources if r.name.endswith("restrictCmekCryptoKeyProjects"))
+    assert cmek_projects.inputs["spec"]["rules"][0]["values"]["allowedValues"] == [
+        "under:projects/fed-keys-us",
+        "under:projects/fed-node-us",
+    ]
+    config = replace(
+        config_for_stack("us"), key_project="fed-keys-us", key_project_number="100000000101"
+    )
+    assert evaluate([resource_from(r) for r in resources], config) == []
+    # The same stack judged without the key project in config: every CMEK user is flagged.
+    flagged = {
+        v.policy for v in evaluate([resource_from(r) for r in resources], config_for_stack("us"))
+    }
+    assert "encryption-key-placement" in flagged

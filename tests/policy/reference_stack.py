@@ -17,6 +17,19 @@ from infra import config as stack_config
 from workloads.contracts.batch import BatchTarget, TaskRequest, job_spec, spec_json
 
 COMPUTE_SA = "batch@{project}.iam.gserviceaccount.com"
+# The kinds the policy tests take from this node and add to the captured us stack.
+REFERENCE_KINDS = frozenset(
+    {
+        "gcp:kms/keyRing:KeyRing",
+        "gcp:kms/cryptoKey:CryptoKey",
+        "gcp:bigquery/dataset:Dataset",
+        "gcp:bigquery/table:Table",
+        "gcp:pubsub/topic:Topic",
+        "gcp:compute/firewall:Firewall",
+        "gcp:compute/instance:Instance",
+        "gcp:serviceaccount/account:Account",
+    }
+)
 
 
 class _BatchJobProvider(pulumi.dynamic.ResourceProvider):
@@ -54,6 +67,7 @@ def reference_node() -> None:
         name="key",
         key_ring=ring.id,
         rotation_period="7776000s",
+        version_template={"algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION", "protection_level": "HSM"},
         deletion_policy="PREVENT",
         opts=protected,
     )
@@ -71,7 +85,7 @@ def reference_node() -> None:
         dataset_id="hospital_data",
         location=region,
         default_encryption_configuration={"kms_key_name": key.id},
-        accesses=[{"role": "OWNER", "special_group": "projectOwners"}],
+        accesses=[{"role": "OWNER", "user_by_email": f"batch@{project}.iam.gserviceaccount.com"}],
     )
     gcp.bigquery.Table(
         "table",
@@ -139,6 +153,11 @@ def reference_node() -> None:
         "network_interfaces": [{"subnetwork": subnet.id}],
         "service_account": {"email": account.email, "scopes": ["cloud-platform"]},
         "scheduling": {"on_host_maintenance": "TERMINATE"},
+        "metadata": {
+            "serial-port-enable": "FALSE",
+            "enable-oslogin": "TRUE",
+            "block-project-ssh-keys": "TRUE",
+        },
     }
     template = gcp.compute.InstanceTemplate(
         "template",

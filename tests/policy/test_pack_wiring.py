@@ -31,6 +31,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
+from infra.policy.config import config_for_stack
 from infra.policy.sovereign_policies import POLICIES
 from infra.policy.sovereign_policies import props as p
 from infra.policy.sovereign_policies.pack import PACK_NAME, pulumi_policies
@@ -195,10 +196,11 @@ runpy.run_module('pulumi.policy', run_name='__main__')
 
 @pytest.fixture(scope="module")
 def analyzer() -> Iterator[Any]:
+    # Every key the pack reads, as the engine would pass them from the stack's config
+    # (the derived ones, e.g. federationIdentity, come from `python -m infra.policy.config`).
     stack_config = {
-        "sovereign-genomics:role": "node",
-        "sovereign-genomics:allowedLocations": json.dumps(US_LOCATIONS),
-        "sovereign-genomics:hubProjectNumber": "100000000009",
+        f"sovereign-genomics:{k}": v if isinstance(v, str) else json.dumps(v)
+        for k, v in config_for_stack("us").to_mapping().items()
     }
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from infra.capture import capture_stack
+from infra.policy.config import config_for_stack
 from infra.policy.sovereign_policies import PolicyConfig, Resource, evaluate, policy_named
 from infra.policy.sovereign_policies import props as p
 from infra.policy.sovereign_policies.locations import location_allowed
@@ -89,13 +91,18 @@ def test_asymmetric_keys_are_not_asked_to_rotate() -> None:
             },
             False,
         ),
+        # IAP's range is Google's public address space: a way in all the same.
         (
             {"sourceRanges": ["35.235.240.0/20"], "allows": [{"protocol": "tcp", "ports": ["22"]}]},
-            False,
+            True,
         ),
+        ({"sourceRanges": ["10.0.0.0/8"], "allows": [{"protocol": "tcp"}]}, False),
+        ({"sourceRanges": ["0.0.0.0/1"], "allows": [{"protocol": "tcp"}]}, True),
+        ({"sourceRanges": ["172.0.0.0/8"], "allows": [{"protocol": "tcp"}]}, True),
+        ({"allows": [{"protocol": "tcp"}]}, True),
     ],
 )
-def test_open_ingress_only_for_enabled_allow_rules_from_anywhere(
+def test_open_ingress_for_enabled_allow_rules_reaching_public_space(
     firewall: dict[str, Any], open_: bool
 ) -> None:
     assert bool(_messages("network-no-open-ingress", p.FIREWALL, firewall)) is open_
@@ -181,19 +188,29 @@ def test_hub_role_skips_only_the_perimeter_rules() -> None:
         "confidential-org-policy",
         "identity-key-creation-org-policy",
     }
-    perimeter_rules = {"sovereignty-perimeter-services", "sovereignty-perimeter-egress"}
-    assert {v.policy for v in evaluate(bare, US)} == org_rules | perimeter_rules
-    as_hub = PolicyConfig(role="hub", allowed_locations=US.allowed_locations)
+    org_rules.add("governance-org-policies")
+    perimeter_rules = {
+        "sovereignty-perimeter-services",
+        "sovereignty-perimeter-egress",
+        "sovereignty-perimeter-scope",
+    }
+    config = captured("us")[1]
+    assert {v.policy for v in evaluate(bare, config)} == org_rules | perimeter_rules
+    as_hub = replace(config, role="hub")
     assert {v.policy for v in evaluate(bare, as_hub)} == org_rules
     assert PolicyConfig().is_node  # a stack that does not say gets the strict rules
 
 
 def test_dry_run_perimeter_is_checked_in_its_spec() -> None:
-    config = captured("us")[1]
+    config = replace(captured("us")[1], perimeter_mode="dryrun")
     resources = [
         Resource(r.type, r.name, r.urn, r.inputs, r.protect)
         for r in capture_stack("us", {"perimeterMode": "dryrun"})
     ]
+    # The same stack judged as "enforced" is a perimeter left in dry-run without saying so.
+    assert {v.policy for v in evaluate(resources, replace(config, perimeter_mode=None))} == {
+        "sovereignty-perimeter-scope"
+    }
     [perimeter] = [r for r in resources if r.type == p.SERVICE_PERIMETER]
     assert perimeter.props.get("useExplicitDryRunSpec") is True and "spec" in perimeter.props
     assert evaluate(resources, config) == []
@@ -209,6 +226,7 @@ def test_policy_config_falls_back_to_the_stack_config_per_key() -> None:
         {"allowedLocations": ["in:us-central1-locations"]}, stack.get
     )
     assert config == PolicyConfig("node", ("in:us-central1-locations",), "42")
+    assert PolicyConfig.from_mapping(config_for_stack("us").to_mapping()) == config_for_stack("us")
 
 
 def test_a_policy_has_exactly_one_kind_of_check() -> None:

@@ -35,6 +35,7 @@ class NodeOutputs(Generic[T]):
     federation_service_account: T  # e-mail of the node's federation worker
     perimeter: T  # the VPC-SC perimeter's resource name
     perimeter_mode: T  # "enforced" or "dryrun"
+    signing_key: T  # the federation worker's KMS signing key (workloads.contracts.federation)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from . import confidential, encryption, identity, network, sovereignty, storage
+from . import (
+    confidential,
+    encryption,
+    governance,
+    hub,
+    identity,
+    network,
+    principals,
+    sovereignty,
+    storage,
+)
 from .model import CapturedLike, Policy, PolicyConfig, Resource, Violation, resource_from
 
 POLICIES: tuple[Policy, ...] = (
@@ -14,6 +24,9 @@ POLICIES: tuple[Policy, ...] = (
     *network.POLICIES,
     *identity.POLICIES,
     *storage.POLICIES,
+    *principals.POLICIES,
+    *governance.POLICIES,
+    *hub.POLICIES,
 )
 
 _BY_NAME = {p.name: p for p in POLICIES}

@@ -108,7 +108,42 @@ def _confidential_org_policy(
         )
 
 
+# Metadata keys that open a way in; (key, value that must be set, what it means).
+_METADATA = (
+    ("serial-port-enable", "FALSE", "opens the interactive serial console"),
+    ("enable-oslogin", "TRUE", "lets project-wide SSH keys in instead of OS Login"),
+    ("block-project-ssh-keys", "TRUE", "accepts project-wide SSH keys"),
+)
+
+
+def _vm_metadata(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+    if resource.type not in VM_TYPES:
+        return
+    metadata = known(resource.props.get("metadata"), "metadata") or {}
+    for key, want, risk in _METADATA:
+        value = str(metadata.get(key, "")).upper()
+        truthy = value in ("TRUE", "1", "YES")
+        ok = (not truthy) if want == "FALSE" else truthy
+        if not ok:
+            yield (
+                f"metadata {key}={metadata.get(key, '(unset)')} {risk}; fix: set metadata "
+                f'"{key}": "{want}"'
+            )
+
+
 POLICIES = [
+    Policy(
+        name="confidential-vm-metadata",
+        pillar="Confidential compute",
+        description=(
+            "Every instance template and instance closes the ways into a VM: serial port "
+            "off, OS Login on, project-wide SSH keys blocked (metadata)."
+        ),
+        severity=Severity.HIGH,
+        checkov=("CKV_GCP_35", "CKV_GCP_34", "CKV_GCP_32"),
+        config_keys=(),
+        resource_check=_vm_metadata,
+    ),
     Policy(
         name="confidential-vm",
         pillar="Confidential compute",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .model import Policy, PolicyConfig, Resource, Severity
+from .locations import location_allowed
+from .model import Finding, Policy, PolicyConfig, Resource, Severity
 from .props import (
     AR_REPOSITORY,
     BQ_DATASET,
@@ -14,6 +15,7 @@ from .props import (
     BUCKET,
     INSTANCE,
     KMS_CRYPTO_KEY,
+    LOG_BUCKET,
     PUBSUB_TOPIC,
     TEMPLATE_TYPES,
     get,
@@ -108,6 +110,152 @@ def _protected(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
         )
 
 
+_KEY_ID = re.compile(
+    r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/keyRings/[^/]+/cryptoKeys/[^/]+$"
+)
+_KEY_FIELDS: dict[str, tuple[str, ...]] = {
+    BQ_DATASET: ("defaultEncryptionConfiguration.kmsKeyName",),
+    BQ_TABLE: ("encryptionConfiguration.kmsKeyName",),
+    BUCKET: ("encryption.defaultKmsKeyName",),
+    AR_REPOSITORY: ("kmsKeyName",),
+    PUBSUB_TOPIC: ("kmsKeyName",),
+    LOG_BUCKET: ("cmekSettings.kmsKeyName",),
+}
+
+
+def _key_refs(resource: Resource) -> Iterator[tuple[str, Any]]:
+    for path in _KEY_FIELDS.get(resource.type, ()):
+        yield path, get(resource.props, path)
+    if resource.type in TEMPLATE_TYPES:
+        for i, disk in enumerate(items(resource.props.get("disks"), "disks")):
+            yield (
+                f"disks[{i}].diskEncryptionKey.kmsKeySelfLink",
+                get(disk, "diskEncryptionKey.kmsKeySelfLink"),
+            )
+
+
+def _resource_locations(resource: Resource) -> list[str]:
+    if resource.type == PUBSUB_TOPIC:
+        regions = get(resource.props, "messageStoragePolicy.allowedPersistenceRegions")
+        return [str(r) for r in items(regions, "messageStoragePolicy")]
+    location = resource.props.get("location")
+    return [str(known(location, "location"))] if location else []
+
+
+def _key_placement(resources: Sequence[Resource], config: PolicyConfig) -> Iterator[Finding]:
+    """Each CMEK reference names a key of this project (or its key project) in the data's
+    own region; global resources (templates) need a key inside the jurisdiction."""
+    for resource in resources:
+        for path, ref in _key_refs(resource):
+            if ref is None:
+                continue  # encryption-cmek reports a missing key
+            key = str(known(ref, path))
+            match = _KEY_ID.match(key)
+            if match is None:
+                yield Finding(
+                    f"{path} is {key!r}, not a Cloud KMS key name; fix: use the key's id "
+                    "projects/P/locations/L/keyRings/R/cryptoKeys/K",
+                    resource,
+                )
+                continue
+            project, location = match.group("project"), match.group("location")
+            if config.key_projects and project not in config.key_projects:
+                yield Finding(
+                    f"{path} names a key of project {project}, not of this node "
+                    f"({', '.join(config.key_projects)}): another project's key admins could "
+                    "revoke or read it; fix: use the node's own key",
+                    resource,
+                )
+            data_locations = [loc.lower() for loc in _resource_locations(resource)]
+            if data_locations and any(loc != location.lower() for loc in data_locations):
+                yield Finding(
+                    f"{path} names a key in {location}, but the data lives in "
+                    f"{', '.join(data_locations)}; fix: use the key ring in the data's region",
+                    resource,
+                )
+            elif (
+                not data_locations
+                and config.allowed_locations
+                and not location_allowed(location, config.allowed_locations)
+            ):
+                yield Finding(
+                    f"{path} names a key in {location}, outside the jurisdiction; fix: use "
+                    "the node's regional key",
+                    resource,
+                )
+
+
+def _key_hsm(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+    if resource.type != KMS_CRYPTO_KEY or not _symmetric(resource):
+        return
+    level = known(get(resource.props, "versionTemplate.protectionLevel"), "versionTemplate")
+    if level != "HSM":
+        yield (
+            f"protection level is {level or 'unset (SOFTWARE)'}; a node's data keys live in "
+            'Cloud HSM; fix: set version_template protection_level="HSM"'
+        )
+
+
+SIGNING_ROLES = frozenset({"roles/cloudkms.signerVerifier", "roles/cloudkms.publicKeyViewer"})
+
+
+def _signing_key(resources: Sequence[Resource], config: PolicyConfig) -> Iterator[Finding]:
+    if not config.is_node:
+        return
+    if not (config.signing_key_name and config.signing_algorithm and config.federation_identity):
+        yield Finding(
+            "the federation signing key's name, algorithm or worker identity is not "
+            "configured; fix: pass the pack config (python -m infra.policy.config <stack>)"
+        )
+        return
+    keys = [
+        r
+        for r in resources
+        if r.type == KMS_CRYPTO_KEY
+        and known(r.props.get("name"), "name") == config.signing_key_name
+    ]
+    if not keys:
+        yield Finding(
+            f"the node declares no Cloud KMS key {config.signing_key_name!r}, so federation "
+            "messages cannot be signed by a key that never leaves KMS; fix: declare it "
+            f"(purpose ASYMMETRIC_SIGN, algorithm {config.signing_algorithm})"
+        )
+    worker = f"serviceAccount:{config.federation_identity}"
+    for key in keys:
+        purpose = known(key.props.get("purpose"), "purpose")
+        algorithm = known(get(key.props, "versionTemplate.algorithm"), "versionTemplate")
+        if purpose != "ASYMMETRIC_SIGN" or algorithm != config.signing_algorithm:
+            yield Finding(
+                f"is purpose {purpose} algorithm {algorithm}; fix: purpose ASYMMETRIC_SIGN, "
+                f"algorithm {config.signing_algorithm} (what every verifier expects)",
+                key,
+            )
+        key_id = (
+            f"{known(key.props.get('keyRing'), 'keyRing')}/cryptoKeys/{config.signing_key_name}"
+        )
+        granted: set[str] = set()
+        for grant in (r for r in resources if r.type.startswith("gcp:kms/cryptoKeyIAM")):
+            if known(grant.props.get("cryptoKeyId"), "cryptoKeyId") != key_id:
+                continue
+            from .identity import grants
+
+            for role, member in grants(grant):
+                if member != worker or role not in SIGNING_ROLES:
+                    yield Finding(
+                        f"grants {role} on the signing key to {member}; only {worker} may "
+                        f"hold {', '.join(sorted(SIGNING_ROLES))}; fix: remove the grant",
+                        grant,
+                    )
+                else:
+                    granted.add(role)
+        if granted != SIGNING_ROLES and keys:
+            yield Finding(
+                f"the federation worker lacks {', '.join(sorted(SIGNING_ROLES - granted))} on "
+                "the signing key, so it cannot sign; fix: grant both roles on the key",
+                key,
+            )
+
+
 POLICIES = [
     Policy(
         name="encryption-cmek",
@@ -145,5 +293,40 @@ POLICIES = [
         checkov=("CKV_GCP_82",),
         config_keys=(),
         resource_check=_protected,
+    ),
+    Policy(
+        name="encryption-key-placement",
+        pillar="Encryption",
+        description=(
+            "Every CMEK reference (dataset, table, bucket, repository, topic, log bucket, "
+            "template disk) names a key of this project or its configured key project, in the "
+            "data's own region (global resources: inside the jurisdiction)."
+        ),
+        severity=Severity.HIGH,
+        checkov=(),
+        config_keys=("project", "keyProject", "allowedLocations"),
+        stack_check=_key_placement,
+    ),
+    Policy(
+        name="encryption-key-hsm",
+        pillar="Encryption",
+        description="Every symmetric (data) key is protected in Cloud HSM (protection level HSM).",
+        severity=Severity.MEDIUM,
+        checkov=(),
+        config_keys=(),
+        resource_check=_key_hsm,
+    ),
+    Policy(
+        name="encryption-signing-key",
+        pillar="Encryption",
+        description=(
+            "A node declares the federation signing key (purpose ASYMMETRIC_SIGN, the "
+            "contract's algorithm), and only its federation worker may sign with it or read "
+            "its public key (signerVerifier, publicKeyViewer on the key)."
+        ),
+        severity=Severity.HIGH,
+        checkov=(),
+        config_keys=("role", "federationIdentity", "signingKeyName", "signingAlgorithm"),
+        stack_check=_signing_key,
     ),
 ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .model import Finding, Policy, PolicyConfig, Resource, Severity
 from .props import (
     BQ_DATASET,
     BQ_DATASET_ACCESS,
+    BQ_DATASET_IAM_POLICY,
     SERVICE_ACCOUNT_KEY,
     VM_TYPES,
     batch_job,
@@ -53,9 +54,22 @@ def grants(resource: Resource) -> list[tuple[str, str]]:
         accesses = [props]
     for access in accesses:
         access = known(access, "accesses")
-        member = access.get("iamMember") or access.get("specialGroup")
-        if member:
-            pairs.append((str(access.get("role", "")), str(member)))
+        role = str(access.get("role", ""))
+        for key in ("view", "dataset", "routine"):  # authorized views, datasets, routines
+            target = access.get(key)
+            if isinstance(target, Mapping):
+                inner = target.get("dataset") if key == "dataset" else target
+                project = get(inner, "projectId") if isinstance(inner, Mapping) else None
+                pairs.append((role or f"authorized {key}", f"{key}:{project}"))
+        for key, prefix in (
+            ("iamMember", ""),
+            ("specialGroup", ""),
+            ("userByEmail", "user:"),
+            ("groupByEmail", "group:"),
+            ("domain", "domain:"),
+        ):
+            if access.get(key):
+                pairs.append((role, f"{prefix}{access[key]}"))
     return pairs
 
 
@@ -77,10 +91,91 @@ def _no_public_principals(resource: Resource, _config: PolicyConfig) -> Iterator
             )
 
 
-DEFAULT_COMPUTE_SA_SUFFIX = "-compute@developer.gserviceaccount.com"
+# Roles that let the holder become someone else or change who may do what. Data roles
+# (storage.objectAdmin on the bucket it concerns) are not privilege; they are listed here
+# as the allow-list so "Admin" in a name is not mistaken for it.
+PRIVILEGED_ROLES = frozenset(
+    {
+        "roles/iam.serviceAccountTokenCreator",
+        "roles/iam.serviceAccountUser",
+        "roles/iam.serviceAccountKeyAdmin",
+        "roles/iam.serviceAccountOpenIdTokenCreator",
+        "roles/iam.workloadIdentityUser",
+        "roles/iam.securityAdmin",
+        "roles/iam.roleAdmin",
+        "roles/resourcemanager.projectIamAdmin",
+        "roles/orgpolicy.policyAdmin",
+        "roles/cloudkms.cryptoKeyEncrypterDecrypterViaDelegation",
+    }
+)
+NOT_PRIVILEGED = frozenset({"roles/storage.objectAdmin"})
 
 
-def _no_default_service_account(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+def is_privileged(role: str) -> bool:
+    if role in BASIC_ROLES or role in NOT_PRIVILEGED:
+        return False  # basic roles: identity-no-basic-roles
+    last = role.rsplit(".", 1)[-1]
+    return role in PRIVILEGED_ROLES or last == "admin" or last.endswith("Admin")
+
+
+def _privileged_roles(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+    for role, member in grants(resource):
+        if is_privileged(role):
+            yield (
+                f"grants the privileged role {role} to {member} (it can act as other "
+                "identities or change access, so one compromised workload owns the node); "
+                "fix: grant the narrow data or job role the identity needs, and keep "
+                "administration with the deployer outside the stack"
+            )
+
+
+def _dataset_access(resources: Sequence[Resource], _config: PolicyConfig) -> Iterator[Finding]:
+    policies = {
+        str(known(r.props.get("datasetId"), "datasetId"))
+        for r in resources
+        if r.type == BQ_DATASET_IAM_POLICY
+    }
+    for dataset in (r for r in resources if r.type == BQ_DATASET):
+        dataset_id = str(known(dataset.props.get("datasetId"), "datasetId"))
+        accesses = items(dataset.props.get("accesses"), "accesses")
+        if dataset_id not in policies and not accesses:
+            yield Finding(
+                "keeps BigQuery's default access list, so every viewer, editor and owner of "
+                "the project reads the patient data; fix: declare its whole access with "
+                "gcp.bigquery.DatasetIamPolicy (or the accesses list) naming only the node's "
+                "identities",
+                dataset,
+            )
+    for r in resources:
+        if r.type not in (BQ_DATASET, BQ_DATASET_ACCESS, BQ_DATASET_IAM_POLICY) and not (
+            r.type.startswith("gcp:bigquery/datasetIam")
+        ):
+            continue
+        for role, member in grants(r):
+            if member.startswith(_PROJECT_GROUPS):
+                yield Finding(
+                    f"grants {role or 'access'} to {member}, i.e. to everyone holding that "
+                    "project role; fix: remove it and name the node's identities only",
+                    r,
+                )
+
+
+_PROJECT_GROUPS = (
+    "projectReaders",
+    "projectWriters",
+    "projectOwners",
+    "projectViewers",
+    "projectEditors",
+)
+
+
+DEFAULT_SA_SUFFIXES = (
+    "-compute@developer.gserviceaccount.com",  # Compute Engine default (Editor)
+    "@appspot.gserviceaccount.com",  # App Engine default (Editor)
+)
+
+
+def _no_default_service_account(resource: Resource, config: PolicyConfig) -> Iterator[str]:
     email: Any = None
     if resource.type in VM_TYPES:
         account = known(resource.props.get("serviceAccount"), "serviceAccount")
@@ -99,10 +194,23 @@ def _no_default_service_account(resource: Resource, _config: PolicyConfig) -> It
         if job is None:
             return
         email = get(job, "allocationPolicy.serviceAccount.email")
-    if email and str(known(email, "serviceAccount.email")).endswith(DEFAULT_COMPUTE_SA_SUFFIX):
+    if not email:
+        return
+    email = str(known(email, "serviceAccount.email"))
+    if email.endswith(DEFAULT_SA_SUFFIXES):
         yield (
-            f"runs as the Compute Engine default service account {email} (Editor on the "
-            "project); fix: use the node's dedicated least-privilege service account"
+            f"runs as the default service account {email} (Editor on the project); fix: use "
+            "the node's dedicated least-privilege service account"
+        )
+        return
+    from .principals import Principal, classify
+
+    kind = classify(f"serviceAccount:{email}", config)
+    if config.project and kind is not Principal.OWN_SERVICE_ACCOUNT:
+        yield (
+            f"runs as {email}, {kind.value}, not one of this project's dedicated accounts "
+            "(its rights are granted elsewhere, out of this stack's review); fix: run as the "
+            "node's own least-privilege service account"
         )
 
 
@@ -136,6 +244,33 @@ def _key_creation_org_policy(
 
 POLICIES = [
     Policy(
+        name="identity-no-privileged-roles",
+        pillar="Identity",
+        description=(
+            "No grant of a role that lets its holder act as another identity or change access "
+            "(service account token creator or user, key admin, workload identity user, "
+            "project IAM admin, security admin, any *Admin / *.admin role) outside the "
+            "allow-list (storage.objectAdmin on a bucket)."
+        ),
+        severity=Severity.HIGH,
+        checkov=("CKV_GCP_41", "CKV_GCP_42", "CKV_GCP_49"),
+        config_keys=(),
+        resource_check=_privileged_roles,
+    ),
+    Policy(
+        name="identity-dataset-explicit-access",
+        pillar="Identity",
+        description=(
+            "Every BigQuery dataset declares its whole access list (DatasetIamPolicy or "
+            "accesses), so BigQuery's defaults (every project viewer reads it) never apply, "
+            "and no grant names a project-role convenience group."
+        ),
+        severity=Severity.HIGH,
+        checkov=(),
+        config_keys=(),
+        stack_check=_dataset_access,
+    ),
+    Policy(
         name="identity-no-basic-roles",
         pillar="Identity",
         description=(
@@ -163,12 +298,14 @@ POLICIES = [
         name="identity-no-default-service-account",
         pillar="Identity",
         description=(
-            "No instance template, instance or Batch job runs as the Compute Engine default "
-            "service account (PROJECT_NUMBER-compute@developer.gserviceaccount.com)."
+            "Every instance template, instance and Batch job runs as one of this project's own "
+            "service accounts: never a default one (Compute's "
+            "PROJECT_NUMBER-compute@developer, App Engine's PROJECT@appspot), nor another "
+            "project's account or a Google service agent."
         ),
         severity=Severity.HIGH,
         checkov=("CKV_GCP_30",),
-        config_keys=(),
+        config_keys=("project", "projectNumber"),
         resource_check=_no_default_service_account,
     ),
     Policy(

@@ -95,17 +95,35 @@ class PolicyConfig:
     """The facts of the stack under review that policies compare against.
 
     Keys (camelCase) are the stack config keys of Pulumi.<stack>.yaml and the pack's
-    configSchema properties: role, allowedLocations, hubProjectNumber.
+    configSchema properties (CONFIG_KEYS); `infra.policy.config` derives the rest
+    (federationIdentity, nodeIdentities, signingKeyName, signingAlgorithm) from the
+    contracts so the pack itself imports nothing of the project.
     """
 
     role: str | None = None
     allowed_locations: tuple[str, ...] = ()
     hub_project_number: str | None = None
+    project: str | None = None
+    project_number: str | None = None
+    perimeter_mode: str | None = None  # None: enforced (the default of the stack config)
+    deployer: str | None = None  # IAM member form: serviceAccount:ci@admin.iam...
+    allowed_member_domains: tuple[str, ...] = ()  # Cloud Identity customer ids
+    key_project: str | None = None  # optional separate project holding the node's keys
+    key_project_number: str | None = None
+    federation_identity: str | None = None  # the node's federation worker e-mail
+    node_identities: Mapping[str, str] | None = None  # hub: node name -> worker e-mail
+    signing_key_name: str | None = None
+    signing_algorithm: str | None = None
 
     @property
     def is_node(self) -> bool:
         """A node stack, or a stack that does not say (the stricter rules then apply)."""
         return self.role != "hub"
+
+    @property
+    def key_projects(self) -> tuple[str, ...]:
+        """Projects whose keys may protect this project's data (ids)."""
+        return tuple(p for p in (self.project, self.key_project) if p)
 
     @classmethod
     def from_mapping(
@@ -119,21 +137,59 @@ class PolicyConfig:
                 value = fallback(key)
             return value
 
-        role = read("role")
-        locations = read("allowedLocations")
-        hub_number = read("hubProjectNumber")
+        def text(key: str) -> str | None:
+            value = read(key)
+            return str(value) if value is not None else None
+
+        def strings(key: str) -> tuple[str, ...]:
+            value = read(key)
+            if isinstance(value, str):
+                return (value,)
+            return tuple(str(v) for v in value) if value else ()
+
+        key_project = read("keyProject")
+        nodes = read("nodeIdentities")
         return cls(
-            role=str(role) if role is not None else None,
-            allowed_locations=tuple(str(v) for v in locations) if locations else (),
-            hub_project_number=str(hub_number) if hub_number is not None else None,
+            role=text("role"),
+            allowed_locations=strings("allowedLocations"),
+            hub_project_number=text("hubProjectNumber"),
+            project=text("project"),
+            project_number=text("projectNumber"),
+            perimeter_mode=text("perimeterMode"),
+            deployer=text("deployer"),
+            allowed_member_domains=strings("allowedMemberDomains"),
+            key_project=str(key_project["project"]) if isinstance(key_project, Mapping) else None,
+            key_project_number=(
+                str(key_project["number"]) if isinstance(key_project, Mapping) else None
+            ),
+            federation_identity=text("federationIdentity"),
+            node_identities=(
+                {str(k): str(v) for k, v in nodes.items()} if isinstance(nodes, Mapping) else None
+            ),
+            signing_key_name=text("signingKeyName"),
+            signing_algorithm=text("signingAlgorithm"),
         )
 
     def to_mapping(self) -> dict[str, Any]:
         out: dict[str, Any] = {"allowedLocations": list(self.allowed_locations)}
-        if self.role is not None:
-            out["role"] = self.role
-        if self.hub_project_number is not None:
-            out["hubProjectNumber"] = self.hub_project_number
+        scalars = {
+            "role": self.role,
+            "hubProjectNumber": self.hub_project_number,
+            "project": self.project,
+            "projectNumber": self.project_number,
+            "perimeterMode": self.perimeter_mode,
+            "deployer": self.deployer,
+            "federationIdentity": self.federation_identity,
+            "signingKeyName": self.signing_key_name,
+            "signingAlgorithm": self.signing_algorithm,
+        }
+        out.update({k: v for k, v in scalars.items() if v is not None})
+        if self.allowed_member_domains:
+            out["allowedMemberDomains"] = list(self.allowed_member_domains)
+        if self.key_project and self.key_project_number:
+            out["keyProject"] = {"project": self.key_project, "number": self.key_project_number}
+        if self.node_identities is not None:
+            out["nodeIdentities"] = dict(self.node_identities)
         return out
 
 

@@ -41,6 +41,19 @@ CONFIG_SCHEMA: dict[str, dict[str, Any]] = {
         "type": "string",
         "description": "project number of the federation hub (the only egress target)",
     },
+    "project": {"type": "string", "description": "the stack's project id"},
+    "projectNumber": {"type": "string", "description": "the stack's project number"},
+    "perimeterMode": {"type": "string", "enum": ["enforced", "dryrun"]},
+    "deployer": {"type": "string", "description": "IAM member that runs pulumi up"},
+    "allowedMemberDomains": {"type": "array", "items": {"type": "string"}},
+    "keyProject": {
+        "type": "object",
+        "properties": {"project": {"type": "string"}, "number": {"type": "string"}},
+    },
+    "federationIdentity": {"type": "string", "description": "the node's federation worker"},
+    "nodeIdentities": {"type": "object", "description": "hub: node name -> worker e-mail"},
+    "signingKeyName": {"type": "string"},
+    "signingAlgorithm": {"type": "string"},
 }
 
 StackConfigReader = Callable[[str], Any]

@@ -8,6 +8,7 @@ from typing import Any
 from .locations import location_allowed
 from .model import Finding, Policy, PolicyConfig, Resource, Severity
 from .props import (
+    ACCESS_LEVEL,
     AR_REPOSITORY,
     BQ_DATASET,
     BUCKET,
@@ -211,34 +212,88 @@ def _perimeter_services(resources: Sequence[Resource], config: PolicyConfig) -> 
                 "to restricted_services",
                 perimeter,
             )
+        vpc = perimeter_config(perimeter).get("vpcAccessibleServices") or {}
+        allowed = {str(a) for a in items(get(vpc, "allowedServices"), "allowedServices")}
+        if get(vpc, "enableRestriction") is not True or not allowed <= (
+            restricted | {"RESTRICTED-SERVICES"}
+        ):
+            yield Finding(
+                "lets the VPC reach services outside the perimeter's restricted list "
+                f"(vpcAccessibleServices {dict(vpc) or 'unset'}); fix: enable_restriction "
+                'True with allowed_services ["RESTRICTED-SERVICES"]',
+                perimeter,
+            )
 
 
 _ANY_IDENTITY = ("ANY_IDENTITY", "ANY_USER_ACCOUNT", "ANY_SERVICE_ACCOUNT")
 PUBSUB_API = "pubsub.googleapis.com"
+COMPUTE_API = "compute.googleapis.com"
+FEDERATION_METHODS = (
+    "google.pubsub.v1.Publisher.Publish",
+    "google.pubsub.v1.Subscriber.Acknowledge",
+    "google.pubsub.v1.Subscriber.ModifyAckDeadline",
+    "google.pubsub.v1.Subscriber.Pull",
+    "google.pubsub.v1.Subscriber.StreamingPull",
+)
+IMAGE_READERS = (
+    "service-{number}@gcp-sa-cloudbatch.iam.gserviceaccount.com",
+    "service-{number}@compute-system.iam.gserviceaccount.com",
+)
 
 
-def _egress_problems(policy: Mapping[str, Any], hub: str) -> Iterator[str]:
+def _egress_problems(policy: Mapping[str, Any], hub: str, config: PolicyConfig) -> Iterator[str]:
     identity_type = get(policy, "egressFrom.identityType")
-    identities = get(policy, "egressFrom.identities") or []
+    identities = [str(i) for i in get(policy, "egressFrom.identities") or []]
     if identity_type in _ANY_IDENTITY or not identities:
         yield (
             f"lets {identity_type or 'any identity'} out (egressFrom names no identities); "
             "fix: name only the federation worker's service account in egress_from.identities"
         )
+    if get(policy, "egressTo.externalResources"):
+        yield "reaches external resources; fix: remove egress_to.external_resources"
     targets = [str(t) for t in get(policy, "egressTo.resources") or []]
+    operations = get(policy, "egressTo.operations") or []
+    services = sorted({str(get(op, "serviceName")) for op in operations})
+    if services == [COMPUTE_API] and config.is_node:
+        # Batch's boot image: only the Batch and Compute agents, only to one project.
+        agents = {f"serviceAccount:{a.format(number=config.project_number)}" for a in IMAGE_READERS}
+        if not set(identities) <= agents:
+            yield (
+                f"lets {sorted(set(identities) - agents)} read Compute resources outside; fix: "
+                "only the Batch and Compute service agents may read the boot image"
+            )
+        if len(targets) != 1 or targets[0] == hub or targets[0] in ("*", ""):
+            yield (
+                f"lets Compute reads out to {targets or 'every project'}; fix: name only "
+                "Batch's image project (batchImageProjectNumber)"
+            )
+        return
     if targets != [hub]:
         yield (
             f"sends data to {targets or 'every project'} instead of only the hub {hub}; fix: "
             f'set egress_to.resources to ["{hub}"]'
         )
-    if get(policy, "egressTo.externalResources"):
-        yield "reaches external resources; fix: remove egress_to.external_resources"
-    operations = get(policy, "egressTo.operations") or []
-    services = sorted({str(get(op, "serviceName")) for op in operations})
     if services != [PUBSUB_API]:
         yield (
             f"allows services {services or 'all'} instead of only {PUBSUB_API}; fix: give "
             f"egress_to.operations only service_name {PUBSUB_API}"
+        )
+    worker = f"serviceAccount:{config.federation_identity}" if config.federation_identity else None
+    if worker and identities and identities != [worker]:
+        yield (
+            f"lets {sorted(set(identities) - {worker})} out to the hub; fix: name only the "
+            f"federation worker {worker}"
+        )
+    methods = {
+        str(get(m, "method"))
+        for op in operations
+        for m in get(op, "methodSelectors") or [{"method": "*"}]
+    }
+    extra = sorted(methods - set(FEDERATION_METHODS))
+    if extra:
+        yield (
+            f"allows Pub/Sub methods {extra} beyond publish/pull/ack; fix: list only "
+            f"{', '.join(FEDERATION_METHODS)}"
         )
 
 
@@ -259,8 +314,110 @@ def _perimeter_egress(resources: Sequence[Resource], config: PolicyConfig) -> It
     for perimeter in perimeters:
         policies = items(perimeter_config(perimeter).get("egressPolicies"), "egressPolicies")
         for i, policy in enumerate(policies):
-            for problem in _egress_problems(known(policy, f"egressPolicies[{i}]"), hub):
+            for problem in _egress_problems(known(policy, f"egressPolicies[{i}]"), hub, config):
                 yield Finding(f"egress policy {i} {problem}", perimeter)
+
+
+def _perimeter_scope(resources: Sequence[Resource], config: PolicyConfig) -> Iterator[Finding]:
+    """Fences exactly this project (and its key project), enforced unless config says dry-run."""
+    if not config.is_node:
+        return
+    perimeters = _perimeters(resources)
+    if not perimeters:
+        yield _no_perimeter("nothing fences the project")
+        return
+    want = {f"projects/{n}" for n in (config.project_number, config.key_project_number) if n}
+    dry_run_declared = config.perimeter_mode == "dryrun"
+    for perimeter in perimeters:
+        dry_run = known(perimeter.props.get("useExplicitDryRunSpec"), "useExplicitDryRunSpec")
+        if dry_run is True and not dry_run_declared:
+            yield Finding(
+                "sits in dry-run (use_explicit_dry_run_spec) although the stack config says "
+                "enforced: it only logs what it should block; fix: move the config to status, "
+                "or set perimeterMode: dryrun so the posture report warns about it",
+                perimeter,
+            )
+        if dry_run is not True and dry_run_declared:
+            yield Finding(
+                "is enforced although perimeterMode is dryrun; fix: make them agree", perimeter
+            )
+        if known(perimeter.props.get("perimeterType"), "perimeterType") not in (
+            None,
+            "PERIMETER_TYPE_REGULAR",
+        ):
+            yield Finding(
+                "is a bridge perimeter (shares access with other perimeters); fix: "
+                'perimeter_type="PERIMETER_TYPE_REGULAR"',
+                perimeter,
+            )
+        block = perimeter_config(perimeter)
+        fenced = {str(r) for r in items(block.get("resources"), "resources")}
+        if want and fenced != want:
+            yield Finding(
+                f"fences {sorted(fenced) or 'nothing'} instead of exactly {sorted(want)}; fix: "
+                "resources must be this node's project number (and its key project's)",
+                perimeter,
+            )
+        other = "status" if dry_run is True else "spec"
+        if perimeter.props.get(other):
+            yield Finding(
+                f"also carries a {other} block; fix: keep one description of the fence",
+                perimeter,
+            )
+
+
+def _perimeter_ingress(resources: Sequence[Resource], config: PolicyConfig) -> Iterator[Finding]:
+    """Only the declared deployer, through its access level, comes in."""
+    if not config.is_node:
+        return
+    levels = {
+        str(known(r.props.get("name"), "name")): r for r in resources if r.type == ACCESS_LEVEL
+    }
+    for _name, level in levels.items():
+        for i, cond in enumerate(items(get(level.props, "basic.conditions"), "basic.conditions")):
+            members = [str(m) for m in items(get(cond, "members"), "members")]
+            ranges = items(get(cond, "ipSubnetworks"), "ipSubnetworks")
+            if members != [config.deployer] or get(cond, "negate"):
+                yield Finding(
+                    f"condition {i} admits {members or 'anyone'} (negate "
+                    f"{get(cond, 'negate')}); only the deployer {config.deployer} may pass; "
+                    "fix: members [deployer], no negate",
+                    level,
+                )
+            if not members and not ranges:
+                yield Finding(f"condition {i} admits any request; fix: name the deployer", level)
+    for perimeter in _perimeters(resources):
+        policies = items(perimeter_config(perimeter).get("ingressPolicies"), "ingressPolicies")
+        if not policies:
+            yield Finding(
+                "has no ingress rule for the deployer, so the first enforced `pulumi up` locks "
+                "the deployer out of every later one; fix: an ingress policy from the deployer "
+                "identity through its access level",
+                perimeter,
+            )
+        for i, policy in enumerate(policies):
+            policy = known(policy, f"ingressPolicies[{i}]")
+            identities = [str(x) for x in get(policy, "ingressFrom.identities") or []]
+            kind = get(policy, "ingressFrom.identityType")
+            sources = get(policy, "ingressFrom.sources") or []
+            source_levels = [str(get(src, "accessLevel")) for src in sources]
+            if kind or identities != [config.deployer]:
+                yield Finding(
+                    f"ingress policy {i} admits {kind or identities}; only the deployer "
+                    f"{config.deployer} may come in; fix: ingress_from.identities [deployer]",
+                    perimeter,
+                )
+            if (
+                not source_levels
+                or any(lvl not in levels for lvl in source_levels)
+                or any(get(src, "resource") for src in sources)
+            ):
+                yield Finding(
+                    f"ingress policy {i} comes from {source_levels or 'any source'} instead of "
+                    "the deployer's declared access level; fix: sources [{access_level: "
+                    "<the stack's AccessLevel>}]",
+                    perimeter,
+                )
 
 
 POLICIES = [
@@ -299,7 +456,7 @@ POLICIES = [
             "A node stack has a VPC Service Controls perimeter that restricts every API the "
             "stack enables or declares resources of (management-plane APIs excepted: "
             + ", ".join(sorted(PERIMETER_EXEMPT_APIS))
-            + ")."
+            + "), and its VPC reaches only restricted services."
         ),
         severity=Severity.HIGH,
         checkov=(),
@@ -310,12 +467,41 @@ POLICIES = [
         name="sovereignty-perimeter-egress",
         pillar="Sovereignty",
         description=(
-            "The node perimeter's only way out is named identities calling Pub/Sub in the "
-            "federation hub's project: no other project, service or identity."
+            "The node perimeter's only ways out: the federation worker calling Pub/Sub "
+            "publish/pull/ack in the hub's project, and the Batch and Compute agents reading "
+            "Batch's boot image from its one image project. No other project, service, "
+            "method or identity."
         ),
         severity=Severity.CRITICAL,
         checkov=(),
-        config_keys=("role", "hubProjectNumber"),
+        config_keys=("role", "hubProjectNumber", "federationIdentity", "projectNumber"),
         stack_check=_perimeter_egress,
+    ),
+    Policy(
+        name="sovereignty-perimeter-scope",
+        pillar="Sovereignty",
+        description=(
+            "The node perimeter is a regular perimeter fencing exactly this project (and its "
+            "key project), enforced unless the stack config says perimeterMode dryrun (the "
+            "posture report then warns), with one description of the fence."
+        ),
+        severity=Severity.CRITICAL,
+        checkov=(),
+        config_keys=("role", "projectNumber", "keyProject", "perimeterMode"),
+        stack_check=_perimeter_scope,
+    ),
+    Policy(
+        name="sovereignty-perimeter-ingress",
+        pillar="Sovereignty",
+        description=(
+            "Only the declared deployer comes into the node perimeter: every ingress rule "
+            "names exactly the deployer identity and the stack's access level, whose "
+            "conditions name only the deployer; and there is such a rule (else the first "
+            "enforced up locks the deployer out)."
+        ),
+        severity=Severity.CRITICAL,
+        checkov=(),
+        config_keys=("role", "deployer"),
+        stack_check=_perimeter_ingress,
     ),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .model import Policy, PolicyConfig, Resource, Severity
-from .props import BUCKET, get, known
+from .props import BQ_DATASET, BQ_TABLE, BUCKET, get, known
 
 
 def _uniform_access(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
@@ -42,7 +42,44 @@ def _versioning(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
         )
 
 
+def _deletion_protection(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+    props = resource.props
+    if (
+        resource.type == BQ_TABLE
+        and known(props.get("deletionProtection"), "deletionProtection") is False
+    ):
+        yield (
+            "has deletion protection off, so one `pulumi destroy` or replacement drops patient "
+            "data; fix: set deletion_protection=True"
+        )
+    if resource.type == BUCKET and known(props.get("forceDestroy"), "forceDestroy") is True:
+        yield (
+            "is force_destroy, so deleting it deletes every object (and version) in it; fix: "
+            "set force_destroy=False"
+        )
+    if (
+        resource.type == BQ_DATASET
+        and known(props.get("deleteContentsOnDestroy"), "deleteContentsOnDestroy") is True
+    ):
+        yield (
+            "deletes its tables with it (delete_contents_on_destroy); fix: set "
+            "delete_contents_on_destroy=False"
+        )
+
+
 POLICIES = [
+    Policy(
+        name="storage-deletion-protection",
+        pillar="Storage",
+        description=(
+            "No deletion protection is switched off: tables keep deletion_protection, buckets "
+            "are not force_destroy, datasets do not delete their contents on destroy."
+        ),
+        severity=Severity.HIGH,
+        checkov=(),
+        config_keys=(),
+        resource_check=_deletion_protection,
+    ),
     Policy(
         name="storage-uniform-access",
         pillar="Storage",

@@ -40,7 +40,8 @@ def test_the_real_stack_outputs_make_the_target(
     assert set(stack_outputs) == set(NodeOutputs.names())  # exports == the contract
     assert target.project == stack_outputs["project"] == "fed-node-us"
     assert target.instance_template == stack_outputs["batch_template"]
-    assert target.instance_template.endswith("/global/instanceTemplates/confidential-batch-us")
+    # A name prefix (create-before-delete, B7): the provider appends a unique suffix.
+    assert "/global/instanceTemplates/confidential-batch-us-" in target.instance_template
     assert target.input_bucket == stack_outputs["buckets"]["raw-input"]
     assert target.bigquery_kms_key == stack_outputs["keys"]["bigquery"]
     assert target.image_uri == f"{stack_outputs['repository_url']}/{IMAGE_NAME}:v1"
