@@ -80,6 +80,12 @@ SUCCESS_STATUSES = ("successful", "complicated", "failed")
 MAINTENANCE_TYPES = ("routine", "emergency", "upgrade", "calibration")
 GENDERS = ("female", "male")
 
+# Columns unique besides the primary key (enforced locally, checked in SQL by the tests).
+UNIQUE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "surgical_robots": ("robot_serial_number",),
+    "procedure_outcomes": ("procedure_id",),
+}
+
 ROBOTICS_DATASET = "surgical_robotics"
 TELEMETRY_PREFIX = "robotics/telemetry/"
 
