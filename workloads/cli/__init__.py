@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "workloads.cli.vcf",
     "workloads.cli.federate",
     "workloads.cli.demo",
+    "workloads.cli.robotics",
 )
 
 
