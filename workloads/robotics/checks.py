@@ -7,6 +7,8 @@ that each one fires. `robotics summary` reports them too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.contracts.tables.robotics import (
     PERFORMED_STATUSES,
@@ -136,8 +138,9 @@ def _key_rules() -> dict[str, str]:
 RULES: dict[str, str] = {**_key_rules(), **_RULES}
 
 
-def run_checks(warehouse: Warehouse) -> dict[str, int]:
-    """Rule -> number of rows breaking it (0 everywhere for a consistent fleet)."""
+def run_checks(warehouse: Warehouse, only: Iterable[str] | None = None) -> dict[str, int]:
+    """Rule -> number of rows breaking it (0 everywhere for a consistent fleet); `only`
+    names the rules to run (default: all)."""
     refs = {
         "robots": warehouse.table_ref(SURGICAL_ROBOTS),
         "procedures": warehouse.table_ref(SURGICAL_PROCEDURES),
@@ -147,5 +150,6 @@ def run_checks(warehouse: Warehouse) -> dict[str, int]:
         "patients": warehouse.table_ref(PATIENT_GENOMIC_DATA),
         **{t.name: warehouse.table_ref(t) for t in ROBOTICS.tables},
     }
-    return {name: int(warehouse.query(sql.format(**refs)).column(0)[0].as_py())
-            for name, sql in RULES.items()}
+    names = list(RULES) if only is None else list(only)
+    return {name: int(warehouse.query(RULES[name].format(**refs)).column(0)[0].as_py())
+            for name in names}

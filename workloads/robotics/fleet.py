@@ -338,9 +338,9 @@ def build_fleet(profile: FleetProfile, config: FleetConfig, patients: Patients, 
                     emergencies.append(_Log(r, start_em, "emergency", hours, proc.fault, proc))
                     down_until = start_em + hours * 3600
                     uses, last_reset_day = 0, int(down_until // DAY)
-                    t = max(proc.end + 1800.0, down_until)
-                else:
-                    t = proc.end + float(srng.uniform(30, 60)) * 60
+                # The next booking of the day follows after turnover (cancelled if the robot
+                # is still down then).
+                t = proc.end + round(float(srng.uniform(30, 60))) * 60.0
         if moved:
             raise UserError(
                 f"robot {ids('R', r + 1, 4)} cannot fit its {n_r} procedures in business hours "
