@@ -25,7 +25,7 @@ import pyarrow as pa
 from workloads.contracts.tables.robotics import PROCEDURE_TELEMETRY, TOOLS
 from workloads.robotics.fleet import TELEMETRY_STREAM, ProcedurePlan, stream_rng
 
-DEFAULT_CHUNK_ROWS = 1 << 20
+DEFAULT_CHUNK_ROWS = 1 << 19  # ~75 MB of signals per chunk
 ID_STRIDE = 10**7  # telemetry_id = ordinal * ID_STRIDE + sample index
 US_PER_DAY = 86_400_000_000
 
