@@ -20,8 +20,7 @@ from workloads.contracts.tables.robotics import (
     SURGICAL_PROCEDURES,
     SURGICAL_ROBOTS,
 )
-from workloads.robotics.run import view_sql
-from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
+from workloads.warehouse.base import Warehouse
 
 ROW_LEVELS: tuple[str, ...] = tuple(str(v) for v in SURGICAL_ROBOTS.column("robot_model").levels)
 COLUMN_LEVELS: tuple[str, ...] = tuple(
@@ -59,9 +58,12 @@ class CellCounts:
             return np.where(n > 0, self.counts["with_complications"] / n, np.nan)
 
 
-def node_cell_counts(warehouse: DuckDBWarehouse) -> CellCounts:
-    """This node's counts per (robot model, procedure category), by SQL in its warehouse."""
-    rows = warehouse.query(view_sql(COMPLICATIONS_BY_MODEL_CATEGORY.sql, warehouse))
+def node_cell_counts(warehouse: Warehouse) -> CellCounts:
+    """This node's counts per (robot model, procedure category), by SQL in its warehouse:
+    the domain's view, which the node stack declares in BigQuery and the local load
+    creates in DuckDB."""
+    view = warehouse.table_ref(COMPLICATIONS_BY_MODEL_CATEGORY.name)
+    rows = warehouse.query(f"SELECT * FROM {view}")
     counts = {m: np.zeros((len(ROW_LEVELS), len(COLUMN_LEVELS)), dtype=np.int64)
               for m in MEASURES}
     row_of = {v: i for i, v in enumerate(ROW_LEVELS)}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from workloads.contracts.tables.robotics import (
+    COMPLICATIONS_BY_MODEL_CATEGORY,
     PROCEDURE_CATEGORIES,
     PROCEDURE_OUTCOMES,
     ROBOT_MODELS,
@@ -24,7 +25,7 @@ from workloads.robotics.aggregate import (
     node_cell_counts,
 )
 from workloads.robotics.profile import find_profile
-from workloads.robotics.run import generate_fleet, local_ddl
+from workloads.robotics.run import generate_fleet, local_ddl, view_sql
 from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 from .conftest import SMALL, add_patients
@@ -37,6 +38,8 @@ def test_nodes_sum_equals_the_pooled_computation(tmp_path: Path) -> None:
     pooled = DuckDBWarehouse("pool", tmp_path / "pool.duckdb", secrets.token_hex(32))
     for table in PARENTS_FIRST:
         pooled.query(local_ddl(table, pooled))
+    view = COMPLICATIONS_BY_MODEL_CATEGORY
+    pooled.query(f"CREATE VIEW {pooled.table_ref(view.name)} AS {view_sql(view.sql, pooled)}")
     for node, models in (("us", None), ("eu", None), ("us", ("Mako", "ROSA Knee"))):
         root = tmp_path / f"{node}-{len(per_node)}"
         add_patients(root, node, rows=100)
