@@ -169,7 +169,7 @@ class Fleet:
 def _pick(rng: np.random.Generator, options: list[str] | tuple[str, ...],
           weights: list[float] | None = None) -> str:
     p = None
-    if weights is not None:
+    if weights is not None and sum(weights) > 0:  # all-zero weights: uniform
         w = np.asarray(weights, dtype=float)
         p = w / w.sum()
     return options[int(rng.choice(len(options), p=p))]
@@ -423,16 +423,19 @@ def _spread(rng: np.random.Generator, n: int, days: int) -> np.ndarray:
 def _draw_case(rng: np.random.Generator, robot: int, model: str, start: float,
                categories: tuple[str, ...], cat_w: list[float], surgeons: np.ndarray,
                female: np.ndarray, male: np.ndarray, n_patients: int) -> _Case:
-    category = _pick(rng, categories, cat_w)
-    types = [x for x in PROCEDURE_TYPES[category] if x in TYPE_LIMITS.get(model, (x,))]
-    ptype = _pick(rng, types)
+    def eligible(category: str) -> list[str]:
+        """The model's types in the category that some patient of the node can undergo."""
+        return [x for x in PROCEDURE_TYPES[category] if x in TYPE_LIMITS.get(model, (x,))
+                and not (x in FEMALE_ONLY and len(female) == 0)
+                and not (x in MALE_ONLY and len(male) == 0)]
+
+    usable = [(c, w) for c, w in zip(categories, cat_w, strict=True) if eligible(c)]
+    category = _pick(rng, [c for c, _ in usable], [w for _, w in usable])
+    ptype = _pick(rng, eligible(category))
     mean_c = CATEGORY_TRAITS[category][0]
     complexity = float(np.clip(np.round(rng.normal(mean_c, 0.8), 1), 1.0, 5.0))
     pool = female if ptype in FEMALE_ONLY else male if ptype in MALE_ONLY else None
-    if pool is not None and len(pool) > 0:
-        patient = int(rng.choice(pool))
-    else:
-        patient = int(rng.integers(n_patients))
+    patient = int(rng.choice(pool)) if pool is not None else int(rng.integers(n_patients))
     surgeon = int(rng.choice(surgeons))
     booked = start - round(float(rng.uniform(2, 60)) * DAY / 60) * 60.0
     return _Case(robot=robot, type=ptype, category=category, start=start, surgeon=surgeon,

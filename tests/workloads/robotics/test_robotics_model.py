@@ -162,3 +162,14 @@ def test_telemetry_signals_are_physical() -> None:
         heat = procedure_columns(hot, 10.0, 3, "us")["system_temperature"]
         i = int(hot.fault_at_s * 10)
         assert heat[i] > heat[max(0, i - 1500)] + 10.0  # overheating before the fault
+
+
+def test_sex_specific_procedures_need_a_patient_of_that_sex() -> None:
+    profile = find_profile("us")
+    one_patient = Patients(["US-0001"], np.array([50]))
+    for seed in range(4):  # the patient's sex is drawn: both cases occur
+        fleet = build_fleet(profile, profile.config(robots=5, facilities=1, procedures=200,
+                                                    maintenance=3), one_patient, seed)
+        procs = fleet.procedures.to_pandas()
+        other = MALE_ONLY if procs.patient_gender.iloc[0] == "female" else FEMALE_ONLY
+        assert not procs.procedure_type.isin(other).any()
