@@ -83,13 +83,14 @@ def read_patients(warehouse: DuckDBWarehouse, node: str) -> Patients:
                     rows.column("age").to_numpy().astype(np.int64))
 
 
-def local_ddl(table: Table, warehouse: DuckDBWarehouse) -> str:
+def local_ddl(table: Table, warehouse: DuckDBWarehouse, *, ref: str | None = None) -> str:
     """CREATE TABLE with the keys enforced: primary key, unique columns, foreign keys.
     Telemetry keeps its keys declared only (tests check them in SQL): an index over tens of
     millions of samples would cost more memory than the rest of the load."""
+    ref = ref or warehouse.table_ref(table)
     if table.external is not None:
-        return dataclasses.replace(table, primary_key=()).duckdb_ddl(warehouse.table_ref(table))
-    ddl = table.duckdb_ddl(warehouse.table_ref(table))
+        return dataclasses.replace(table, primary_key=()).duckdb_ddl(ref)
+    ddl = table.duckdb_ddl(ref)
     extra = [f'UNIQUE ("{c}")' for c in UNIQUE_COLUMNS.get(table.name, ())]
     extra += [
         "FOREIGN KEY (" + ", ".join(f'"{c}"' for c in fk.columns) + f') REFERENCES "{fk.table}" ('
@@ -169,6 +170,7 @@ def generate_fleet(
             "SELECT md5(string_agg(patient_id || ':' || age, ',' ORDER BY patient_id)) "
             f"FROM {warehouse.table_ref(PATIENT_GENOMIC_DATA)}").column(0)[0].as_py())
         fingerprint = profile.fingerprint(config, seed, patient_digest)
+        warehouse.query(f"DROP TABLE IF EXISTS {warehouse.table_ref(STAGING)}")  # a crash's
         if _already_loaded(warehouse, fingerprint) and not stores:
             rows = _row_counts(warehouse)
             return FleetResult(profile.node, False, rows, 0, [])
@@ -196,31 +198,43 @@ def _row_counts(warehouse: DuckDBWarehouse) -> dict[str, int]:
                         .column(0)[0].as_py()) for t in ROBOTICS.tables}
 
 
+STAGING = "_procedure_telemetry_next"  # telemetry of a run not yet swapped in
+
+
 def _replace(warehouse: DuckDBWarehouse, fleet: Fleet, config: FleetConfig, seed: int,
              fingerprint: str, stores: list[ObjectStore], chunk_rows: int, progress: bool
              ) -> tuple[dict[str, int], int]:
+    """Stage the telemetry in a side table, one committed transaction per chunk (a single
+    transaction keeps every uncommitted row in memory: 7 GB for 34M rows), then swap the
+    whole fleet in with one transaction. A crash before the swap leaves the old fleet and a
+    staging table the next run drops."""
     rows = {name: table.num_rows for name, table in fleet.tables()}
     expected = total_rows(fleet.plans, config.hz)
     objects = 0
-    with warehouse.transaction() as con, tqdm(
-        total=expected, unit="row", unit_scale=True, desc=f"telemetry {warehouse.node}",
-        file=sys.stderr, disable=not progress,
-    ) as bar:
+    staging = warehouse.table_ref(STAGING)
+    with warehouse.transaction() as con:
+        con.execute(f"DROP TABLE IF EXISTS {staging}")
+        con.execute(local_ddl(PROCEDURE_TELEMETRY, warehouse, ref=staging))
+    with tqdm(total=expected, unit="row", unit_scale=True, desc=f"telemetry {warehouse.node}",
+              file=sys.stderr, disable=not progress) as bar:
+        for chunk in _chunks(fleet, config, seed, warehouse.node, chunk_rows):
+            with warehouse.transaction() as con:
+                _insert(con, staging, chunk)
+            for store in stores:
+                objects += write_lake(store, warehouse.node, chunk)
+            bar.update(chunk.num_rows)
+    rows[PROCEDURE_TELEMETRY.name] = expected
+    with warehouse.transaction() as con:
         for view in ROBOTICS.views:
             con.execute(f"DROP VIEW IF EXISTS {warehouse.table_ref(view.name)}")
         for table in reversed(ROBOTICS.tables):  # children before parents
             con.execute(f"DROP TABLE IF EXISTS {warehouse.table_ref(table)}")
         for table in ROBOTICS.tables:
-            con.execute(local_ddl(table, warehouse))
+            if table is not PROCEDURE_TELEMETRY:
+                con.execute(local_ddl(table, warehouse))
         for name, table in fleet.tables():
             _insert(con, warehouse.table_ref(name), table)
-        telemetry = warehouse.table_ref(PROCEDURE_TELEMETRY)
-        for chunk in _chunks(fleet, config, seed, warehouse.node, chunk_rows):
-            _insert(con, telemetry, chunk)
-            for store in stores:
-                objects += write_lake(store, warehouse.node, chunk)
-            bar.update(chunk.num_rows)
-        rows[PROCEDURE_TELEMETRY.name] = expected
+        con.execute(f'ALTER TABLE {staging} RENAME TO "{PROCEDURE_TELEMETRY.name}"')
         for view in ROBOTICS.views:
             con.execute(f"CREATE VIEW {warehouse.table_ref(view.name)} AS "
                         f"{view_sql(view.sql, warehouse)}")

@@ -165,6 +165,10 @@ def test_a_crash_mid_load_leaves_the_old_fleet(stressed: Stressed,
         after = wh.query(f"SELECT * FROM {wh.table_ref('surgical_procedures')} ORDER BY 1")
         assert after.equals(before)
         assert {r: n for r, n in run_checks(wh).items() if n} == {}
+    assert not generate_fleet(profile, config, seed=7, root=root, progress=False).changed
+    with LocalNode("us", root).open_warehouse(create=False) as wh:
+        tables = wh.query("SELECT table_name FROM duckdb_tables()").column(0).to_pylist()
+    assert run_module.STAGING not in tables  # the crash's staging table is gone
 
 
 def test_a_node_without_patients_gets_the_fix(stressed: Stressed, tmp_path: Path) -> None:
