@@ -26,9 +26,13 @@ ROW_LEVELS: tuple[str, ...] = tuple(str(v) for v in SURGICAL_ROBOTS.column("robo
 COLUMN_LEVELS: tuple[str, ...] = tuple(
     str(v) for v in SURGICAL_PROCEDURES.column("procedure_category").levels)
 MEASURES = ("procedures", "with_complications", "failed")
-# Each performed procedure adds 1 to at most one cell of each measure: the L1 sensitivity
-# of the whole vector to one procedure is 1 per measure (for the DP noise).
-SENSITIVITY_PER_PROCEDURE = 1
+
+
+def sensitivity(max_per_patient: int) -> int:
+    """L1 sensitivity of the whole vector to one patient when at most `max_per_patient` of
+    their procedures are counted: each counted procedure adds 1 to one cell of each measure.
+    Without a cap a patient's contribution is unbounded: DP needs the cap."""
+    return max_per_patient * len(MEASURES)
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,16 @@ class CellCounts:
             return np.where(n > 0, self.counts["with_complications"] / n, np.nan)
 
 
-def node_cell_counts(warehouse: Warehouse) -> CellCounts:
+def node_cell_counts(warehouse: Warehouse, max_per_patient: int | None = None) -> CellCounts:
     """This node's counts per (robot model, procedure category), by SQL in its warehouse:
     the domain's view, which the node stack declares in BigQuery and the local load
-    creates in DuckDB."""
+    creates in DuckDB. `max_per_patient` counts only each patient's first m performed
+    procedures (what differential privacy needs: see `sensitivity`); None counts all."""
+    if max_per_patient is not None and max_per_patient < 1:
+        raise ValueError(f"max_per_patient must be >= 1, not {max_per_patient}")
     view = warehouse.table_ref(COMPLICATIONS_BY_MODEL_CATEGORY.name)
-    rows = warehouse.query(f"SELECT * FROM {view}")
+    cap = "" if max_per_patient is None else f" WHERE patient_rank <= {int(max_per_patient)}"
+    rows = warehouse.query(f"SELECT * FROM {view}{cap}")
     counts = {m: np.zeros((len(ROW_LEVELS), len(COLUMN_LEVELS)), dtype=np.int64)
               for m in MEASURES}
     row_of = {v: i for i, v in enumerate(ROW_LEVELS)}

@@ -35,6 +35,7 @@ PARENTS_FIRST = (SURGICAL_ROBOTS, SURGICAL_PROCEDURES, PROCEDURE_OUTCOMES)
 
 def test_nodes_sum_equals_the_pooled_computation(tmp_path: Path) -> None:
     per_node: list[CellCounts] = []
+    capped: list[CellCounts] = []
     pooled = DuckDBWarehouse("pool", tmp_path / "pool.duckdb", secrets.token_hex(32))
     for table in PARENTS_FIRST:
         pooled.query(local_ddl(table, pooled))
@@ -51,10 +52,16 @@ def test_nodes_sum_equals_the_pooled_computation(tmp_path: Path) -> None:
             assert counts.counts["procedures"].shape == (len(ROBOT_MODELS),
                                                          len(PROCEDURE_CATEGORIES))
             per_node.append(counts)
+            capped.append(node_cell_counts(wh, max_per_patient=1))
+            distinct = wh.query(
+                f"SELECT count(DISTINCT patient_id) FROM {wh.table_ref(SURGICAL_PROCEDURES)} "
+                "WHERE status IN ('completed', 'aborted')").column(0)[0].as_py()
+            assert capped[-1].counts["procedures"].sum() == distinct  # one per patient
+            assert counts.counts["procedures"].sum() > distinct  # patients come back
             suffix = f"-{len(per_node)}"  # two fleets named "us": keep their ids apart
             for table in PARENTS_FIRST:
                 rows = wh.query(f"SELECT * FROM {wh.table_ref(table)}")
-                for key in ("robot_id", "procedure_id", "outcome_id"):
+                for key in ("robot_id", "procedure_id", "outcome_id", "patient_id"):
                     if key in rows.column_names:
                         i = rows.column_names.index(key)
                         rows = rows.set_column(i, key, [[v + suffix for v in
@@ -65,8 +72,11 @@ def test_nodes_sum_equals_the_pooled_computation(tmp_path: Path) -> None:
                     con.unregister("_rows")
     total = per_node[0] + per_node[1] + per_node[2]
     pooled_counts = node_cell_counts(pooled)
+    total_capped = capped[0] + capped[1] + capped[2]
+    pooled_capped = node_cell_counts(pooled, max_per_patient=1)
     for m in MEASURES:
         assert np.array_equal(total.counts[m], pooled_counts.counts[m]), m
+        assert np.array_equal(total_capped.counts[m], pooled_capped.counts[m]), m
     assert int(total.counts["procedures"].sum()) > 300
     # The vector a node sends has a fixed length and round-trips.
     vector = per_node[2].vector()

@@ -287,18 +287,21 @@ PROCEDURE_TELEMETRY = Table(
 COMPLICATIONS_BY_MODEL_CATEGORY = View(
     name="complications_by_model_category",
     description=(
-        "Performed procedures and those with at least one complication (and failed ones), by "
-        "robot model and procedure category: the cells of the federated complication rate."
+        "Performed procedures, those with at least one complication and failed ones, by robot "
+        "model, procedure category and the procedure's rank among its patient's performed "
+        "procedures (1 = first): the cells of the federated complication rate; summing ranks "
+        "up to m bounds what one patient contributes (m per measure) for differential privacy."
     ),
     sql=(
-        "SELECT r.robot_model, p.procedure_category, COUNT(*) AS procedures, "
+        "SELECT r.robot_model, p.procedure_category, p.patient_rank, COUNT(*) AS procedures, "
         "COUNTIF(ARRAY_LENGTH(o.complications) > 0) AS with_complications, "
         "COUNTIF(o.success_status = 'failed') AS failed "
-        "FROM {dataset}.surgical_procedures AS p "
+        "FROM (SELECT procedure_id, robot_id, procedure_category, ROW_NUMBER() OVER "
+        "(PARTITION BY patient_id ORDER BY start_time, procedure_id) AS patient_rank "
+        "FROM {dataset}.surgical_procedures WHERE status IN ('completed', 'aborted')) AS p "
         "JOIN {dataset}.surgical_robots AS r ON r.robot_id = p.robot_id "
         "JOIN {dataset}.procedure_outcomes AS o ON o.procedure_id = p.procedure_id "
-        "WHERE p.status IN ('completed', 'aborted') "
-        "GROUP BY r.robot_model, p.procedure_category"
+        "GROUP BY r.robot_model, p.procedure_category, p.patient_rank"
     ),
 )
 
