@@ -108,7 +108,8 @@ def view_sql(sql: str, warehouse: DuckDBWarehouse) -> str:
 
     ref = warehouse.table_ref("x")
     prefix = ref[: ref.rindex(".")]
-    return str(sqlglot.transpile(sql.format(dataset=prefix), read="bigquery", write="duckdb")[0])
+    return str(sqlglot.transpile(sql.replace("{dataset}", prefix), read="bigquery",
+                                 write="duckdb")[0])
 
 
 def _insert(con: duckdb.DuckDBPyConnection, target: str, rows: pa.Table) -> None:
