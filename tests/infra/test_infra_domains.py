@@ -79,8 +79,9 @@ def test_the_domain_gets_its_own_dataset_with_the_node_defaults(stack: CapturedS
     roles = {b["role"] for b in policies["test_robotics"]["bindings"]}
     assert roles == {"roles/bigquery.dataEditor", "roles/bigquery.dataViewer"}
     assert policies["test_robotics"] == policies["hospital_data"]
-    assert stack.outputs["datasets"] == {"genomics": "hospital_data",
-                                         "testrobotics": "test_robotics"}
+    assert stack.outputs["datasets"] == {
+        **{d.name: d.dataset for d in catalogue.DOMAINS}, "testrobotics": "test_robotics"
+    }
 
 
 def _tables(stack: CapturedStack) -> dict[str, dict[str, object]]:

@@ -142,6 +142,15 @@ def edit_job(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, An
     return on_props
 
 
+def _stored_table(r: Resource) -> bool:
+    """A BigQuery table that stores bytes (not a view, not an external table)."""
+    return r.type == p.BQ_TABLE and not {"view", "externalDataConfiguration"} & set(r.props)
+
+
+def _external_table(r: Resource) -> bool:
+    return r.type == p.BQ_TABLE and "externalDataConfiguration" in r.props
+
+
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     """Set a dotted path (creating mappings on the way); value None deletes the key."""
 
@@ -222,7 +231,25 @@ MUTATIONS: tuple[Mutation, ...] = (
         CMEK,
         edit(p.BQ_DATASET, _set("defaultEncryptionConfiguration", None)),
     ),
-    Mutation("drop a table's key", CMEK, edit(p.BQ_TABLE, _set("encryptionConfiguration", None))),
+    Mutation(
+        "drop a table's key", CMEK, edit(_stored_table, _set("encryptionConfiguration", None))
+    ),
+    Mutation(
+        "point an external table at another project's bucket",
+        CMEK,
+        edit(
+            _external_table,
+            _set("externalDataConfiguration.sourceUris", ["gs://public-mirror/robotics/*"]),
+        ),
+    ),
+    Mutation(
+        "point an external table at a bucket that only looks like the node's",
+        CMEK,
+        edit(
+            _external_table,
+            _set("externalDataConfiguration.sourceUris", ["gs://fed-node-usx-results/t/*"]),
+        ),
+    ),
     Mutation("drop a bucket's key", CMEK, edit(p.BUCKET, _set("encryption", None))),
     Mutation("drop the repository's key", CMEK, edit(p.AR_REPOSITORY, _set("kmsKeyName", None))),
     Mutation("drop a topic's key", CMEK, edit(p.PUBSUB_TOPIC, _set("kmsKeyName", None))),
@@ -944,7 +971,7 @@ ATTACKER_MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "protect a table with a key in another region",
         PLACEMENT,
-        edit(p.BQ_TABLE, _other_region_key("encryptionConfiguration.kmsKeyName")),
+        edit(_stored_table, _other_region_key("encryptionConfiguration.kmsKeyName")),
     ),
     Mutation(
         "encrypt template disks with another project's key",

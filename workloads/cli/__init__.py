@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "workloads.cli.federate",
     "workloads.cli.demo",
     "workloads.analysis.cli",
+    "workloads.cli.robotics",
 )
 
 

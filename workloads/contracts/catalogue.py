@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from workloads.contracts.schema import Domain, Table
 from workloads.contracts.tables.genomics import GENOMICS
+from workloads.contracts.tables.robotics import ROBOTICS
 
-DOMAINS: tuple[Domain, ...] = (GENOMICS,)
+DOMAINS: tuple[Domain, ...] = (GENOMICS, ROBOTICS)
 
 ALL_TABLES: tuple[Table, ...] = tuple(t for d in DOMAINS for t in d.tables)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,18 @@ class DuckDBWarehouse:
                 f"{label or table.name}: key {dup[:-1]} appears {dup[-1]} times in one load; "
                 f"fix: make {', '.join(table.primary_key)} unique before loading"
             )
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection inside one transaction: committed when the block ends, rolled back
+        if it raises (for loads spanning several tables, e.g. replacing a whole domain)."""
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield self._con
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
 
     # -- reading ----------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:

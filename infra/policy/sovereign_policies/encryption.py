@@ -34,7 +34,28 @@ _CMEK_FIELD: dict[str, tuple[str, str]] = {
 }
 
 
-def _cmek(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+def _external_sources_outside_node(resource: Resource, config: PolicyConfig) -> Iterator[str]:
+    """An external table stores no bytes in BigQuery: its rows are the files it reads, so
+    those must be the node's own (CMEK, in-region) buckets, `gs://<project>-<purpose>/`."""
+    project = config.project or known(resource.props.get("project"), "project")
+    external = resource.props.get("externalDataConfiguration") or {}
+    for i, uri in enumerate(items(get(external, "sourceUris"), "sourceUris")):
+        if not isinstance(uri, str):
+            continue  # unknown at preview
+        bucket = uri.removeprefix("gs://").split("/", 1)[0] if uri.startswith("gs://") else ""
+        if not project or not bucket.startswith(f"{project}-"):
+            yield (
+                f"external table reads {uri!r} (sourceUris[{i}]), outside the node's own "
+                "CMEK buckets; fix: point source_uris at gs://<node project>-<purpose>/..."
+            )
+
+
+def _cmek(resource: Resource, config: PolicyConfig) -> Iterator[str]:
+    if resource.type == BQ_TABLE and is_set(resource.props.get("view")):
+        return  # a view stores nothing: it reads tables that carry their own keys
+    if resource.type == BQ_TABLE and is_set(resource.props.get("externalDataConfiguration")):
+        yield from _external_sources_outside_node(resource, config)
+        return
     field = _CMEK_FIELD.get(resource.type)
     if field is not None:
         path, argument = field
