@@ -8,9 +8,10 @@ workloads/contracts/tables/ and its Domain here.
 from __future__ import annotations
 
 from workloads.contracts.schema import Domain, Table
+from workloads.contracts.tables.clinical import CLINICAL
 from workloads.contracts.tables.genomics import GENOMICS
 
-DOMAINS: tuple[Domain, ...] = (GENOMICS,)
+DOMAINS: tuple[Domain, ...] = (GENOMICS, CLINICAL)
 
 ALL_TABLES: tuple[Table, ...] = tuple(t for d in DOMAINS for t in d.tables)
 

@@ -1,0 +1,153 @@
+"""Validating split NDJSON objects: FHIR R4 models, conditional references, staged rows.
+
+Each line is checked against fhir.resources' R4B models (R4-compatible; the package root
+models R5, which rejects R4 data such as an Encounter's `class` Coding). Conditional
+references (`Practitioner?identifier=system|value`) are resolved to `Type/id` through the
+identifiers the load and the warehouse know; one that matches nothing is dangling and the
+resource is quarantined. Whether a `Type/id` target exists is decided by the coordinator,
+which sees every file of the load.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+from urllib.parse import unquote
+
+import pydantic
+from fhir.resources.R4B import get_fhir_model_class
+
+from workloads.clinical.records import Quarantined, canonical, digest_of, walk_references
+from workloads.contracts.tables.clinical import MAX_RESOURCE_BYTES
+from workloads.objectstore.base import ObjectStore
+
+
+@dataclass(frozen=True)
+class StagedResource:
+    resource_type: str
+    id: str
+    resource: str  # canonical JSON
+    digest: str
+    generated_ts: datetime | None
+    source: str
+    line: int
+    origin: str  # the user's file and line, for messages
+    references: tuple[str, ...]  # Type/id targets, checked by the coordinator
+
+
+@dataclass
+class ValidatedObject:
+    key: str
+    staged: list[StagedResource] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+@cache
+def _model(resource_type: str) -> Any:
+    try:
+        return get_fhir_model_class(resource_type)
+    except (ValueError, KeyError):
+        return None
+
+
+def parse_instant(value: Any) -> datetime | None:
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _resolve(reference: str, identifiers: Mapping[str, str]) -> str | None:
+    """`Type?identifier=system|value` -> `Type/id` through the identifier index."""
+    rtype, _, query = reference.partition("?")
+    name, _, value = query.partition("=")
+    if name != "identifier" or "&" in value:
+        return None
+    system, bar, code = unquote(value).rpartition("|")
+    if not bar:
+        system, code = "", value
+    found = identifiers.get(f"{rtype}|{system}|{code}")
+    return f"{rtype}/{found}" if found else None
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid"
+    where = ".".join(str(p) for p in errors[0]["loc"]) or "(resource)"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {errors[0]['msg']}{more}"
+
+
+def validate_object(
+    store: ObjectStore,
+    key: str,
+    *,
+    origin_file: str,
+    origin_lines: Sequence[int],
+    identifiers: Mapping[str, str],
+    generated: str | None = None,
+) -> ValidatedObject:
+    out = ValidatedObject(key)
+    default_generated = parse_instant(generated)
+    for number, line in enumerate(store.read_bytes(key).decode("utf-8").splitlines(), 1):
+        origin_line = origin_lines[number - 1] if number <= len(origin_lines) else number
+        origin = f"{origin_file}:{origin_line}"
+
+        def reject(reason: str, text: str = line, ol: int = origin_line) -> None:
+            out.quarantined.append(Quarantined(origin_file, ol, reason, text))
+
+        if len(line.encode()) > MAX_RESOURCE_BYTES:
+            reject(f"resource over {MAX_RESOURCE_BYTES} bytes", line[:200])
+            continue
+        try:
+            resource = json.loads(line)
+        except json.JSONDecodeError as exc:
+            reject(f"invalid JSON ({exc.msg})")
+            continue
+        rtype = resource.get("resourceType")
+        model = _model(rtype) if isinstance(rtype, str) else None
+        if model is None:
+            reject(f"unknown resourceType {rtype!r} (not a FHIR R4 resource)")
+            continue
+        rid = resource.get("id")
+        if not isinstance(rid, str) or not rid:
+            reject(f"{rtype} without an id; fix: give every resource a logical id")
+            continue
+        dangling, targets = [], []
+        for ref in walk_references(resource):
+            target = ref["reference"]
+            if "?" in target and not target.startswith(("http://", "https://")):
+                resolved = _resolve(target, identifiers)
+                if resolved is None:
+                    dangling.append(target)
+                    continue
+                ref["reference"] = target = resolved
+            if target.startswith("urn:uuid:"):
+                dangling.append(target)  # a bundle-local id the bundle did not hold
+            elif target.count("/") == 1 and not target.startswith(("#", "http")):
+                targets.append(target)
+        if dangling:
+            reject(f"dangling reference {dangling[0]!r}"
+                   + (f" (+{len(dangling) - 1} more)" if len(dangling) > 1 else "")
+                   + "; fix: load the bundle that holds it (Synthea writes practitioners "
+                     "and hospitals in their own files) in the same run or before")
+            continue
+        try:
+            model.model_validate(resource)
+        except pydantic.ValidationError as exc:
+            reject(f"{rtype}/{rid} fails FHIR R4 validation: {_first_error(exc)}")
+            continue
+        body = canonical(resource)
+        generated_ts = parse_instant((resource.get("meta") or {}).get("lastUpdated"))
+        out.staged.append(StagedResource(
+            rtype, rid, body, digest_of(body), generated_ts or default_generated, key, number,
+            origin, tuple(sorted(set(targets)))))
+    return out
