@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import fhirpathpy
@@ -191,12 +192,12 @@ class _Node:
             for col in self.columns:
                 values = col.path([] if focus is _NULL else focus, local)
                 if col.collection:
-                    own[col.name] = list(values)
+                    own[col.name] = [_plain(v) for v in values]
                 elif len(values) > 1:
                     raise ViewError(f"column {col.name!r} returned {len(values)} values; fix: "
                                     f"set collection: true or narrow the path (first())")
                 else:
-                    own[col.name] = values[0] if values else None
+                    own[col.name] = _plain(values[0]) if values else None
             parts: list[list[Row]] = [[own]]
             if focus is _NULL:  # nested selects and unions add their columns, as nulls
                 parts.append([dict.fromkeys(self.names()[len(self.columns):])])
@@ -207,6 +208,14 @@ class _Node:
             if self.unions:
                 parts.append([r for u in self.unions for r in u.rows(focus, local)])
             yield from _product(parts)
+
+
+def _plain(value: Any) -> Any:
+    """FHIRPath arithmetic gives Decimals; rows hold JSON values."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and "." not in str(value) \
+            else float(value)
+    return value
 
 
 def _product(parts: list[list[Row]]) -> Iterator[Row]:
