@@ -14,8 +14,9 @@ import hashlib
 import json
 import multiprocessing
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,6 @@ from tqdm import tqdm
 
 from workloads.clinical.records import Quarantined, SplitResult, split_file
 from workloads.clinical.validate import StagedResource, ValidatedObject, validate_object
-from workloads.clinical.viewdef import ViewDefinition
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
 from workloads.contracts.tables.clinical import (
@@ -123,40 +123,56 @@ def split_task(node: LocalNode, source: Source) -> SplitResult:
     return split_file(source.name, source.read(store), store)
 
 
-def validate_task(node: LocalNode, split: SplitResult,
-                  identifiers: dict[str, str]) -> list[ValidatedObject]:
+def validate_task(node: LocalNode, split: SplitResult, identifiers: dict[str, str],
+                  known_digests: frozenset[str]) -> list[ValidatedObject]:
     store = node_store(node)
     return [validate_object(store, key, origin_file=split.source, origin_lines=lines,
-                            identifiers=identifiers, generated=split.generated)
+                            identifiers=identifiers, generated=split.generated,
+                            known_digests=known_digests)
             for key, lines in split.objects.items()]
 
 
-def _parallel(fn: Callable[..., T], calls: list[tuple[Any, ...]], *, workers: int,
-              desc: str, progress: bool) -> list[T]:
+def _parallel(pool: ProcessPoolExecutor | None, fn: Callable[..., T],
+              calls: list[tuple[Any, ...]], *, desc: str, progress: bool) -> list[T]:
     bar = tqdm(total=len(calls), desc=desc, file=sys.stderr, disable=not progress)
-    if workers <= 1 or len(calls) <= 1:
+    if pool is None or len(calls) <= 1:
         results = []
         for args in calls:
             results.append(fn(*args))
             bar.update()
         bar.close()
         return results
-    spawn = multiprocessing.get_context("spawn")  # no inherited DuckDB state
-    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-        futures = [pool.submit(fn, *args) for args in calls]
-        for future in futures:
-            future.add_done_callback(lambda _: bar.update())
-        results = [f.result() for f in futures]
+    futures = [pool.submit(fn, *args) for args in calls]
+    for future in futures:
+        future.add_done_callback(lambda _: bar.update())
+    results = [f.result() for f in futures]
     bar.close()
     return results
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """One pool of worker processes for both steps (starting one costs ~1 s of imports)."""
+    if workers <= 1:
+        yield None
+        return
+    spawn = multiprocessing.get_context("spawn")  # no inherited DuckDB state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+        yield pool
 
 
 # -- the coordinator -------------------------------------------------------------------------
 def ingest(node: LocalNode, sources: Sequence[Source], *, workers: int = 2,
            progress: bool = True) -> LoadReport:
+    with _pool(workers) as pool:
+        return _ingest(node, sources, pool, progress=progress)
+
+
+def _ingest(node: LocalNode, sources: Sequence[Source], pool: ProcessPoolExecutor | None, *,
+            progress: bool) -> LoadReport:
     store = node_store(node)
-    splits = _parallel(split_task, [(node, s) for s in sources], workers=workers,
-                       desc="fhir split", progress=progress)
+    splits = _parallel(pool, split_task, [(node, s) for s in sources], desc="fhir split",
+                       progress=progress)
     load_id = hashlib.sha256("\n".join(sorted(f"{s.sha256}" for s in splits)).encode()
                              ).hexdigest()
     report = LoadReport(load_id, files=len(sources))
@@ -168,8 +184,11 @@ def ingest(node: LocalNode, sources: Sequence[Source], *, workers: int = 2,
         identifiers = _known_identifiers(con, warehouse)
         for s in splits:
             identifiers.update(s.identifiers)
-        validated = _parallel(validate_task, [(node, s, identifiers) for s in splits],
-                              workers=workers, desc="fhir validate", progress=progress)
+        digests = frozenset(r[0] for r in con.execute(
+            f"SELECT digest FROM {warehouse.table_ref(FHIR_RESOURCES)}").fetchall())
+        validated = _parallel(pool, validate_task,
+                              [(node, s, identifiers, digests) for s in splits],
+                              desc="fhir validate", progress=progress)
         staged: list[StagedResource] = []
         for objects in validated:
             for obj in objects:
@@ -330,7 +349,7 @@ def _commit(con: Any, warehouse: Any, staged: list[StagedResource], report: Load
               s.digest, s.generated_ts, ?, s.source, s.line, s.load_id)""", [now, now])
         changed = report.inserted + report.updated
         if changed:
-            _refresh_flattened(con, warehouse, now, progress=progress)
+            _refresh_flattened(con, warehouse, staged, now)
             _refresh_features(con, warehouse)
         known = con.execute(f"SELECT count(*) FROM {warehouse.table_ref(FHIR_LOADS)} "
                             f"WHERE load_id = ?", [report.load_id]).fetchone()
@@ -350,28 +369,28 @@ def _commit(con: Any, warehouse: Any, staged: list[StagedResource], report: Load
         raise
 
 
-def _refresh_flattened(con: Any, warehouse: Any, now: datetime, *, progress: bool) -> None:
-    """Re-run each ViewDefinition over the resources this load inserted or updated."""
-    current_ref = warehouse.table_ref(FHIR_RESOURCES)
+def _refresh_flattened(con: Any, warehouse: Any, staged: Sequence[StagedResource],
+                       now: datetime) -> None:
+    """Replace the flattened rows of the resources this load inserted or updated (their
+    ViewDefinition rows were computed by the parallel tasks)."""
+    by_key = {(r.resource_type, r.id): r for r in staged}
     for name, spec in VIEW_DEFINITIONS.items():
-        view, table = ViewDefinition(spec), FLATTENED[name]
+        table, resource_type = FLATTENED[name], spec["resource"]
         key = table.primary_key[0]
-        changed = con.execute(
-            f"SELECT r.id, r.resource, r.digest, r.generated_ts FROM _fhir_action AS a JOIN "
-            f"{current_ref} AS r ON r.resource_type = a.resource_type AND r.id = a.id "
-            f"WHERE a.action IN ('insert', 'update') AND a.resource_type = ?",
-            [view.resource]).fetchall()
+        changed = [by_key[(resource_type, rid)] for (rid,) in con.execute(
+            "SELECT id FROM _fhir_action WHERE action IN ('insert', 'update') "
+            "AND resource_type = ?", [resource_type]).fetchall()]
         if not changed:
             continue
         rows: list[dict[str, Any]] = []
-        for rid, text, digest, generated in tqdm(changed, desc=f"view {name}", file=sys.stderr,
-                                                 disable=not progress, leave=False):
-            for index, row in enumerate(view.rows_of(json.loads(text))):
-                rows.append({**row, ROW_INDEX: index, "digest": digest,
-                             "generated_ts": generated, "ingestion_ts": now,
-                             key: row.get(key) or rid})
+        for r in changed:
+            assert r.view_rows is not None  # new content is always flattened by its task
+            for index, row in enumerate(r.view_rows):
+                rows.append({**row, ROW_INDEX: index, "digest": r.digest,
+                             "generated_ts": r.generated_ts, "ingestion_ts": now,
+                             key: row.get(key) or r.id})
         flat_ref = warehouse.table_ref(table)
-        con.register("_changed_ids", pa.table({"id": [c[0] for c in changed]}))
+        con.register("_changed_ids", pa.table({"id": [r.id for r in changed]}))
         con.execute(f'DELETE FROM {flat_ref} WHERE "{key}" IN (SELECT id FROM _changed_ids)')
         con.unregister("_changed_ids")
         if rows:

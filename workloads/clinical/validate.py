@@ -37,6 +37,9 @@ class StagedResource:
     line: int
     origin: str  # the user's file and line, for messages
     references: tuple[str, ...]  # Type/id targets, checked by the coordinator
+    # Rows of the built-in ViewDefinition for this type (computed in the parallel task for
+    # new content only; None when the node already holds this exact content).
+    view_rows: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass
@@ -44,6 +47,15 @@ class ValidatedObject:
     key: str
     staged: list[StagedResource] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
+
+
+@cache
+def _views_by_type() -> dict[str, Any]:
+    from workloads.clinical.viewdef import ViewDefinition
+    from workloads.contracts.tables.clinical import VIEW_DEFINITIONS
+
+    views = [ViewDefinition(spec) for spec in VIEW_DEFINITIONS.values()]
+    return {v.resource: v for v in views}
 
 
 @cache
@@ -94,7 +106,11 @@ def validate_object(
     origin_lines: Sequence[int],
     identifiers: Mapping[str, str],
     generated: str | None = None,
+    known_digests: frozenset[str] = frozenset(),
 ) -> ValidatedObject:
+    """`known_digests`: contents the node already holds (validated when they were loaded);
+    their lines are still parsed, resolved and digested but not validated or flattened
+    again, so an unchanged re-run costs a fraction of a first load."""
     out = ValidatedObject(key)
     default_generated = parse_instant(generated)
     for number, line in enumerate(store.read_bytes(key).decode("utf-8").splitlines(), 1):
@@ -140,14 +156,19 @@ def validate_object(
                    + "; fix: load the bundle that holds it (Synthea writes practitioners "
                      "and hospitals in their own files) in the same run or before")
             continue
-        try:
-            model.model_validate(resource)
-        except pydantic.ValidationError as exc:
-            reject(f"{rtype}/{rid} fails FHIR R4 validation: {_first_error(exc)}")
-            continue
         body = canonical(resource)
+        digest = digest_of(body)
+        rows = None
+        if digest not in known_digests:
+            try:
+                model.model_validate(resource)
+            except pydantic.ValidationError as exc:
+                reject(f"{rtype}/{rid} fails FHIR R4 validation: {_first_error(exc)}")
+                continue
+            view = _views_by_type().get(rtype)
+            rows = tuple(view.rows_of(resource)) if view is not None else ()
         generated_ts = parse_instant((resource.get("meta") or {}).get("lastUpdated"))
         out.staged.append(StagedResource(
-            rtype, rid, body, digest_of(body), generated_ts or default_generated, key, number,
-            origin, tuple(sorted(set(targets)))))
+            rtype, rid, body, digest, generated_ts or default_generated, key, number,
+            origin, tuple(sorted(set(targets))), rows))
     return out
