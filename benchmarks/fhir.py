@@ -26,13 +26,13 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from workloads.clinical.load import INPUT_PREFIX, ingest, node_store, sources_from
-from workloads.clinical.records import SPLIT_PREFIX
-from workloads.clinical.synth import write_synthetic
-from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
-from workloads.generator.profile import find_profile
-from workloads.generator.run import WAREHOUSE, generate_node
-from workloads.local_node import LocalNode
+from workloads.clinical.load import INPUT_PREFIX, ingest, node_store, sources_from  # noqa: E402
+from workloads.clinical.records import SPLIT_PREFIX  # noqa: E402
+from workloads.clinical.synth import write_synthetic  # noqa: E402
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA  # noqa: E402
+from workloads.generator.profile import find_profile  # noqa: E402
+from workloads.generator.run import WAREHOUSE, generate_node  # noqa: E402
+from workloads.local_node import LocalNode  # noqa: E402
 
 
 def main() -> None:

@@ -106,15 +106,17 @@ def merge_script(project: str, dataset: str, load_id: str, views: Sequence[str],
     parts = [
         "DECLARE now TIMESTAMP DEFAULT CURRENT_TIMESTAMP()",
         "BEGIN TRANSACTION",
-        f"INSERT INTO {ref(FHIR_STAGING.name)} SELECT s.* FROM {scratch} AS s WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {ref(FHIR_STAGING.name)} AS t WHERE t.load_id = s.load_id "
-        f"AND t.source = s.source AND t.line = s.line)",
         f"CREATE TEMP TABLE _fhir_action AS SELECT s.resource_type, s.id, CASE "
         f"WHEN t.id IS NULL THEN 'insert' WHEN t.digest = s.digest THEN 'unchanged' "
         f"WHEN s.generated_ts IS NOT NULL AND t.generated_ts IS NOT NULL "
         f"AND s.generated_ts < t.generated_ts THEN 'stale' ELSE 'update' END AS action "
         f"FROM {scratch} AS s LEFT JOIN {ref(FHIR_RESOURCES.name)} AS t "
         f"ON t.resource_type = s.resource_type AND t.id = s.id",
+        f"INSERT INTO {ref(FHIR_STAGING.name)} SELECT s.* FROM {scratch} AS s JOIN "
+        f"_fhir_action AS a ON a.resource_type = s.resource_type AND a.id = s.id "
+        f"WHERE a.action != 'unchanged' AND NOT EXISTS (SELECT 1 FROM "
+        f"{ref(FHIR_STAGING.name)} AS t WHERE t.load_id = s.load_id "
+        f"AND t.source = s.source AND t.line = s.line)",
         f"MERGE {ref(FHIR_RESOURCES.name)} AS t USING (SELECT s.* FROM {scratch} AS s "
         f"JOIN _fhir_action AS a ON a.resource_type = s.resource_type AND a.id = s.id "
         f"WHERE a.action IN ('insert', 'update')) AS s "

@@ -315,10 +315,6 @@ def _commit(con: Any, warehouse: Any, staged: list[StagedResource], report: Load
         con.register("_fhir_incoming", incoming)
         con.execute("CREATE OR REPLACE TEMP TABLE _fhir_in AS SELECT * FROM _fhir_incoming")
         con.unregister("_fhir_incoming")
-        con.execute(
-            f"INSERT INTO {staging_ref} SELECT * FROM _fhir_in AS s WHERE NOT EXISTS (SELECT 1 "
-            f"FROM {staging_ref} AS t WHERE t.load_id = s.load_id AND t.source = s.source AND "
-            f"t.line = s.line)")
         # What the merge will do, per row: the latest generated version wins; equal content
         # never rewrites a row (so ingestion_ts moves only when the content changed).
         con.execute(f"""
@@ -331,6 +327,13 @@ def _commit(con: Any, warehouse: Any, staged: list[StagedResource], report: Load
                    ELSE 'update' END AS action
             FROM _fhir_in AS s LEFT JOIN {current_ref} AS t
               ON t.resource_type = s.resource_type AND t.id = s.id""")
+        # Staging keeps every version that arrived with new content (inserted, updated or
+        # stale), not another copy of content the node already holds.
+        con.execute(
+            f"INSERT INTO {staging_ref} SELECT s.* FROM _fhir_in AS s JOIN _fhir_action AS a "
+            f"ON a.resource_type = s.resource_type AND a.id = s.id WHERE a.action <> "
+            f"'unchanged' AND NOT EXISTS (SELECT 1 FROM {staging_ref} AS t WHERE "
+            f"t.load_id = s.load_id AND t.source = s.source AND t.line = s.line)")
         counts = dict(con.execute(
             "SELECT action, count(*) FROM _fhir_action GROUP BY action").fetchall())
         report.inserted, report.updated = counts.get("insert", 0), counts.get("update", 0)

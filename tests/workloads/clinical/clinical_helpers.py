@@ -14,6 +14,7 @@ from workloads.clinical.records import walk_references
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SYNTHEA = FIXTURES / "synthea"
 CONFORMANCE = FIXTURES / "sql-on-fhir-v2" / "tests"
+PATIENTS = 30  # patients of the test node
 
 
 def patients_table(n: int, seed: int = 7, node: str = "US") -> pa.Table:

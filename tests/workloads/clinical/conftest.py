@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clinical_helpers import patients_table
+from clinical_helpers import PATIENTS, patients_table
 
 from workloads.clinical.load import INPUT_PREFIX, node_store
 from workloads.clinical.synth import write_synthetic
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.local_node import LocalNode
-
-PATIENTS = 30
 
 
 @pytest.fixture

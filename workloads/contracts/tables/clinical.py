@@ -1,8 +1,9 @@
 """The clinical domain: FHIR R4 records (Synthea-style) staged, kept current and flattened.
 
-- `fhir_staging`: every validated resource line of every load, with its provenance (source
-  object and line, content digest, generated time, load id) beside the raw JSON. Keyed by
-  (load_id, source, line), so re-running a load stages nothing new.
+- `fhir_staging`: every validated resource version that arrived with new content (inserted,
+  updated or stale), with its provenance (source object and line, content digest,
+  generated time, load id) beside the raw JSON. Keyed by (load_id, source, line); content
+  the node already holds is not staged again, so re-running a load stages nothing.
 - `fhir_resources`: the current version of each resource, keyed by (resource_type, id).
   A row changes only when the content digest changed and the incoming version was not
   generated earlier; only then does `ingestion_ts` move. Nothing is deleted by a load.
@@ -52,8 +53,8 @@ _PROVENANCE = (
 FHIR_STAGING = Table(
     name="fhir_staging",
     description=(
-        "Every validated FHIR resource line of every load with its provenance. Loads are "
-        "keyed by content (load_id), so a re-run of the same input adds no rows."
+        "Every validated FHIR resource version that arrived with new content, with its "
+        "provenance; unchanged content is not staged again, so a re-run adds no rows."
     ),
     columns=(
         Column("load_id", "STRING", "REQUIRED", "sha256 over the load's input files"),

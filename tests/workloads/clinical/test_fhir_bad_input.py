@@ -33,7 +33,8 @@ CASES = {
     "unknown resourceType": (json.dumps({"resourceType": "Spaceship", "id": "s1"}),
                              "unknown resourceType 'Spaceship'"),
     "validation failure": (json.dumps({"resourceType": "Observation", "id": "o-bad",
-                                       "status": "final", "subject": {"reference": "Patient/good-1"}}),
+                                       "status": "final",
+                                       "subject": {"reference": "Patient/good-1"}}),
                            "fails FHIR R4 validation: code"),
     "meta.generated is not FHIR": (_patient("gen-1", meta={"generated": "2024-01-01"}),
                                    "fails FHIR R4 validation: meta.generated"),
@@ -108,8 +109,8 @@ def test_cascade_a_reference_to_a_quarantined_resource(node: LocalNode, tmp_path
 def test_non_utf8_file(node: LocalNode, tmp_path: Path) -> None:
     good = _write(tmp_path / "in", "good.ndjson", GOOD)
     latin = tmp_path / "in" / "latin1.ndjson"
-    latin.write_bytes(_patient("ok-2").encode() + b"\n"
-                      + b'{"resourceType": "Patient", "id": "p-l", "name": [{"family": "M\xfcller"}]}\n')
+    latin.write_bytes(_patient("ok-2").encode() + b"\n" + b'{"resourceType": "Patient", '
+                      b'"id": "p-l", "name": [{"family": "M\xfcller"}]}\n')
     report = ingest(node, sources_from(node, [str(tmp_path / "in")]), workers=1, progress=False)
     assert [(q.file, q.line) for q in report.quarantined] == [(str(latin), 2)]
     assert "not UTF-8" in report.quarantined[0].reason

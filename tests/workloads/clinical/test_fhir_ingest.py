@@ -7,8 +7,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-from clinical_helpers import patients_table
-from conftest import PATIENTS
+from clinical_helpers import PATIENTS, patients_table
 
 from workloads.clinical import load as load_module
 from workloads.clinical.load import INPUT_PREFIX, ingest, node_store, sources_from
@@ -19,6 +18,8 @@ from workloads.contracts.tables.clinical import (
     CLINICAL_FEATURES,
     FHIR_RESOURCES,
     FHIR_STAGING,
+)
+from workloads.contracts.tables.clinical import (
     PATIENTS as PATIENTS_TABLE,
 )
 from workloads.local_node import LocalNode
@@ -115,6 +116,8 @@ def test_changed_content_updates_only_that_row(synth_node: LocalNode) -> None:
     _edit_patient(synth_node, "US-0003", "Salem", "2026-02-01T00:00:00+00:00")
     report = ingest(synth_node, sources_from(synth_node, []), workers=1, progress=False)
     assert (report.inserted, report.updated) == (0, 1)
+    staged = "SELECT count(*) AS n FROM {node}.fhir_staging"
+    assert _rows(synth_node, staged)[0]["n"] == len(before) + 1  # only the new version
     after = {r["id"]: r for r in _rows(
         synth_node, "SELECT id, ingestion_ts, digest FROM {node}.fhir_resources")}
     moved = [i for i in after if after[i]["ingestion_ts"] != before[i]["ingestion_ts"]]
@@ -125,6 +128,7 @@ def test_changed_content_updates_only_that_row(synth_node: LocalNode) -> None:
     _edit_patient(synth_node, "US-0003", "Lynn", "2025-06-01T00:00:00+00:00")
     stale = ingest(synth_node, sources_from(synth_node, []), workers=1, progress=False)
     assert (stale.updated, stale.stale) == (0, 1)
+    assert _rows(synth_node, staged)[0]["n"] == len(before) + 2  # kept, as history
     assert _rows(synth_node, "SELECT city FROM {node}.patients WHERE patient_id = 'US-0003'") == [
         {"city": "Salem"}]
 
