@@ -14,6 +14,7 @@ same objects.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -103,3 +104,54 @@ def run_fhir_task(input_location: str, staging_location: str, files: Sequence[st
     if split.identifiers and not any(r.resource_type == "Patient" for r in staged):
         write_identifier_index(staging, split.sha256, split.identifiers)  # provider bundle
     return FhirTaskResult(split.source, split.sha256, staged_key, len(staged), len(quarantined))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m workloads.clinical.task`: one task (index = BATCH_TASK_INDEX), or --merge."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m workloads.clinical.task",
+                                     description="The 'fhir' Batch task kind.")
+    parser.add_argument("--input", required=True, help="gs://bucket or folder of the files")
+    parser.add_argument("--staging", required=True, help="gs://bucket or folder")
+    parser.add_argument("--files", required=True, help="JSON list of object keys")
+    parser.add_argument("--index", type=int, default=int(os.environ.get("BATCH_TASK_INDEX", "0")))
+    parser.add_argument("--merge", action="store_true",
+                        help="after every task: check and merge the staged files into BigQuery")
+    parser.add_argument("--project", default="")
+    parser.add_argument("--dataset", default="clinical")
+    parser.add_argument("--kms-key", default="", help="the dataset's CMEK key, on every job")
+    args = parser.parse_args(argv)
+    try:
+        files = json.loads(args.files)
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise UserError("--files must be a JSON list of object keys")
+        if args.merge:
+            from google.cloud import bigquery
+
+            from workloads.clinical.bigquery import merge_staged
+
+            staging, inputs = open_store(args.staging), open_store(args.input)
+            # This load's staged files: named by the content of its input files.
+            keys = [f"{STAGED_PREFIX}{hashlib.sha256(inputs.read_bytes(f)).hexdigest()}.ndjson"
+                    for f in files]
+            missing = [k for k in keys if not staging.exists(k)]
+            if missing:
+                raise UserError(f"{len(missing)} of the files are not staged yet (e.g. "
+                                f"{missing[0]}); fix: run every task before --merge")
+            counts = merge_staged(bigquery.Client(project=args.project), project=args.project,
+                                  dataset=args.dataset, staging=staging, staged_keys=keys,
+                                  kms_key=args.kms_key)
+            print(json.dumps(counts, sort_keys=True))
+            return 0
+        print(run_fhir_task(args.input, args.staging, files, args.index).to_json())
+        return 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

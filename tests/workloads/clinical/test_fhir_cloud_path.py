@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import sqlglot
 from clinical_helpers import patients_table
 from sqlglot import exp
@@ -84,3 +85,18 @@ def test_task_stages_files_then_retry_rewrites_the_same(tmp_path: Path) -> None:
     assert all(isinstance(r["resource"], dict) for r in rows)  # JSON, not a string
     patients = [json.loads(line) for line in flattened_rows("patients", staged, now).splitlines()]
     assert sorted(p["patient_id"] for p in patients) == [f"US-{i:04d}" for i in range(4)]
+
+
+def test_task_entrypoint_and_merge_refuses_unstaged(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from workloads.clinical.task import main
+
+    inputs = tmp_path / "in"
+    FolderStore(inputs).write_bytes("a.ndjson", b'{"resourceType": "Patient", "id": "p1"}\n')
+    files = json.dumps(["a.ndjson"])
+    assert main(["--input", str(inputs), "--staging", str(tmp_path / "st"), "--files", files,
+                 "--merge", "--project", "p"]) == 2
+    assert "not staged yet" in capsys.readouterr().err
+    assert main(["--input", str(inputs), "--staging", str(tmp_path / "st"), "--files", files,
+                 "--index", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["resources"] == 1
