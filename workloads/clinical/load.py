@@ -234,14 +234,22 @@ def _known_keys(con: Any, warehouse: Any) -> set[str]:
 
 def _one_version_per_key(staged: list[StagedResource], report: LoadReport
                          ) -> list[StagedResource]:
-    """Identical copies collapse to one; one id with different contents is ambiguous."""
+    """Identical copies collapse to one. Different contents of one id: the latest generated
+    wins when every version has its own generation time (the others count as stale);
+    otherwise nothing says which is current, and every copy is quarantined."""
     by_key: dict[tuple[str, str], list[StagedResource]] = {}
     for r in staged:
         by_key.setdefault((r.resource_type, r.id), []).append(r)
     out = []
     for (rtype, rid), copies in by_key.items():
-        if len({c.digest for c in copies}) == 1:
+        versions = {c.digest: c for c in copies}
+        if len(versions) == 1:
             out.append(copies[0])
+            continue
+        dated = [(v.generated_ts, v) for v in versions.values() if v.generated_ts is not None]
+        if len(dated) == len(versions) and len({t for t, _ in dated}) == len(dated):
+            out.append(max(dated, key=lambda tv: tv[0])[1])
+            report.stale += len(dated) - 1
             continue
         places = ", ".join(c.origin for c in copies[:4])
         for c in copies:
@@ -337,7 +345,8 @@ def _commit(con: Any, warehouse: Any, staged: list[StagedResource], report: Load
         counts = dict(con.execute(
             "SELECT action, count(*) FROM _fhir_action GROUP BY action").fetchall())
         report.inserted, report.updated = counts.get("insert", 0), counts.get("update", 0)
-        report.unchanged, report.stale = counts.get("unchanged", 0), counts.get("stale", 0)
+        report.unchanged = counts.get("unchanged", 0)
+        report.stale += counts.get("stale", 0)  # plus older versions within this load
         con.execute(f"""
             MERGE INTO {current_ref} AS t
             USING (SELECT s.* FROM _fhir_in AS s JOIN _fhir_action AS a

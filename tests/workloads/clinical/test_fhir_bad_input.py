@@ -97,6 +97,18 @@ def test_one_id_two_contents_in_one_load(node: LocalNode, tmp_path: Path) -> Non
     assert _loaded_ids(node) == {"good-1"}
 
 
+def test_two_versions_in_one_load_latest_generated_wins(node: LocalNode, tmp_path: Path
+                                                        ) -> None:
+    newer = _patient("v", "New", meta={"lastUpdated": "2026-03-01T00:00:00Z"})
+    older = _patient("v", "Old", meta={"lastUpdated": "2026-01-01T00:00:00Z"})
+    path = _write(tmp_path / "in", "versions.ndjson", [newer, older])
+    report = ingest(node, sources_from(node, [str(path)]), workers=1, progress=False)
+    assert (report.quarantined, report.inserted, report.stale) == ([], 1, 1)
+    with node.open_warehouse() as wh:
+        assert wh.query("SELECT family_name FROM node.main.patients").to_pylist() == [
+            {"family_name": "New"}]
+
+
 def test_cascade_a_reference_to_a_quarantined_resource(node: LocalNode, tmp_path: Path) -> None:
     path = _write(tmp_path / "in", "x.ndjson", [
         _patient("p-bad", birthDate="not-a-date"), _observation("o-on-bad", "Patient/p-bad"),
