@@ -124,12 +124,20 @@ def split_task(node: LocalNode, source: Source) -> SplitResult:
 
 
 def validate_task(node: LocalNode, split: SplitResult, identifiers: dict[str, str],
-                  known_digests: frozenset[str]) -> list[ValidatedObject]:
+                  known_digests: frozenset[str], only_known: bool = False
+                  ) -> list[ValidatedObject] | None:
+    """Validate one input file's split objects; with `only_known`, None as soon as one
+    holds content the node does not have yet."""
     store = node_store(node)
-    return [validate_object(store, key, origin_file=split.source, origin_lines=lines,
-                            identifiers=identifiers, generated=split.generated,
-                            known_digests=known_digests)
-            for key, lines in split.objects.items()]
+    out = []
+    for key, lines in split.objects.items():
+        checked = validate_object(store, key, origin_file=split.source, origin_lines=lines,
+                                  identifiers=identifiers, generated=split.generated,
+                                  known_digests=known_digests, only_known=only_known)
+        if checked.incomplete:
+            return None
+        out.append(checked)
+    return out
 
 
 def _parallel(pool: ProcessPoolExecutor | None, fn: Callable[..., T],
@@ -164,15 +172,13 @@ def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
 # -- the coordinator -------------------------------------------------------------------------
 def ingest(node: LocalNode, sources: Sequence[Source], *, workers: int = 2,
            progress: bool = True) -> LoadReport:
-    with _pool(workers) as pool:
-        return _ingest(node, sources, pool, progress=progress)
-
-
-def _ingest(node: LocalNode, sources: Sequence[Source], pool: ProcessPoolExecutor | None, *,
-            progress: bool) -> LoadReport:
+    """Load files into the node. Splitting is cheap and runs here; files whose content the
+    node does not hold yet are validated in parallel (`workers` processes, one task per
+    file). Files whose every resource is already current skip the pool: starting worker
+    processes costs more than checking their digests."""
     store = node_store(node)
-    splits = _parallel(pool, split_task, [(node, s) for s in sources], desc="fhir split",
-                       progress=progress)
+    splits = [split_task(node, s) for s in tqdm(sources, desc="fhir split", file=sys.stderr,
+                                                 disable=not progress)]
     load_id = hashlib.sha256("\n".join(sorted(f"{s.sha256}" for s in splits)).encode()
                              ).hexdigest()
     report = LoadReport(load_id, files=len(sources))
@@ -186,12 +192,19 @@ def _ingest(node: LocalNode, sources: Sequence[Source], pool: ProcessPoolExecuto
             identifiers.update(s.identifiers)
         digests = frozenset(r[0] for r in con.execute(
             f"SELECT digest FROM {warehouse.table_ref(FHIR_RESOURCES)}").fetchall())
-        validated = _parallel(pool, validate_task,
-                              [(node, s, identifiers, digests) for s in splits],
-                              desc="fhir validate", progress=progress)
+        validated = [validate_task(node, s, identifiers, digests, True)
+                     for s in tqdm(splits, desc="fhir check", file=sys.stderr,
+                                   disable=not progress)]
+        todo = [i for i, v in enumerate(validated) if v is None]
+        with _pool(workers if len(todo) > 1 else 1) as pool:
+            full = _parallel(pool, validate_task,
+                             [(node, splits[i], identifiers, digests) for i in todo],
+                             desc="fhir validate", progress=progress)
+        for i, objects in zip(todo, full, strict=True):
+            validated[i] = objects
         staged: list[StagedResource] = []
         for objects in validated:
-            for obj in objects:
+            for obj in objects or ():
                 staged += obj.staged
                 report.quarantined += obj.quarantined
         staged = _one_version_per_key(staged, report)

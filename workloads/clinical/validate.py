@@ -47,6 +47,7 @@ class ValidatedObject:
     key: str
     staged: list[StagedResource] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
+    incomplete: bool = False  # stopped at new content (only_known)
 
 
 @cache
@@ -107,10 +108,13 @@ def validate_object(
     identifiers: Mapping[str, str],
     generated: str | None = None,
     known_digests: frozenset[str] = frozenset(),
+    only_known: bool = False,
 ) -> ValidatedObject:
     """`known_digests`: contents the node already holds (validated when they were loaded);
     their lines are still parsed, resolved and digested but not validated or flattened
-    again, so an unchanged re-run costs a fraction of a first load."""
+    again, so an unchanged re-run costs a fraction of a first load. With `only_known`,
+    stop at the first new content and mark the result incomplete (the caller then
+    validates the object in full)."""
     out = ValidatedObject(key)
     default_generated = parse_instant(generated)
     for number, line in enumerate(store.read_bytes(key).decode("utf-8").splitlines(), 1):
@@ -160,6 +164,9 @@ def validate_object(
         digest = digest_of(body)
         rows = None
         if digest not in known_digests:
+            if only_known:
+                out.incomplete = True
+                return out
             try:
                 model.model_validate(resource)
             except pydantic.ValidationError as exc:

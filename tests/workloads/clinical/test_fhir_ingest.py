@@ -31,7 +31,7 @@ def _rows(node: LocalNode, sql: str) -> list[dict[str, Any]]:
 
 
 def test_first_load_then_rerun_changes_nothing(synth_node: LocalNode) -> None:
-    first = ingest(synth_node, sources_from(synth_node, []), workers=1, progress=False)
+    first = ingest(synth_node, sources_from(synth_node, []), workers=2, progress=False)
     assert first.quarantined == []
     assert first.inserted == first.resources > PATIENTS * 4
     assert (first.updated, first.unchanged) == (0, 0)
