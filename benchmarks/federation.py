@@ -1,8 +1,8 @@
 """Federated logistic regression vs the pooled fit, on the same data in the same run.
 
-    .venv/bin/python benchmarks/federation.py                 # 2 nodes x 1,000,000 patients
-    .venv/bin/python benchmarks/federation.py --patients 100000 --no-emulator
-    .venv/bin/python benchmarks/federation.py --dp             # + utility at epsilon 1, 3, 10
+    .venv/bin/python -m benchmarks.federation                 # 2 nodes x 1,000,000 patients
+    .venv/bin/python -m benchmarks.federation --patients 100000 --no-emulator
+    .venv/bin/python -m benchmarks.federation --dp             # + utility at epsilon 1, 3, 10
 
 Baseline: Newton-Raphson on the concatenated rows of both nodes (numpy, the same
 algorithm and tolerance; statsmodels Logit timed too). Measured: Newton rounds, wall time
@@ -22,8 +22,6 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from workloads.federation import local_stats, privacy, runner
 from workloads.federation.coordinator import Coordinator, RunConfig

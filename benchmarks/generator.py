@@ -16,7 +16,7 @@ The baseline is what a seed-like script does: the whole population in one pandas
 DataFrame (ids from a Python list comprehension, numpy draws, DataFrame.to_csv and
 DataFrame.to_parquet).
 
-Usage: .venv/bin/python benchmarks/generator.py [--sizes 1000000,10000000]
+Usage: .venv/bin/python -m benchmarks.generator [--sizes 1000000,10000000]
        [--skip-baseline-above N] [--warehouse-sizes 1000000]
 """
 
@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 # -- the two implementations ---------------------------------------------------------------
@@ -117,7 +116,8 @@ def _child(mode: str, rows: int, repeat: int = 1) -> dict[str, float]:
 
 def _run_child(mode: str, rows: int, repeat: int = 1) -> dict[str, float]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--rows", str(rows), "--repeat", str(repeat)],
+        [sys.executable, "-m", "benchmarks.generator", "--child", mode, "--rows", str(rows),
+         "--repeat", str(repeat)],
         check=True, capture_output=True, text=True, cwd=ROOT,
     )
     result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])

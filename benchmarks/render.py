@@ -1,6 +1,6 @@
 """How long rendering a stack offline takes, against the fixed cost of a mocked Pulumi run.
 
-    .venv/bin/python benchmarks/render.py [--repeat 5]
+    .venv/bin/python -m benchmarks.render [--repeat 5]
 
 Baseline (same process, same mocks): a program that declares one bucket, i.e. what any
 mocked Pulumi run costs before the node's ~80 resources. Reported: the cold first render
@@ -16,9 +16,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def one_bucket() -> None:

@@ -1,7 +1,7 @@
 """VCF pipeline vs `bcftools norm -m -any | bcftools query` on the same synthetic file.
 
-    python benchmarks/vcf.py                       # 2,000 samples x 50,000 records (+ 1/4 size)
-    python benchmarks/vcf.py --samples 500 --records 4000
+    python -m benchmarks.vcf                       # 2,000 samples x 50,000 records (+ 1/4 size)
+    python -m benchmarks.vcf --samples 500 --records 4000
 
 For each size it writes one synthetic VCF (not timed), then measures in fresh child
 processes, one at a time, wall time and peak RSS of:
@@ -26,8 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 QUERY = "%CHROM\t%POS\t%ID\t%REF\t%ALT\t%QUAL\t%FILTER\t%INFO[\t%GT:%DP:%AD:%PL]\n"
 

@@ -1,72 +1,98 @@
-"""The node's Confidential Batch job as a Pulumi dynamic resource.
+"""A node's Confidential Batch job as a Pulumi dynamic resource.
 
 Neither pulumi-gcp nor Terraform has a Batch job resource, so this provider submits the
-job with google-cloud-batch on `pulumi up`, built by the same builder the CLI uses
-(workloads/batch/job.py). Its props - project, location, jobId, jobJson (the Batch REST
-spelling of the job) - are what the offline manifest shows and what the policy pack
-checks (allocationPolicy.instances[].instanceTemplate, allocationPolicy.location.
-allowedLocations). Batch jobs cannot be changed: any change replaces the job.
+job with google-cloud-batch on `pulumi up`. The program builds the job spec beforehand with
+the contracts' builder (workloads.contracts.batch.job_spec, the one the CLI uses) and passes
+it in as the `jobJson` input; the provider only parses it and calls the Batch API. Its
+props - project, location, jobId, jobJson (the Batch REST spelling of the job) - are what
+the offline manifest shows and what the policy pack checks (allocationPolicy.instances[].
+instanceTemplate, allocationPolicy.location.allowedLocations). Batch jobs cannot be
+changed: any change replaces the job.
+
+Pulumi stores the provider in the state, pickled with dill, and runs it in another process
+from the program's directory (infra/), where neither `infra` nor `workloads` need be
+importable (pulumi/pulumi#7453). dill pickles a class by reference when it can import it by
+name, so the provider class is made in a function: dill cannot find it by name and pickles
+it, its methods and what they use by value. Its methods use only the standard library,
+pulumi and google-cloud-batch (tests/infra/test_infra_batch_job.py unpickles it from infra/
+with both packages unimportable).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
 import pulumi.dynamic
 
+from workloads.contracts.batch import (
+    BatchTarget,
+    JobSettings,
+    TaskRequest,
+    default_job_id,
+    job_spec,
+    spec_json,
+)
+
 PROPS = ("project", "location", "jobId", "jobJson")
+ClientFactory = Callable[[], Any]
 
 
-def _default_client() -> Any:
-    from google.cloud import batch_v1
+def _provider_class() -> type[pulumi.dynamic.ResourceProvider]:
+    # Everything the methods need is inside this function: see the module's docstring.
+    prop_names = PROPS
 
-    return batch_v1.BatchServiceClient()
+    class BatchJobProvider(pulumi.dynamic.ResourceProvider):
+        """create = CreateJob, delete = DeleteJob, any input change = replacement."""
+
+        def __init__(self, client_factory: ClientFactory | None = None) -> None:
+            self._client_factory = client_factory  # None: Batch's client, default credentials
+
+        def _client(self) -> Any:
+            if self._client_factory is not None:
+                return self._client_factory()
+            from google.cloud import batch_v1
+
+            return batch_v1.BatchServiceClient()
+
+        def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+            from google.cloud import batch_v1
+
+            parent = f"projects/{props['project']}/locations/{props['location']}"
+            request = batch_v1.CreateJobRequest(
+                parent=parent,
+                job_id=props["jobId"],
+                job=batch_v1.Job.from_json(props["jobJson"]),  # unknown fields refused
+            )
+            created = self._client().create_job(request=request)
+            name = created.name or f"{parent}/jobs/{props['jobId']}"
+            outs = {**{k: props[k] for k in prop_names}, "jobName": name, "uid": created.uid}
+            return pulumi.dynamic.CreateResult(id_=name, outs=outs)
+
+        def diff(
+            self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]
+        ) -> pulumi.dynamic.DiffResult:
+            changed = [k for k in prop_names if _olds.get(k) != _news.get(k)]
+            # The old job goes first: a re-used job id must be free before CreateJob.
+            return pulumi.dynamic.DiffResult(
+                changes=bool(changed), replaces=changed, stables=[], delete_before_replace=True
+            )
+
+        def delete(self, _id: str, _props: dict[str, Any]) -> None:
+            import contextlib
+
+            from google.api_core.exceptions import NotFound
+
+            # Already gone is fine (finished jobs may be purged by retention). DeleteJob is
+            # a long-running operation: wait, so that a replacement can reuse the job id.
+            with contextlib.suppress(NotFound):
+                self._client().delete_job(name=_id).result()
+
+    return BatchJobProvider
 
 
-def job_name(project: str, location: str, job_id: str) -> str:
-    return f"projects/{project}/locations/{location}/jobs/{job_id}"
-
-
-class BatchJobProvider(pulumi.dynamic.ResourceProvider):
-    """create = CreateJob, delete = DeleteJob, any input change = replacement."""
-
-    def __init__(self, client_factory: Callable[[], Any] = _default_client) -> None:
-        self._client_factory = client_factory
-
-    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        from google.cloud import batch_v1
-
-        from workloads.batch.job import job_from_json
-
-        request = batch_v1.CreateJobRequest(
-            parent=f"projects/{props['project']}/locations/{props['location']}",
-            job_id=props["jobId"],
-            job=job_from_json(props["jobJson"]),
-        )
-        created = self._client_factory().create_job(request=request)
-        name = created.name or job_name(props["project"], props["location"], props["jobId"])
-        return pulumi.dynamic.CreateResult(
-            id_=name, outs={**{k: props[k] for k in PROPS}, "jobName": name, "uid": created.uid})
-
-    def diff(
-        self, _id: str, olds: dict[str, Any], news: dict[str, Any]
-    ) -> pulumi.dynamic.DiffResult:
-        changed = [k for k in PROPS if olds.get(k) != news.get(k)]
-        # The old job goes first: a re-used job id must be free before CreateJob.
-        return pulumi.dynamic.DiffResult(
-            changes=bool(changed), replaces=changed, stables=[], delete_before_replace=True)
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        from google.api_core.exceptions import NotFound
-
-        # Already gone is fine (finished jobs may be purged by retention). DeleteJob is a
-        # long-running operation: wait, so that a replacement can reuse the job id.
-        with contextlib.suppress(NotFound):
-            self._client_factory().delete_job(name=_id).result()
+BatchJobProvider = _provider_class()
 
 
 class BatchJob(pulumi.dynamic.Resource):
@@ -82,7 +108,7 @@ class BatchJob(pulumi.dynamic.Resource):
         job_id: pulumi.Input[str],
         job_json: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
-        provider: BatchJobProvider | None = None,
+        provider: pulumi.dynamic.ResourceProvider | None = None,
     ) -> None:
         super().__init__(
             provider or BatchJobProvider(),
@@ -93,55 +119,29 @@ class BatchJob(pulumi.dynamic.Resource):
         )
 
 
-@dataclass(frozen=True)
-class BatchTargetInputs:
-    """BatchTarget (workloads/batch/target.py) with the node stack's Outputs as fields."""
-
-    project: pulumi.Input[str]
-    region: pulumi.Input[str]
-    instance_template: pulumi.Input[str]
-    service_account: pulumi.Input[str]
-    input_bucket: pulumi.Input[str]
-    staging_bucket: pulumi.Input[str]
-    dataset: pulumi.Input[str]
-    image_uri: pulumi.Input[str]
-    bigquery_kms_key: pulumi.Input[str]
-
-
 def declare_batch_job(
     name: str,
-    target: BatchTargetInputs,
-    shards: Sequence[str],
+    target: BatchTarget[pulumi.Input[str]],
+    request: TaskRequest,
     *,
-    parallelism: int = 4,
-    max_retry_count: int = 2,
-    max_run_duration_s: int = 4 * 3600,
+    settings: JobSettings | None = None,
     opts: pulumi.ResourceOptions | None = None,
 ) -> BatchJob:
-    """The VCF job over `shards` (object keys in the raw-input bucket), in the node region."""
-    from workloads.batch.job import JobSettings, build_job, default_job_id, job_json
-    from workloads.batch.target import BatchTarget
+    """The job of `request` (a task kind over items in the raw-input bucket), in region."""
 
-    settings = JobSettings(parallelism=parallelism, max_retry_count=max_retry_count,
-                           max_run_duration_s=max_run_duration_s)
-
-    def spec(values: list[Any]) -> dict[str, str]:
-        resolved = BatchTarget(*[str(v) for v in values])
+    def spec(values: dict[str, Any]) -> dict[str, str]:
+        resolved = BatchTarget[str](**{k: str(v) for k, v in values.items()})
         return {
-            "jobJson": job_json(build_job(resolved, shards, settings=settings)),
-            "jobId": default_job_id(resolved, shards),
+            "jobJson": spec_json(job_spec(resolved, request, settings=settings)),
+            "jobId": default_job_id(resolved, request),
         }
 
-    fields = pulumi.Output.all(
-        target.project, target.region, target.instance_template, target.service_account,
-        target.input_bucket, target.staging_bucket, target.dataset, target.image_uri,
-        target.bigquery_kms_key,
-    ).apply(spec)
+    built = pulumi.Output.all(**target.values()).apply(spec)
     return BatchJob(
         name,
         project=target.project,
         location=target.region,
-        job_id=fields.apply(lambda f: f["jobId"]),
-        job_json=fields.apply(lambda f: f["jobJson"]),
+        job_id=built.apply(lambda f: f["jobId"]),
+        job_json=built.apply(lambda f: f["jobJson"]),
         opts=opts,
     )

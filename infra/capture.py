@@ -29,7 +29,25 @@ from pulumi.runtime.sync_await import _sync_await
 from infra import mock_outputs
 from workloads.contracts.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
+def project_dir(start: Path | None = None) -> Path:
+    """The Pulumi project (the folder holding Pulumi.yaml and the stack files).
+
+    From a source tree or an editable install, the tree this package lives in; from an
+    installed copy (which ships no stack files), the nearest folder holding Pulumi.yaml from
+    the working directory up, as the pulumi CLI finds it.
+    """
+    tree = Path(__file__).resolve().parents[1]
+    if (tree / "Pulumi.yaml").is_file():
+        return tree
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    return here  # project_name() then says that Pulumi.yaml is missing and what to do
+
+
+REPO_ROOT = project_dir()
 
 
 @dataclass(frozen=True)
@@ -96,7 +114,10 @@ def _plain(value: Any) -> Any:
 def project_name(stack_dir: Path) -> str:
     path = stack_dir / "Pulumi.yaml"
     if not path.is_file():
-        raise StackFileError(f"{path} not found: run from the repository or pass stack_dir")
+        raise StackFileError(
+            f"{path} not found; fix: run from the Pulumi project (the folder holding "
+            f"Pulumi.yaml and Pulumi.<stack>.yaml) or a folder below it"
+        )
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         raise StackFileError(f"{path}: no project `name:`")
@@ -141,6 +162,12 @@ def _as_runtime_value(value: Any) -> str:
     return json.dumps(value)
 
 
+@dataclass(frozen=True)
+class CapturedStack:
+    resources: list[CapturedResource]  # sorted by URN
+    outputs: dict[str, Any]  # what `pulumi stack output --json` would print
+
+
 def capture_stack(
     stack: str,
     config: Mapping[str, Any] | None = None,
@@ -149,6 +176,17 @@ def capture_stack(
     program: Callable[[], None] | None = None,
 ) -> list[CapturedResource]:
     """Every resource the program declares for the stack, sorted by URN."""
+    return capture(stack, config, stack_dir=stack_dir, program=program).resources
+
+
+def capture(
+    stack: str,
+    config: Mapping[str, Any] | None = None,
+    *,
+    stack_dir: Path = REPO_ROOT,
+    program: Callable[[], None] | None = None,
+) -> CapturedStack:
+    """Every resource the program declares for the stack and its exported outputs."""
     project, values = stack_config(stack, config, stack_dir=stack_dir)
     secret_keys = [k for k, v in values.items() if isinstance(v, Mapping) and set(v) == {"secure"}]
     runtime_config = {
@@ -165,10 +203,18 @@ def capture_stack(
     set_all_config(runtime_config, secret_keys)
     monitor = _RecordingMonitor(_Mocks())
     pulumi.runtime.set_mocks(_Mocks(), project=project, stack=stack, preview=False, monitor=monitor)
+    outputs: dict[str, Any] = {}
+    declare: Callable[[], None] = program
+
+    def run() -> None:
+        declare()
+        # The root stack's exports, resolved the way the engine would store them.
+        exported = getattr(settings.get_root_resource(), "outputs", {})
+        pulumi.Output.from_input(exported).apply(lambda values: outputs.update(_plain(values)))
+
     try:
-        run: Callable[[], None] = program
         _sync_await(run_pulumi_func(run))
     finally:
         settings.ROOT.set(None)
         set_all_config({}, [])
-    return sorted(monitor.captured, key=lambda r: r.urn)
+    return CapturedStack(sorted(monitor.captured, key=lambda r: r.urn), outputs)

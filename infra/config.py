@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import pulumi
 
+from workloads.contracts.batch import TASK_KIND, JobSettings
 from workloads.contracts.errors import UserError
 from workloads.contracts.federation import FEDERATION_WORKER_ACCOUNT_ID
 from workloads.contracts.nodes import NODE_NAME, NODE_NAME_RULE
@@ -53,10 +54,11 @@ class BatchSettings:
 
 @dataclass(frozen=True)
 class BatchJobSettings:
-    """The optional `batchJob` block: the VCF job the node stack submits on `pulumi up`."""
+    """The optional `batchJob` block: the Batch job the node stack submits on `pulumi up`."""
 
-    shards: tuple[str, ...]  # object keys in the raw-input bucket
-    image_tag: str  # of the vcf-processor image in the node's registry
+    kind: str  # a registered task kind (workloads/batch/registry.py)
+    shards: tuple[str, ...]  # object keys in the raw-input bucket, one task each
+    image_tag: str  # of the task image (contracts.batch.IMAGE_NAME) in the node's registry
     parallelism: int
     max_retry_count: int
     max_run_duration_s: int
@@ -247,6 +249,7 @@ def _node(r: _Reader, common: dict[str, Any]) -> NodeConfig:
     )
 
 
+DEFAULT_TASK_KIND = "vcf"  # the batchJob block predates task kinds: it meant the VCF job
 _BATCH_JOB_EXAMPLE = "batchJob: {enabled: true, shards: [in/a.vcf.gz], imageTag: '1.0.0'}"
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -257,7 +260,9 @@ def _batch_job(r: _Reader) -> BatchJobSettings | None:
         return None
     if not isinstance(raw, dict):
         raise r.fail("batchJob", f"is {raw!r}", f"write it as a mapping: {_BATCH_JOB_EXAMPLE}")
-    known = {"enabled", "shards", "imageTag", "parallelism", "maxRetryCount", "maxRunDurationS"}
+    known = {
+        "enabled", "kind", "shards", "imageTag", "parallelism", "maxRetryCount", "maxRunDurationS"
+    }
     if set(raw) - known:
         raise r.fail(
             "batchJob", f"has unknown keys {sorted(set(raw) - known)}", f"use {sorted(known)}"
@@ -276,11 +281,15 @@ def _batch_job(r: _Reader) -> BatchJobSettings | None:
         raise r.fail(
             "batchJob.shards", f"is {shards!r}", "list the raw-input object keys to process"
         )
+    kind = raw.get("kind", DEFAULT_TASK_KIND)
+    if not isinstance(kind, str) or not TASK_KIND.match(kind):
+        raise r.fail("batchJob.kind", f"is {kind!r}", "name a registered task kind, e.g. vcf")
     tag = raw.get("imageTag")
     if not isinstance(tag, str) or not _IMAGE_TAG.match(tag):
         raise r.fail(
-            "batchJob.imageTag", f"is {tag!r}", "name the vcf-processor image tag, e.g. '1.0.0'"
+            "batchJob.imageTag", f"is {tag!r}", "name the task image's tag, e.g. '1.0.0'"
         )
+    defaults = JobSettings()
 
     def bounded(key: str, default: int, low: int, high: int) -> int:
         value = raw.get(key, default)
@@ -289,11 +298,14 @@ def _batch_job(r: _Reader) -> BatchJobSettings | None:
         return value
 
     return BatchJobSettings(
+        kind=kind,
         shards=tuple(shards),
         image_tag=tag,
-        parallelism=bounded("parallelism", 4, 1, 1000),
-        max_retry_count=bounded("maxRetryCount", 2, 0, 10),
-        max_run_duration_s=bounded("maxRunDurationS", 4 * 3600, 60, 7 * 24 * 3600),
+        parallelism=bounded("parallelism", defaults.parallelism, 1, 1000),
+        max_retry_count=bounded("maxRetryCount", defaults.max_retry_count, 0, 10),
+        max_run_duration_s=bounded(
+            "maxRunDurationS", defaults.max_run_duration_s, 60, 7 * 24 * 3600
+        ),
     )
 
 

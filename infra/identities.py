@@ -11,6 +11,7 @@ bucket, dataset or repository they concern.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -36,7 +37,7 @@ class NodeResources:
     raw_input_bucket: gcp.storage.Bucket
     staging_bucket: gcp.storage.Bucket
     results_bucket: gcp.storage.Bucket
-    dataset: gcp.bigquery.Dataset
+    datasets: Mapping[str, gcp.bigquery.Dataset]  # one per domain
     repository: gcp.artifactregistry.Repository
 
 
@@ -76,18 +77,19 @@ class Identities(pulumi.ComponentResource):
         bucket_role("batch-raw-input-viewer", on.raw_input_bucket, "roles/storage.objectViewer")
         bucket_role("batch-staging-admin", on.staging_bucket, "roles/storage.objectAdmin")
         bucket_role("batch-results-admin", on.results_bucket, "roles/storage.objectAdmin")
-        for label, member, role in (
-            ("batch-dataset-editor", batch, "roles/bigquery.dataEditor"),
-            ("federation-dataset-viewer", fed, "roles/bigquery.dataViewer"),
-        ):
-            gcp.bigquery.DatasetIamMember(
-                f"{name}-{label}",
-                project=project,
-                dataset_id=on.dataset.dataset_id,
-                role=role,
-                member=member,
-                opts=child,
-            )
+        for domain, dataset in on.datasets.items():
+            for label, member, role in (
+                ("batch-editor", batch, "roles/bigquery.dataEditor"),
+                ("federation-viewer", fed, "roles/bigquery.dataViewer"),
+            ):
+                gcp.bigquery.DatasetIamMember(
+                    f"{name}-{domain}-{label}",
+                    project=project,
+                    dataset_id=dataset.dataset_id,
+                    role=role,
+                    member=member,
+                    opts=child,
+                )
         gcp.artifactregistry.RepositoryIamMember(
             f"{name}-batch-image-reader",
             project=project,

@@ -15,7 +15,9 @@ from infra.perimeter import Perimeter
 from infra.registry import Registry
 from infra.services import NODE_APIS, NODE_RESTRICTED_APIS
 from infra.warehouse import Warehouse
-from workloads.contracts.catalogue import ALL_TABLES
+from workloads.contracts import catalogue
+from workloads.contracts.batch import BatchTarget, JobSettings, TaskRequest, image_uri
+from workloads.contracts.stack_outputs import NodeOutputs
 
 NODE_KEY_PURPOSES: tuple[KeyPurpose, ...] = ("bigquery", "storage", "artifactregistry", "compute")
 # Services whose data the org policy refuses to store without a customer-managed key.
@@ -38,20 +40,21 @@ def declare_node(cfg: NodeConfig) -> None:
     apis, keys, encrypted_with = foundation.apis, foundation.keys, foundation.encrypted_with
     after_apis = pulumi.ResourceOptions(depends_on=[apis])
 
-    warehouse = Warehouse(
-        "warehouse",
-        project=cfg.project,
-        region=cfg.region,
-        kms_key=keys.key_id("bigquery"),
-        tables=ALL_TABLES,
-        opts=encrypted_with("bigquery"),
-    )
     buckets = Buckets(
         "buckets",
         project=cfg.project,
         region=cfg.region,
         kms_key=keys.key_id("storage"),
         opts=encrypted_with("storage"),
+    )
+    warehouse = Warehouse(
+        "warehouse",
+        project=cfg.project,
+        region=cfg.region,
+        kms_key=keys.key_id("bigquery"),
+        domains=catalogue.DOMAINS,  # read at run time: a new domain needs no change here
+        bucket_names={purpose: b.name for purpose, b in buckets.buckets.items()},
+        opts=encrypted_with("bigquery"),
     )
     registry = Registry(
         "registry",
@@ -69,7 +72,7 @@ def declare_node(cfg: NodeConfig) -> None:
             raw_input_bucket=buckets.buckets["raw-input"],
             staging_bucket=buckets.buckets["staging"],
             results_bucket=buckets.buckets["results"],
-            dataset=warehouse.dataset,
+            datasets=warehouse.datasets,
             repository=registry.repository,
         ),
         opts=after_apis,
@@ -109,44 +112,48 @@ def declare_node(cfg: NodeConfig) -> None:
     )
 
     if cfg.batch_job is not None:
-        from infra.batch_job import BatchTargetInputs, declare_batch_job
-        from workloads.batch.target import IMAGE_NAME
+        from infra.batch_job import declare_batch_job
 
         job = cfg.batch_job
         declare_batch_job(
-            "vcf-job",
-            BatchTargetInputs(
+            f"{job.kind}-job",
+            BatchTarget[pulumi.Input[str]](
                 project=cfg.project,
                 region=cfg.region,
                 instance_template=batch.template.self_link,
                 service_account=identities.batch_runner.email,
                 input_bucket=buckets.buckets["raw-input"].name,
                 staging_bucket=buckets.buckets["staging"].name,
-                dataset=warehouse.dataset.dataset_id,
-                image_uri=f"{registry.url}/{IMAGE_NAME}:{job.image_tag}",
+                image_uri=image_uri(registry.url, job.image_tag),
                 bigquery_kms_key=keys.key_id("bigquery"),
             ),
-            job.shards,
-            parallelism=job.parallelism,
-            max_retry_count=job.max_retry_count,
-            max_run_duration_s=job.max_run_duration_s,
+            TaskRequest(job.kind, job.shards),
+            settings=JobSettings(
+                parallelism=job.parallelism,
+                max_retry_count=job.max_retry_count,
+                max_run_duration_s=job.max_run_duration_s,
+            ),
             # The job needs its VMs' template, identity and every grant in place.
             opts=pulumi.ResourceOptions(parent=batch, depends_on=[identities, perimeter]),
         )
 
-    pulumi.export("node", cfg.node)
-    pulumi.export("jurisdiction", cfg.jurisdiction)
-    pulumi.export("project", cfg.project)
-    pulumi.export("region", cfg.region)
-    pulumi.export("keys", {purpose: key.id for purpose, key in keys.keys.items()})
-    pulumi.export("dataset", warehouse.dataset.dataset_id)
-    pulumi.export("tables", {name: t.id for name, t in warehouse.tables.items()})
-    pulumi.export("buckets", {purpose: b.name for purpose, b in buckets.buckets.items()})
-    pulumi.export("repository_url", registry.url)
-    pulumi.export("network", network.vpc.self_link)
-    pulumi.export("subnet", network.subnet.self_link)
-    pulumi.export("batch_template", batch.template.self_link)
-    pulumi.export("batch_service_account", identities.batch_runner.email)
-    pulumi.export("federation_service_account", identities.federation_worker.email)
-    pulumi.export("perimeter", perimeter.perimeter.name)
-    pulumi.export("perimeter_mode", cfg.perimeter_mode)
+    outputs = NodeOutputs[pulumi.Input[str]](
+        node=cfg.node,
+        jurisdiction=cfg.jurisdiction,
+        project=cfg.project,
+        region=cfg.region,
+        keys={purpose: key.id for purpose, key in keys.keys.items()},
+        datasets={domain: d.dataset_id for domain, d in warehouse.datasets.items()},
+        tables={name: t.id for name, t in {**warehouse.tables, **warehouse.views}.items()},
+        buckets={purpose: b.name for purpose, b in buckets.buckets.items()},
+        repository_url=registry.url,
+        network=network.vpc.self_link,
+        subnet=network.subnet.self_link,
+        batch_template=batch.template.self_link,
+        batch_service_account=identities.batch_runner.email,
+        federation_service_account=identities.federation_worker.email,
+        perimeter=perimeter.perimeter.name,
+        perimeter_mode=cfg.perimeter_mode,
+    )
+    for name, value in outputs.exports().items():
+        pulumi.export(name, value)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by the README's two commands: a pinned virtualenv in .venv
-# (reinstalled only when requirements.txt changes) and checks for what pip cannot
-# install. Source it: `. scripts/setup.sh [--need-emulator]`.
+# (reinstalled only when requirements.txt changes), this project installed in it (again
+# when pyproject.toml changes) and checks for what pip cannot install. Source it: `. scripts/setup.sh [--need-emulator]`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,6 +23,19 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt 2> >(grep -v 'is ignored: it is neither' >&2) \
     || fail "pip install -r requirements.txt failed (see above)"
   echo "$want" > "$stamp"
+  rm -f .venv/.project.sha256  # a fresh dependency set: install the project again too
+fi
+# The project itself, editable (infra/ and workloads/ import from this tree, the `sovereign`
+# console script exists); again whenever pyproject.toml changes. --no-deps: requirements.txt
+# above already pinned every dependency.
+project_stamp=.venv/.project.sha256
+project_want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$project_stamp" 2>/dev/null)" != "$project_want" ] \
+    || ! .venv/bin/python -c 'import os, sys, workloads; sys.exit(not workloads.__file__.startswith(os.getcwd() + "/"))' 2>/dev/null; then
+  echo "setup: installing this project into .venv (pip install -e .)" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e . \
+    || fail "pip install -e . failed (see above)"
+  echo "$project_want" > "$project_stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 

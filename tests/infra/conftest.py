@@ -1,17 +1,12 @@
-"""Shared fixtures for the infra tests: the repository on sys.path and captured stacks."""
+"""Shared fixtures for the infra tests: captured stacks."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from infra.capture import CapturedResource, capture_stack  # noqa: E402
+from infra.capture import CapturedResource, capture_stack
 
 NODE_STACKS = ("us", "eu")
 ALL_STACKS = (*NODE_STACKS, "hub")

@@ -98,3 +98,30 @@ def test_a_program_failing_midway_leaves_the_next_capture_clean(
     after = capture_stack("us")
     assert after == captured["us"]
     assert not [r for r in after if r.name == "orphan"]
+
+
+def test_the_entry_point_without_the_project_installed_says_how_to_fix_it() -> None:
+    """Pulumi runs infra/ from infra/; the program imports `infra` as an installed package
+    (scripts/setup.sh: pip install -e .). Not installed: one line naming the fix."""
+    import subprocess
+    import sys
+
+    from infra.capture import REPO_ROOT
+
+    script = (
+        "import runpy, sys\n"
+        f"sys.path[:] = [p for p in sys.path if p.rstrip('/') != {str(REPO_ROOT)!r}]\n"
+        "class Refuse:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('infra', 'workloads'):\n"
+        "            raise ModuleNotFoundError(name, name=name.split('.')[0])\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+        f"runpy.run_path({str(REPO_ROOT / 'infra')!r}, run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT / "infra",
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: the package 'infra' is not installed in the virtualenv Pulumi runs (.venv); "
+        "fix: run scripts/setup.sh, or `.venv/bin/pip install -e .` in the project"
+    ]

@@ -8,7 +8,12 @@ import pytest
 from infra_testkit import of_type, one, stack_file, walk
 
 from infra.capture import CapturedResource
-from workloads.contracts.catalogue import ALL_TABLES
+from workloads.contracts.catalogue import ALL_TABLES, DOMAINS, domain_of
+
+# Tables BigQuery stores no bytes of: the catalogue's views and external Parquet tables.
+KEYLESS_TABLES = {v.name for d in DOMAINS for v in d.views} | {
+    t.name for t in ALL_TABLES if t.external is not None
+}
 
 NODES = ("us", "eu")
 MAX_ROTATION_S = 90 * 24 * 3600
@@ -46,11 +51,13 @@ def test_every_data_bearing_resource_uses_the_nodes_key_for_its_purpose(
         found = of_type(resources, suffix)
         assert found, f"no {suffix} declared"
         for r in found:
+            if suffix == ":Table" and r.inputs["tableId"] in KEYLESS_TABLES:
+                continue  # a view stores nothing; an external table's bytes are the bucket's
             for path in paths:
                 want = f"{ring}/cryptoKeys/{KEY_PURPOSE_OF[suffix]}-key"
                 assert leaf(r.inputs, path) == want, f"{r.name}: {path}"
                 checked += 1
-    assert checked >= 3 + 1 + len(ALL_TABLES) + 1 + 1
+    assert checked >= 3 + 1 + len(ALL_TABLES) - len(KEYLESS_TABLES) + 1 + 1
 
 
 @pytest.mark.parametrize("node", NODES)
@@ -213,11 +220,14 @@ def test_tables_are_exactly_all_tables_with_their_schemas(
     captured: dict[str, list[CapturedResource]], node: str
 ) -> None:
     tables = {t.inputs["tableId"]: t.inputs for t in of_type(captured[node], ":Table")}
-    assert set(tables) == {t.name for t in ALL_TABLES}
+    views = {v.name for d in DOMAINS for v in d.views}
+    assert set(tables) == {t.name for t in ALL_TABLES} | views
     for table in ALL_TABLES:
         declared = tables[table.name]
-        assert json.loads(declared["schema"]) == json.loads(table.bigquery_json())
-        assert declared["datasetId"] == "hospital_data"
+        hive_keys = table.external.hive_partition_keys if table.external else ()
+        schema = [c for c in json.loads(table.bigquery_json()) if c["name"] not in hive_keys]
+        assert json.loads(declared["schema"]) == schema
+        assert declared["datasetId"] == domain_of(table).dataset
         assert declared["deletionProtection"] is True
         assert declared.get("clusterings", []) == list(table.clustering)
         if table.partitioning is not None:

@@ -1,16 +1,9 @@
-"""Policy tests: the repository on sys.path, and the mutation matrix in the test summary."""
+"""Policy tests: the mutation matrix in the test summary."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
 
 # An attribute, not a StashKey: the hook may be loaded from two module copies.
 _PRINTED = "_sovereign_policy_matrix_printed"

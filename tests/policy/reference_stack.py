@@ -14,8 +14,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra import config as stack_config
-from workloads.batch.job import build_job, job_json
-from workloads.batch.target import BatchTarget
+from workloads.contracts.batch import BatchTarget, TaskRequest, job_spec, spec_json
 
 COMPUTE_SA = "batch@{project}.iam.gserviceaccount.com"
 
@@ -30,19 +29,18 @@ class BatchJob(pulumi.dynamic.Resource):
 
 
 def batch_job_json(project: str, region: str, template: str, sa_email: str) -> str:
-    """The VCF pipeline's real Batch job (workloads.batch.job) as a dynamic resource's jobJson."""
-    target = BatchTarget(
+    """A real Batch job spec (workloads.contracts.batch) as a dynamic resource's jobJson."""
+    target = BatchTarget[str](
         project=project,
         region=region,
         instance_template=template,
         service_account=sa_email,
         input_bucket=f"{project}-raw",
         staging_bucket=f"{project}-staging",
-        dataset="hospital_data",
-        image_uri=f"{region}-docker.pkg.dev/{project}/images/vcf-processor:latest",
+        image_uri=f"{region}-docker.pkg.dev/{project}/images/sovereign-tasks:latest",
         bigquery_kms_key=f"projects/{project}/locations/{region}/keyRings/r/cryptoKeys/bigquery",
     )
-    return job_json(build_job(target, ["vcf/sample-1.vcf.gz"]))
+    return spec_json(job_spec(target, TaskRequest("vcf", ("vcf/sample-1.vcf.gz",))))
 
 
 def reference_node() -> None:

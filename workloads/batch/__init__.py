@@ -1,1 +1,2 @@
-"""Running the VCF pipeline as a Confidential Cloud Batch job (or locally, the same task)."""
+"""Batch tasks of every registered kind: the task registry, the container entrypoint, the
+typed Cloud Batch job (CLI dry-run and submit) and the local runner."""

@@ -1,10 +1,8 @@
-"""Run the Batch job's tasks on this machine against a local node.
+"""Run a Batch job's tasks on this machine against a local node.
 
-Every shard runs the same task entrypoint as on Cloud Batch, in parallel processes;
-the tasks only read the node's bucket and write Parquet to its staging prefix. DuckDB
-allows one writing process per database file, so the coordinator (this process) then
-loads the staged files one after another - each load is one transaction with its ledger
-row - and derives the per-patient features.
+Every item runs the same task function as on Cloud Batch, in parallel processes; the
+tasks only read the node's bucket and stage files in it. A local warehouse has one
+writer, so the kind's `finish_local` (this process) then loads what the tasks staged.
 """
 
 from __future__ import annotations
@@ -13,56 +11,52 @@ import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import Any
 
 from tqdm import tqdm
 
-from workloads.batch.task import run_task
+from workloads.batch.registry import TaskResult, run_task, task_kind
+from workloads.contracts.batch import TaskContext, TaskRequest
 from workloads.local_node import LocalNode
-from workloads.vcf.features import derive_features
-from workloads.vcf.load import LoadOutcome, load_staged
-from workloads.vcf.pipeline import ShardResult
-from workloads.vcf.synth import PatientGenotypes
-from workloads.warehouse.base import LoadResult
 
 
 @dataclass(frozen=True)
 class LocalRun:
-    shards: list[ShardResult]
-    loads: list[LoadOutcome]
-    features: LoadResult | None
+    results: list[TaskResult]  # one per item, in the items' order
+    finished: Any  # what the kind's finish_local returned (None without one)
+
+    @property
+    def quarantined(self) -> list[TaskResult]:
+        return [r for r in self.results if r.status == "quarantined"]
 
 
-def input_shards(node: LocalNode, prefix: str = "vcf/") -> list[str]:
+def input_items(node: LocalNode, prefix: str, suffixes: tuple[str, ...]) -> list[str]:
+    """Object keys under `prefix` in the node's bucket ending with one of `suffixes`."""
     from workloads.objectstore.folder import FolderStore
 
-    store = FolderStore(node.bucket)
-    return [k for k in store.list(prefix) if k.endswith((".vcf.gz", ".vcf", ".bcf"))]
+    return [k for k in FolderStore(node.bucket).list(prefix) if k.endswith(suffixes)]
 
 
 def run_local(
-    node: LocalNode, shards: list[str], *, workers: int = 2, progress: bool = True
+    node: LocalNode, request: TaskRequest, *, workers: int = 2, progress: bool = True
 ) -> LocalRun:
-    with node.open_warehouse() as warehouse:
-        patients = PatientGenotypes.from_warehouse(warehouse).ids
+    kind = task_kind(request.kind)
+    inputs = dict(request.inputs)
+    if kind.local_inputs is not None:
+        inputs.update(kind.local_inputs(node))
     bucket = str(node.bucket)
-    results: list[ShardResult | None] = [None] * len(shards)
+    contexts = [
+        TaskContext(kind=request.kind, items=request.items, index=i, input_location=bucket,
+                    staging_location=bucket, warehouse="none", inputs=inputs)
+        for i in range(len(request.items))
+    ]
+    results: list[TaskResult | None] = [None] * len(contexts)
     spawn = multiprocessing.get_context("spawn")  # no inherited DuckDB/htslib state
     with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-        futures = {pool.submit(run_task, bucket, bucket, shards, i, known_samples=patients): i
-                   for i in range(len(shards))}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="vcf tasks",
-                           file=sys.stderr, disable=not progress):
+        futures = {pool.submit(run_task, c): c.index for c in contexts}
+        for future in tqdm(as_completed(futures), total=len(futures),
+                           desc=f"{request.kind} tasks", file=sys.stderr, disable=not progress):
             results[futures[future]] = future.result()
     done = [r for r in results if r is not None]
-    loads: list[LoadOutcome] = []
-    features = None
-    from workloads.objectstore.folder import FolderStore
-
-    staging = FolderStore(node.bucket)
-    with node.open_warehouse() as warehouse:
-        for result in done:
-            if result.status != "quarantined":
-                loads.append(load_staged(warehouse, staging, result.fingerprint))
-        if loads:
-            features = derive_features(warehouse)
-    return LocalRun(done, loads, features)
+    finished = kind.finish_local(node, done) if kind.finish_local is not None else None
+    return LocalRun(done, finished)

@@ -12,6 +12,8 @@ from workloads.contracts.errors import UserError
 from workloads.local_node import DEFAULT_ROOT
 
 INPUT_PREFIX = "vcf/"
+VCF_SUFFIXES = (".vcf.gz", ".vcf", ".bcf")
+TASK_KIND = "vcf"  # registered by workloads/vcf/task.py
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -122,14 +124,14 @@ def _derive(args: argparse.Namespace) -> int:
 
 
 def _job(args: argparse.Namespace) -> tuple[Any, Any]:
-    from workloads.batch.job import (
+    from workloads.batch.job import build_job, create_job_request
+    from workloads.contracts.batch import (
+        BatchTarget,
         JobSettings,
-        build_job,
+        TaskRequest,
         check_location,
-        create_job_request,
         default_job_id,
     )
-    from workloads.batch.target import BatchTarget
 
     try:
         outputs = json.loads(args.stack_outputs.read_text())
@@ -140,8 +142,9 @@ def _job(args: argparse.Namespace) -> tuple[Any, Any]:
     check_location(target, args.location)  # refused here, before anything is built or sent
     settings = JobSettings(parallelism=args.parallelism, max_retry_count=args.max_retries,
                            max_run_duration_s=int(args.max_run_hours * 3600))
-    job = build_job(target, args.shards, settings=settings, location=args.location)
-    job_id = args.job_id or default_job_id(target, args.shards)
+    request = TaskRequest(TASK_KIND, tuple(args.shards))
+    job = build_job(target, request, settings=settings, location=args.location)
+    job_id = args.job_id or default_job_id(target, request)
     return job, create_job_request(target, job, job_id, location=args.location)
 
 
@@ -164,17 +167,18 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _run_local(args: argparse.Namespace) -> int:
-    from workloads.batch.local import input_shards, run_local
+    from workloads.batch.local import input_items, run_local
+    from workloads.contracts.batch import TaskRequest
 
     node = _node(args)
-    shards = input_shards(node, INPUT_PREFIX)
+    shards = input_items(node, INPUT_PREFIX, VCF_SUFFIXES)
     if not shards:
         raise UserError(f"no VCFs under {node.bucket / INPUT_PREFIX}; fix: "
                         f"python -m workloads vcf synth --node {node.name}")
-    run = run_local(node, shards, workers=args.workers, progress=not args.no_progress)
-    for shard in run.shards:
+    run = run_local(node, TaskRequest(TASK_KIND, tuple(shards)), workers=args.workers,
+                    progress=not args.no_progress)
+    for shard in run.results:
         print(shard.to_json())
-    quarantined = [s for s in run.shards if s.status == "quarantined"]
-    for q in quarantined:
-        print(f"quarantined: {q.reason}", file=sys.stderr)
-    return 1 if quarantined else 0
+    for q in run.quarantined:
+        print(f"quarantined: {getattr(q, 'reason', q.to_json())}", file=sys.stderr)
+    return 1 if run.quarantined else 0

@@ -81,11 +81,19 @@ class Column:
         if self.releasable and self.role == "category" and not self.levels:
             raise ValueError(f"column {self.name}: a releasable category needs public levels")
 
+    @property
+    def full_description(self) -> str:
+        """The description with the public bounds, which are written once (in `bounds`)."""
+        if self.bounds is None:
+            return self.description
+        low, high = self.bounds
+        return f"{self.description} (public bounds {low:g}-{high:g})".lstrip()
+
     def bigquery_json(self) -> dict[str, Any]:
         """The column as BigQuery's REST API writes a TableFieldSchema."""
         out: dict[str, Any] = {"name": self.name, "type": self.type, "mode": self.mode}
-        if self.description:
-            out["description"] = self.description
+        if self.full_description:
+            out["description"] = self.full_description
         if self.fields:
             out["fields"] = [f.bigquery_json() for f in self.fields]
         return out
@@ -119,6 +127,16 @@ class Partitioning:
     range_end: int = 0
     range_interval: int = 0
 
+    def bigquery_json(self) -> dict[str, Any]:
+        """BigQuery's REST spelling (a Table resource's `timePartitioning` or
+        `rangePartitioning`): the stack's table declarations and the BigQuery backend both
+        derive theirs from it."""
+        if self.type_ == "RANGE":
+            interval = {"start": str(self.range_start), "end": str(self.range_end),
+                        "interval": str(self.range_interval)}
+            return {"rangePartitioning": {"field": self.column, "range": interval}}
+        return {"timePartitioning": {"type": self.type_, "field": self.column}}
+
 
 @dataclass(frozen=True)
 class ForeignKey:
@@ -137,6 +155,8 @@ class ExternalParquet:
 
     bucket: str  # a bucket purpose of the node stack: "staging", "results", ...
     prefix: str  # e.g. "robotics/telemetry/"
+    # Columns of the table that are directories (`<prefix>/session_id=.../`), not in the
+    # files: BigQuery's Hive keys and the files' columns cannot overlap.
     hive_partition_keys: tuple[str, ...] = ()
 
 
@@ -157,7 +177,8 @@ class Table:
         if len(set(names)) != len(names):
             raise ValueError(f"table {self.name}: duplicate column names")
         fk_columns = [c for fk in self.foreign_keys for c in fk.columns]
-        for key in (*self.primary_key, *self.clustering, *fk_columns):
+        hive_keys = self.external.hive_partition_keys if self.external else ()
+        for key in (*self.primary_key, *self.clustering, *fk_columns, *hive_keys):
             if key not in names:
                 raise ValueError(f"table {self.name}: {key!r} is not a column")
 
@@ -196,6 +217,10 @@ class View:
     name: str
     description: str
     sql: str
+
+    def bigquery_sql(self, project: str, dataset: str) -> str:
+        """The view's query with `{dataset}` bound to the domain's dataset in `project`."""
+        return self.sql.replace("{dataset}", f"`{project}.{dataset}`")
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,20 @@ from scipy.optimize import brentq
 from scipy.special import expit, ndtr
 
 from workloads.contracts.errors import UserError
-from workloads.contracts.nodes import NODE_NAME
+from workloads.contracts.nodes import NODE_NAME, NODE_NAME_RULE
+from workloads.contracts.schema import Column
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 
 BUILTIN_PROFILE_DIR = Path(__file__).parent / "profiles"
-GENES = ("brca1", "tp53", "apoe4")  # column variant_<gene>: allele count 0, 1 or 2
-ALLELE_COUNTS = 3
+# What the generator writes is what the table says a patient is: its genes are the
+# variant_<gene> columns, an allele count takes the columns' public levels, and a profile's
+# ranges must sit inside the columns' public bounds (the federation's scaling and DP
+# sensitivity assume no value outside them).
+_GENE_COLUMNS = tuple(c for c in PATIENT_GENOMIC_DATA.columns if c.name.startswith("variant_"))
+GENES = tuple(c.name.removeprefix("variant_") for c in _GENE_COLUMNS)
+ALLELE_COUNTS = len(_GENE_COLUMNS[0].levels)  # 0, 1 or 2 alleles
+_RANGE_COLUMNS = {"age": PATIENT_GENOMIC_DATA.column("age"),
+                  "bmi": PATIENT_GENOMIC_DATA.column("bmi")}
 PROBABILITY_TOLERANCE = 1e-9
 ID_PREFIX = re.compile(r"^[A-Z][A-Z0-9]{0,7}$")
 _INTERCEPT_BRACKET = (-60.0, 60.0)  # logit range covering every prevalence in (1e-26, 1-1e-26)
@@ -146,7 +155,7 @@ def _parse(path: Path, raw: dict[str, Any]) -> Profile:
     if not NODE_NAME.match(node):
         raise UserError(
             f"profile {path}: the file name {node!r} is the node name and is not valid; fix: name "
-            f"it <node>.toml with 1-16 lowercase letters/digits starting with a letter (sg.toml)"
+            f"it <node>.toml, the node name being {NODE_NAME_RULE} (sg.toml)"
         )
     check.known_keys("", raw, _TOP_KEYS)
     description = raw.get("description", "")
@@ -157,11 +166,7 @@ def _parse(path: Path, raw: dict[str, Any]) -> Profile:
         check.fail("id_prefix", f"{prefix!r} is not 1-8 capital letters/digits", 'e.g. "SG"')
 
     age = check.clipped_normal(raw, "age", integer_bounds=True)
-    if age.low < 0:
-        check.fail("age.min", "must be >= 0", "use an age in years")
     bmi = check.clipped_normal(raw, "bmi", integer_bounds=False)
-    if bmi.low <= 0:
-        check.fail("bmi.min", "must be > 0", "use a body-mass index in kg/m2")
 
     alleles_raw = check.table(raw, "alleles")
     check.known_keys("alleles", alleles_raw, set(GENES))
@@ -257,7 +262,21 @@ class _Checker:
             self.fail(f"{key}.min/max", "must be whole numbers", "e.g. min = 25, max = 80")
         if not low < high:
             self.fail(f"{key}.min/max", f"min {low} is not below max {high}", "order the bounds")
+        self.within_public_bounds(key, _RANGE_COLUMNS[key], low, high)
         return ClippedNormal(mean, sd, low, high)
+
+    def within_public_bounds(self, key: str, column: Column, low: float, high: float) -> None:
+        if column.bounds is None:  # age and bmi are releasable, so the contract has them
+            raise ValueError(f"{PATIENT_GENOMIC_DATA.name}.{column.name} has no public bounds")
+        public_low, public_high = column.bounds
+        if low < public_low or high > public_high:
+            self.fail(
+                f"{key}.min/max",
+                f"[{low:g}, {high:g}] leaves the public bounds [{public_low:g}, "
+                f"{public_high:g}] of {PATIENT_GENOMIC_DATA.name}.{column.name}",
+                "keep min and max inside them (the federation's DP sensitivity and scaling "
+                "assume them; they are defined in workloads/contracts/tables/)",
+            )
 
     def probabilities(self, table: Mapping[str, Any], gene: str) -> tuple[float, ...]:
         key = f"alleles.{gene}"

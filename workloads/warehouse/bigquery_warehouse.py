@@ -97,16 +97,14 @@ class BigQueryWarehouse:
             bq_table = bigquery.Table(self.table_id(table), schema=schema_fields(table))
             if table.clustering:
                 bq_table.clustering_fields = list(table.clustering)
-            part = table.partitioning
-            if part is not None and part.type_ == "RANGE":
-                bq_table.range_partitioning = bigquery.RangePartitioning(
-                    field=part.column,
-                    range_=bigquery.PartitionRange(
-                        start=part.range_start, end=part.range_end, interval=part.range_interval),
-                )
-            elif part is not None:
-                bq_table.time_partitioning = bigquery.TimePartitioning(
-                    type_=part.type_, field=part.column)
+            if table.partitioning is not None:  # the stack's partitioning, same source
+                spec = table.partitioning.bigquery_json()
+                if "rangePartitioning" in spec:
+                    bq_table.range_partitioning = bigquery.RangePartitioning(
+                        _properties=spec["rangePartitioning"])
+                else:
+                    bq_table.time_partitioning = bigquery.TimePartitioning.from_api_repr(
+                        spec["timePartitioning"])
             self.client.create_table(bq_table, exists_ok=True)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:

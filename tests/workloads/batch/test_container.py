@@ -1,4 +1,4 @@
-"""The vcf-processor image: everything the Dockerfile copies exists; its entrypoint runs."""
+"""The task image: everything the Dockerfile copies exists; its entrypoint runs a kind."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from workloads.contracts.batch import TaskEnv
 from workloads.vcf.synth import PatientGenotypes, write_synthetic_vcf
 
 REPO = Path(__file__).resolve().parents[3]
-DOCKERFILE = REPO / "containers" / "vcf-processor" / "Dockerfile"
+DOCKERFILE = REPO / "containers" / "tasks" / "Dockerfile"
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -52,14 +53,17 @@ def _task(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 def test_entrypoint_help_and_a_dry_task(tmp_path: Path) -> None:
     assert _task(["--help"], {}).returncode == 0
-    assert _task([], {}).returncode == 2  # no shard list: a clear error, not a traceback
+    assert _task([], {}).returncode == 2  # no task environment: a clear error, no traceback
     counts = np.array([0, 1], dtype=np.int8)
     patients = PatientGenotypes(["US-0001", "US-0002"], counts, counts, counts)
     bucket = tmp_path / "bucket"
     write_synthetic_vcf(patients, bucket / "vcf", records=20, shards=2, progress=False)
     shards = ["vcf/synthetic-0000-of-0002.vcf.gz", "vcf/synthetic-0001-of-0002.vcf.gz"]
-    done = _task([], {"VCF_INPUT": str(bucket), "VCF_STAGING": str(bucket),
-                      "VCF_SHARDS": json.dumps(shards), "BATCH_TASK_INDEX": "1"})
+    env = {TaskEnv.KIND: "vcf", TaskEnv.INPUT: str(bucket), TaskEnv.STAGING: str(bucket),
+           TaskEnv.ITEMS: json.dumps(shards), TaskEnv.INDEX: "1"}
+    unknown = _task([], {**env, TaskEnv.KIND: "nosuchkind"})
+    assert unknown.returncode == 2 and "no task kind 'nosuchkind'" in unknown.stderr
+    done = _task([], env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["key"] == shards[1] and result["status"] == "staged"

@@ -98,6 +98,11 @@ BAD = [
     ({"min = 25": "min = 90"}, r"age\.min/max: min 90\.0 is not below max 80\.0"),
     ({"min = 25": "min = 25.5"}, r"age\.min/max: must be whole numbers"),
     ({"max = 40.0": "max = 18.0"}, r"bmi\.min/max: .*not below"),
+    # The columns' public bounds (workloads/contracts/tables/genomics.py) bound every profile.
+    ({"min = 25": "min = 18"},
+     r"age\.min/max: \[18, 80\] leaves the public bounds \[25, 80\] of patient_genomic_data"),
+    ({"max = 40.0": "max = 45.0"},
+     r"bmi\.min/max: \[18\.5, 45\] leaves the public bounds \[18\.5, 40\] of "),
     ({"intercept = -3.0 ": "target_prevalence = 0.2\nintercept = -3.0 "},
      r"diagnosis: needs exactly one of intercept and target_prevalence"),
     ({"intercept = -3.0 ": "# no intercept "}, r"diagnosis: needs exactly one"),
@@ -140,3 +145,25 @@ def test_bad_prefix_and_file_name(write_profile: WriteProfile, tmp_path: Path) -
         load_profile(odd)
     with pytest.raises(UserError, match="does not exist"):
         load_profile(tmp_path / "nope.toml")
+
+
+def test_profile_checks_follow_the_column_contract(
+    write_profile: WriteProfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bounds are read from the table's columns, not restated: narrow a column's public
+    bounds and a profile that was fine is refused."""
+    from dataclasses import replace as with_changes
+
+    import workloads.generator.profile as profile_module
+    from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
+
+    age = PATIENT_GENOMIC_DATA.column("age")
+    assert (age.bounds, PATIENT_GENOMIC_DATA.column("bmi").bounds) == ((25, 80), (18.5, 40.0))
+    assert profile_module.GENES == ("brca1", "tp53", "apoe4")
+    assert len(PATIENT_GENOMIC_DATA.column("variant_tp53").levels) == profile_module.ALLELE_COUNTS
+    path = write_profile("sg")
+    load_profile(path)
+    narrower = {**profile_module._RANGE_COLUMNS, "age": with_changes(age, bounds=(30, 80))}
+    monkeypatch.setattr(profile_module, "_RANGE_COLUMNS", narrower)
+    with pytest.raises(UserError, match=r"public bounds \[30, 80\]"):
+        load_profile(path)

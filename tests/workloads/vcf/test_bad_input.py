@@ -12,11 +12,12 @@ import pysam
 import pytest
 
 from workloads.batch.local import run_local
+from workloads.contracts.batch import TaskRequest
 from workloads.contracts.errors import UserError
 from workloads.contracts.tables.genomics import PROCESSED_VARIANTS, VCF_LOADS
 from workloads.local_node import LocalNode
 from workloads.objectstore.folder import FolderStore
-from workloads.vcf.pipeline import process_shard
+from workloads.vcf.pipeline import ShardResult, process_shard
 from workloads.vcf.synth import PatientGenotypes, write_synthetic_vcf
 from workloads.vcf.validate import validate_vcf
 
@@ -134,14 +135,16 @@ def test_other_shards_are_unaffected_in_a_local_run(
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     _write_text(_replace_field(1, "oops")(list(lines)), node.bucket / "vcf" / "bad.vcf.gz")
     shards = ["vcf/bad.vcf.gz", f"vcf/{path.name}"]
-    run = run_local(node, shards, workers=2, progress=False)
-    assert [s.status for s in run.shards] == ["quarantined", "staged"]
+    run = run_local(node, TaskRequest("vcf", tuple(shards)), workers=2, progress=False)
+    assert [s.status for s in run.results] == ["quarantined", "staged"]
+    staged = run.results[1]
+    assert isinstance(staged, ShardResult)
     with node.open_warehouse() as wh:
         loaded = wh.query(f"SELECT fingerprint FROM {wh.table_ref(VCF_LOADS)}")
-        assert loaded.column("fingerprint").to_pylist() == [run.shards[1].fingerprint]
+        assert loaded.column("fingerprint").to_pylist() == [staged.fingerprint]
         sources = wh.query(
             f"SELECT DISTINCT source_fingerprint AS f FROM {wh.table_ref(PROCESSED_VARIANTS)}")
-        assert sources.column("f").to_pylist() == [run.shards[1].fingerprint]
+        assert sources.column("f").to_pylist() == [staged.fingerprint]
     assert FolderStore(node.bucket).exists("quarantine/vcf/bad.vcf.gz.reason.json")
 
 

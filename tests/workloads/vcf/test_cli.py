@@ -48,3 +48,20 @@ def test_process_of_a_missing_file_names_it_and_the_fix(
                  str(missing)]) == 2
     err = capsys.readouterr().err
     assert f"{missing}: no such VCF file; fix:" in err
+
+
+def test_batch_run_local_runs_the_vcf_kind_through_the_generic_runner(
+    node: LocalNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--node", node.name, "--root", str(node.root)]
+    assert main(["vcf", "batch", "run-local", *base, "--no-progress"]) == 2  # nothing yet
+    assert "no VCFs under" in capsys.readouterr().err
+    assert main(["vcf", "synth", *base, "--records", "80", "--shards", "2",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["vcf", "batch", "run-local", *base, "--workers", "2", "--no-progress"]) == 0
+    shards = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [s["status"] for s in shards] == ["staged", "staged"]
+    assert main(["vcf", "derive", *base]) == 0  # finish_local loaded and derived them
+    assert json.loads(capsys.readouterr().out) == {
+        "patients": 40, "differ_from_patient_genomic_data": 0}

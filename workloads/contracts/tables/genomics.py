@@ -24,7 +24,7 @@ PATIENT_GENOMIC_DATA = Table(
             "age",
             "INTEGER",
             "REQUIRED",
-            "Age in years, 25-80",
+            "Age in years",
             role="covariate",
             unit="a",
             bounds=(25, 80),
@@ -34,7 +34,7 @@ PATIENT_GENOMIC_DATA = Table(
             "variant_brca1",
             "INTEGER",
             "REQUIRED",
-            "BRCA1 variant allele count, 0-2",
+            "BRCA1 variant allele count",
             role="covariate",
             bounds=(0, 2),
             levels=ALLELE_COUNT_LEVELS,
@@ -44,7 +44,7 @@ PATIENT_GENOMIC_DATA = Table(
             "variant_tp53",
             "INTEGER",
             "REQUIRED",
-            "TP53 variant allele count, 0-2",
+            "TP53 variant allele count",
             role="covariate",
             bounds=(0, 2),
             levels=ALLELE_COUNT_LEVELS,
@@ -54,7 +54,7 @@ PATIENT_GENOMIC_DATA = Table(
             "variant_apoe4",
             "INTEGER",
             "REQUIRED",
-            "APOE e4 allele count, 0-2",
+            "APOE e4 allele count",
             role="covariate",
             bounds=(0, 2),
             levels=ALLELE_COUNT_LEVELS,
@@ -177,6 +177,7 @@ VARIANT_FEATURES = Table(
 GENOMICS = Domain(
     name="genomics",
     dataset="hospital_data",  # the seed's dataset name, kept for its readers
-    description="Patients' genomic features and the VCF pipeline's variants, in creation order.",
+    description="Patients' genomic features and the VCF pipeline's variants.",
+    # In creation order: a table comes after any table its foreign keys reference.
     tables=(PATIENT_GENOMIC_DATA, PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS, VARIANT_FEATURES),
 )
