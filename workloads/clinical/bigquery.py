@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -164,6 +165,30 @@ def merge_script(project: str, dataset: str, load_id: str, views: Sequence[str],
     return ";\n".join(parts)
 
 
+MERGE_ATTEMPTS = 5
+
+
+def _run_merge(client: Any, script: str, config: Any, load_id: str) -> dict[str, int]:
+    """Run the merge transaction. Tasks merge in parallel and BigQuery aborts one of two
+    transactions that change the same table at once: retry with the next deterministic job
+    id (a retried task finds its earlier attempts' jobs and re-attaches or moves on)."""
+    from google.api_core.exceptions import BadRequest, Conflict
+
+    for attempt in range(MERGE_ATTEMPTS):
+        jid = job_id("merge", load_id) + (f"_{attempt}" if attempt else "")
+        try:
+            job = client.query(script, job_config=config, job_id=jid)
+        except Conflict:
+            job = client.get_job(jid)
+        try:
+            return {str(row[0]): int(row[1]) for row in job.result()}
+        except BadRequest as exc:
+            if "concurrent" not in str(exc).lower() or attempt == MERGE_ATTEMPTS - 1:
+                raise
+            time.sleep(2 ** attempt)
+    raise AssertionError("unreachable")
+
+
 def _sql_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -174,8 +199,13 @@ def merge_staged(client: Any, *, project: str, dataset: str, staging: ObjectStor
     from google.api_core.exceptions import Conflict
     from google.cloud import bigquery
 
-    from workloads.clinical.load import LoadReport, _drop_dangling, _one_version_per_key
-    from workloads.clinical.task import read_staged
+    from workloads.clinical.load import (
+        LoadReport,
+        _drop_dangling,
+        _one_version_per_key,
+        _resolve_pending,
+    )
+    from workloads.clinical.task import read_identifier_index, read_staged
 
     load_id = hashlib.sha256("\n".join(sorted(staged_keys)).encode()).hexdigest()
     report = LoadReport(load_id, files=len(staged_keys))
@@ -183,6 +213,8 @@ def merge_staged(client: Any, *, project: str, dataset: str, staging: ObjectStor
     known = {row[0] for row in client.query(
         f"SELECT CONCAT(resource_type, '/', id) FROM `{project}.{dataset}.{FHIR_RESOURCES.name}`"
     ).result()}
+    if any(r.pending for r in staged):  # identifiers published by the provider bundles
+        staged = _resolve_pending(staged, read_identifier_index(staging), report)
     staged = _drop_dangling(_one_version_per_key(staged, report), known, report)
     now = datetime.now(UTC)
     if report.quarantined:
@@ -212,12 +244,7 @@ def merge_staged(client: Any, *, project: str, dataset: str, staging: ObjectStor
     script = merge_script(project, dataset, load_id, views, inputs, len(report.quarantined))
     config = bigquery.QueryJobConfig(destination_encryption_configuration=(
         bigquery.EncryptionConfiguration(kms_key_name=kms_key) if kms_key else None))
-    jid = job_id("merge", load_id)
-    try:
-        job = client.query(script, job_config=config, job_id=jid)
-    except Conflict:
-        job = client.get_job(jid)
-    counts = {str(row[0]): int(row[1]) for row in job.result()}
+    counts = _run_merge(client, script, config, load_id)
     for step in ("resources", *views):
         client.delete_table(f"{project}.{dataset}.{scratch_name(step, load_id)}",
                             not_found_ok=True)

@@ -207,14 +207,27 @@ def ingest(node: LocalNode, sources: Sequence[Source], *, workers: int = 2,
             for obj in objects or ():
                 staged += obj.staged
                 report.quarantined += obj.quarantined
-        staged = _one_version_per_key(staged, report)
-        staged = _drop_dangling(staged, _known_keys(con, warehouse), report)
-        report.resources = len(staged)
-        for r in staged:
-            report.by_type[r.resource_type] = report.by_type.get(r.resource_type, 0) + 1
-        report.quarantine_key = _write_quarantine(store, load_id, report.quarantined)
-        _commit(con, warehouse, staged, report, sources, splits, progress=progress)
+        inputs = [{"file": src.name, "sha256": sp.sha256}
+                  for src, sp in zip(sources, splits, strict=True)]
+        check_and_commit(con, warehouse, store, staged, report, inputs)
     return report
+
+
+def check_and_commit(con: Any, warehouse: Any, store: ObjectStore,
+                     staged: list[StagedResource], report: LoadReport,
+                     inputs: list[dict[str, str]]) -> None:
+    """The checks across the load (conditional references the tasks left, one version per
+    id, dangling references), the quarantine object, then the one transaction."""
+    if any(r.pending for r in staged):
+        staged = _resolve_pending(staged, {**_known_identifiers(con, warehouse),
+                                           **_identifiers_in(store)}, report)
+    staged = _one_version_per_key(staged, report)
+    staged = _drop_dangling(staged, _known_keys(con, warehouse), report)
+    report.resources = len(staged)
+    for r in staged:
+        report.by_type[r.resource_type] = report.by_type.get(r.resource_type, 0) + 1
+    report.quarantine_key = _write_quarantine(store, report.load_id, report.quarantined)
+    _commit(con, warehouse, staged, report, inputs)
 
 
 def _connection(warehouse: Any) -> Any:
@@ -235,6 +248,30 @@ def _known_identifiers(con: Any, warehouse: Any) -> dict[str, str]:
         resource = json.loads(text)
         for key in identifier_keys(resource):
             out.setdefault(key, str(resource.get("id")))
+    return out
+
+
+def _identifiers_in(store: ObjectStore) -> dict[str, str]:
+    from workloads.clinical.task import read_identifier_index
+
+    return read_identifier_index(store)
+
+
+def _resolve_pending(staged: list[StagedResource], identifiers: dict[str, str],
+                     report: LoadReport) -> list[StagedResource]:
+    from workloads.clinical.validate import resolve_pending
+
+    out = []
+    for r in staged:
+        resolved = resolve_pending(r, identifiers) if r.pending else r
+        if isinstance(resolved, str):
+            file, _, line = r.origin.rpartition(":")
+            report.quarantined.append(Quarantined(
+                file, int(line), f"{r.resource_type}/{r.id}: dangling reference {resolved!r}; "
+                f"fix: load the bundle that holds it (Synthea writes practitioners and "
+                f"hospitals in their own files) in the same run or before", r.resource))
+        else:
+            out.append(resolved)
     return out
 
 
@@ -322,7 +359,7 @@ def _arrow(table: Table, rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def _commit(con: Any, warehouse: Any, staged: list[StagedResource], report: LoadReport,
-            sources: Sequence[Source], splits: Sequence[SplitResult], *, progress: bool) -> None:
+            inputs: list[dict[str, str]]) -> None:
     now = datetime.now(UTC)
     incoming = _arrow(FHIR_STAGING, [
         {"load_id": report.load_id, "source": r.source, "line": r.line,
@@ -379,12 +416,11 @@ def _commit(con: Any, warehouse: Any, staged: list[StagedResource], report: Load
         known = con.execute(f"SELECT count(*) FROM {warehouse.table_ref(FHIR_LOADS)} "
                             f"WHERE load_id = ?", [report.load_id]).fetchone()
         if changed or not (known and known[0]):
-            inputs = json.dumps([{"file": s.name, "sha256": sp.sha256}
-                                 for s, sp in zip(sources, splits, strict=True)])
             con.execute(
                 f"INSERT OR REPLACE INTO {warehouse.table_ref(FHIR_LOADS)} VALUES "
                 f"(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [report.load_id, inputs, report.resources, report.inserted, report.updated,
+                [report.load_id, json.dumps(inputs), report.resources, report.inserted,
+                 report.updated,
                  report.unchanged, report.stale, len(report.quarantined), now])
         con.execute("DROP TABLE _fhir_in")
         con.execute("DROP TABLE _fhir_action")
@@ -399,6 +435,8 @@ def _refresh_flattened(con: Any, warehouse: Any, staged: Sequence[StagedResource
     """Replace the flattened rows of the resources this load inserted or updated (their
     ViewDefinition rows were computed by the parallel tasks)."""
     by_key = {(r.resource_type, r.id): r for r in staged}
+    from workloads.clinical.viewdef import ViewDefinition
+
     for name, spec in VIEW_DEFINITIONS.items():
         table, resource_type = FLATTENED[name], spec["resource"]
         key = table.primary_key[0]
@@ -408,9 +446,13 @@ def _refresh_flattened(con: Any, warehouse: Any, staged: Sequence[StagedResource
         if not changed:
             continue
         rows: list[dict[str, Any]] = []
+        view = ViewDefinition(spec)
         for r in changed:
-            assert r.view_rows is not None  # new content is always flattened by its task
-            for index, row in enumerate(r.view_rows):
+            # New content is flattened by its validation task; staged files read back from
+            # the bucket (the Batch task kind) carry no rows and are flattened here.
+            view_rows = r.view_rows if r.view_rows is not None else tuple(
+                view.rows_of(json.loads(r.resource)))
+            for index, row in enumerate(view_rows):
                 rows.append({**row, ROW_INDEX: index, "digest": r.digest,
                              "generated_ts": r.generated_ts, "ingestion_ts": now,
                              key: row.get(key) or r.id})

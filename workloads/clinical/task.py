@@ -1,30 +1,37 @@
-"""The "fhir" Batch task kind: one input file per task, then one merge step.
+"""The `fhir` Batch task kind: one input file (a bundle or an NDJSON file) per task.
 
-`run_fhir_task(input, staging, files, index)` is what a Cloud Batch task runs (task i reads
-files[i], BATCH_TASK_INDEX): it splits the file into per-patient NDJSON objects in the
-staging bucket, validates every line and writes the valid resources (with provenance) to
-`fhir/staged/<file sha256>.ndjson` and the rejected ones to `fhir/quarantine/`. Conditional
-references resolve through `fhir/identifiers.json` in the staging bucket (written by a
-previous load of the hospital and practitioner bundles, `fhir/identifiers/`) plus the
-file's own identifiers. After all tasks, one process runs `workloads.clinical.bigquery.
-merge_staged` (dedup, dangling references, MERGE) - the same checks as the local load.
-Everything a task writes is keyed by the file's content, so a retried task rewrites the
-same objects.
+Task i splits item i (an object key in the input store) into per-patient NDJSON in the
+staging store, validates every line and writes the valid resources with their provenance to
+`fhir/staged/<file sha256>.ndjson` (rejected ones to `fhir/quarantine/task-...`).
+Conditional references resolve through the identifiers the node already holds (locally:
+`local_inputs`), those published under `fhir/identifiers/` by earlier tasks of hospital and
+practitioner bundles, and the file's own. Everything a task writes is keyed by the file's
+content, so a retried task rewrites the same objects.
+
+In the cloud (warehouse "bigquery") the task then merges its own file into BigQuery
+(`workloads.clinical.bigquery.merge_staged`: the same checks as locally, NDJSON load jobs
+with the JSON type, one transaction, job ids derived from the content). Load the hospital
+and practitioner bundles in a job before the patients' (Synthea's patient bundles reference
+only their own resources and those). Locally, `finish_local` loads every staged file into
+the node's DuckDB in one transaction (one writer per database).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
+from workloads.batch.registry import TaskKind, TaskResult, register_task_kind
 from workloads.clinical.records import split_file
 from workloads.clinical.validate import StagedResource, validate_object
-from workloads.contracts.errors import UserError
+from workloads.contracts.batch import TaskContext
 from workloads.objectstore.base import ObjectStore, open_store
 
-TASK_KIND = "fhir"
+if TYPE_CHECKING:
+    from workloads.local_node import LocalNode
+
 STAGED_PREFIX = "fhir/staged/"
 IDENTIFIERS_PREFIX = "fhir/identifiers/"
 TASK_QUARANTINE_PREFIX = "fhir/quarantine/task-"
@@ -37,9 +44,15 @@ class FhirTaskResult:
     staged_key: str
     resources: int
     quarantined: int
+    loaded: dict[str, int] | None = None  # the BigQuery merge's counts, in the cloud
+
+    @property
+    def status(self) -> str:
+        """"quarantined" only when nothing of the file could be staged."""
+        return "quarantined" if self.quarantined and not self.resources else "staged"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps({**asdict(self), "status": self.status}, sort_keys=True)
 
 
 def staged_line(r: StagedResource) -> str:
@@ -47,7 +60,7 @@ def staged_line(r: StagedResource) -> str:
         "resource_type": r.resource_type, "id": r.id, "resource": r.resource,
         "digest": r.digest, "generated_ts": r.generated_ts.isoformat() if r.generated_ts
         else None, "source": r.source, "line": r.line, "origin": r.origin,
-        "references": list(r.references)}, sort_keys=True)
+        "references": list(r.references), "pending": list(r.pending)}, sort_keys=True)
 
 
 def read_staged(store: ObjectStore, key: str) -> list[StagedResource]:
@@ -58,7 +71,8 @@ def read_staged(store: ObjectStore, key: str) -> list[StagedResource]:
         d = json.loads(line)
         out.append(StagedResource(d["resource_type"], d["id"], d["resource"], d["digest"],
                                   parse_instant(d["generated_ts"]), d["source"], d["line"],
-                                  d["origin"], tuple(d["references"])))
+                                  d["origin"], tuple(d["references"]), None,
+                                  tuple(d.get("pending", ()))))
     return out
 
 
@@ -77,23 +91,17 @@ def write_identifier_index(store: ObjectStore, sha256: str, identifiers: Mapping
                       json.dumps(dict(identifiers), sort_keys=True).encode())
 
 
-def run_fhir_task(input_location: str, staging_location: str, files: Sequence[str],
-                  index: int, *, identifiers: Mapping[str, str] | None = None
-                  ) -> FhirTaskResult:
-    """Split and validate files[index] (a key in the input bucket) into the staging bucket."""
-    if not 0 <= index < len(files):
-        raise UserError(f"task index {index} is outside the {len(files)} files; fix: "
-                        f"task_count must equal the number of files")
+def stage_file(input_location: str, staging_location: str, key: str, *,
+               identifiers: Mapping[str, str] | None = None) -> FhirTaskResult:
+    """Split and validate one file (a key in the input store) into the staging store."""
     inputs, staging = open_store(input_location), open_store(staging_location)
-    key = files[index]
     split = split_file(inputs.uri(key), inputs.read_bytes(key), staging)
-    known = dict(read_identifier_index(staging) if identifiers is None else identifiers)
-    known.update(split.identifiers)
+    known = {**read_identifier_index(staging), **(identifiers or {}), **split.identifiers}
     staged, quarantined = [], list(split.quarantined)
     for obj_key, lines in split.objects.items():
         checked = validate_object(staging, obj_key, origin_file=split.source,
                                   origin_lines=lines, identifiers=known,
-                                  generated=split.generated)
+                                  generated=split.generated, defer_conditional=True)
         staged += checked.staged
         quarantined += checked.quarantined
     staged_key = f"{STAGED_PREFIX}{split.sha256}.ndjson"
@@ -106,52 +114,65 @@ def run_fhir_task(input_location: str, staging_location: str, files: Sequence[st
     return FhirTaskResult(split.source, split.sha256, staged_key, len(staged), len(quarantined))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m workloads.clinical.task`: one task (index = BATCH_TASK_INDEX), or --merge."""
-    import argparse
-    import os
-    import sys
+def run_fhir_task(context: TaskContext) -> FhirTaskResult:
+    """The registered function: stage `context.item`; in the cloud, merge it too."""
+    identifiers = context.inputs.get("identifiers")
+    result = stage_file(context.input_location, context.staging_location, context.item,
+                        identifiers=identifiers if isinstance(identifiers, dict) else None)
+    if context.warehouse != "bigquery" or not result.resources:
+        return result
+    from google.cloud import bigquery
 
-    parser = argparse.ArgumentParser(prog="python -m workloads.clinical.task",
-                                     description="The 'fhir' Batch task kind.")
-    parser.add_argument("--input", required=True, help="gs://bucket or folder of the files")
-    parser.add_argument("--staging", required=True, help="gs://bucket or folder")
-    parser.add_argument("--files", required=True, help="JSON list of object keys")
-    parser.add_argument("--index", type=int, default=int(os.environ.get("BATCH_TASK_INDEX", "0")))
-    parser.add_argument("--merge", action="store_true",
-                        help="after every task: check and merge the staged files into BigQuery")
-    parser.add_argument("--project", default="")
-    parser.add_argument("--dataset", default="clinical")
-    parser.add_argument("--kms-key", default="", help="the dataset's CMEK key, on every job")
-    args = parser.parse_args(argv)
-    try:
-        files = json.loads(args.files)
-        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-            raise UserError("--files must be a JSON list of object keys")
-        if args.merge:
-            from google.cloud import bigquery
+    from workloads.clinical.bigquery import merge_staged
+    from workloads.contracts.tables.clinical import CLINICAL
 
-            from workloads.clinical.bigquery import merge_staged
-
-            staging, inputs = open_store(args.staging), open_store(args.input)
-            # This load's staged files: named by the content of its input files.
-            keys = [f"{STAGED_PREFIX}{hashlib.sha256(inputs.read_bytes(f)).hexdigest()}.ndjson"
-                    for f in files]
-            missing = [k for k in keys if not staging.exists(k)]
-            if missing:
-                raise UserError(f"{len(missing)} of the files are not staged yet (e.g. "
-                                f"{missing[0]}); fix: run every task before --merge")
-            counts = merge_staged(bigquery.Client(project=args.project), project=args.project,
-                                  dataset=args.dataset, staging=staging, staged_keys=keys,
-                                  kms_key=args.kms_key)
-            print(json.dumps(counts, sort_keys=True))
-            return 0
-        print(run_fhir_task(args.input, args.staging, files, args.index).to_json())
-        return 0
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    counts = merge_staged(bigquery.Client(project=context.project), project=context.project,
+                          dataset=CLINICAL.dataset, staging=open_store(context.staging_location),
+                          staged_keys=[result.staged_key], kms_key=context.kms_key)
+    return FhirTaskResult(result.source, result.sha256, result.staged_key, result.resources,
+                          result.quarantined + counts.get("quarantined", 0), counts)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _local_inputs(node: LocalNode) -> Mapping[str, Any]:
+    from workloads.clinical.load import _connection, _known_identifiers
+    from workloads.contracts.tables.clinical import CLINICAL
+
+    with node.open_warehouse() as warehouse:
+        warehouse.ensure_tables(CLINICAL.tables)
+        return {"identifiers": _known_identifiers(_connection(warehouse), warehouse)}
+
+
+def _finish_local(node: LocalNode, results: Sequence[TaskResult]) -> dict[str, Any]:
+    """Load what the tasks staged into the node's DuckDB: the same checks and transaction
+    as `fhir ingest`."""
+    import hashlib
+
+    from workloads.clinical.load import LoadReport, _connection, check_and_commit, node_store
+    from workloads.contracts.tables.clinical import CLINICAL
+
+    done = [r for r in results if isinstance(r, FhirTaskResult)]
+    store = node_store(node)
+    load_id = hashlib.sha256("\n".join(sorted(r.sha256 for r in done)).encode()).hexdigest()
+    report = LoadReport(load_id, files=len(done))
+    staged = [s for r in done for s in read_staged(store, r.staged_key)]
+    for r in done:
+        quarantine_key = f"{TASK_QUARANTINE_PREFIX}{r.sha256[:32]}.ndjson"
+        if r.quarantined and store.exists(quarantine_key):
+            from workloads.clinical.records import Quarantined
+
+            report.quarantined += [Quarantined(**json.loads(line)) for line in
+                                   store.read_bytes(quarantine_key).decode().splitlines()]
+    with node.open_warehouse() as warehouse:
+        warehouse.ensure_tables(CLINICAL.tables)
+        check_and_commit(_connection(warehouse), warehouse, store, staged, report,
+                         [{"file": r.source, "sha256": r.sha256} for r in done])
+    return report.summary()
+
+
+FHIR_TASK = register_task_kind(TaskKind(
+    "fhir",
+    run=run_fhir_task,
+    local_inputs=_local_inputs,
+    finish_local=_finish_local,
+    description="split, validate and stage one FHIR bundle or NDJSON file (and merge it)",
+))

@@ -40,6 +40,9 @@ class StagedResource:
     # Rows of the built-in ViewDefinition for this type (computed in the parallel task for
     # new content only; None when the node already holds this exact content).
     view_rows: tuple[dict[str, Any], ...] | None = None
+    # Conditional references left for the coordinator, which knows every file's identifiers
+    # (a Batch task may run before the task of the practitioner bundle has published them).
+    pending: tuple[str, ...] = ()
 
 
 @dataclass
@@ -90,6 +93,25 @@ def _resolve(reference: str, identifiers: Mapping[str, str]) -> str | None:
     return f"{rtype}/{found}" if found else None
 
 
+def resolve_pending(r: StagedResource, identifiers: Mapping[str, str]
+                    ) -> StagedResource | str:
+    """Resolve the conditional references a task left; the new content gets a new digest
+    (and is flattened later). Returns the first reference that still matches nothing."""
+    resource = json.loads(r.resource)
+    targets = set(r.references)
+    for ref in walk_references(resource):
+        target = str(ref["reference"])
+        if target in r.pending:
+            resolved = _resolve(target, identifiers)
+            if resolved is None:
+                return target
+            ref["reference"] = resolved
+            targets.add(resolved)
+    body = canonical(resource)
+    return StagedResource(r.resource_type, r.id, body, digest_of(body), r.generated_ts,
+                          r.source, r.line, r.origin, tuple(sorted(targets)), None, ())
+
+
 def _first_error(exc: pydantic.ValidationError) -> str:
     errors = exc.errors()
     if not errors:
@@ -109,6 +131,7 @@ def validate_object(
     generated: str | None = None,
     known_digests: frozenset[str] = frozenset(),
     only_known: bool = False,
+    defer_conditional: bool = False,
 ) -> ValidatedObject:
     """`known_digests`: contents the node already holds (validated when they were loaded);
     their lines are still parsed, resolved and digested but not validated or flattened
@@ -141,13 +164,15 @@ def validate_object(
         if not isinstance(rid, str) or not rid:
             reject(f"{rtype} without an id; fix: give every resource a logical id")
             continue
-        dangling, targets = [], []
+        dangling: list[str] = []
+        targets: list[str] = []
+        pending: list[str] = []
         for ref in walk_references(resource):
             target = ref["reference"]
             if "?" in target and not target.startswith(("http://", "https://")):
                 resolved = _resolve(target, identifiers)
                 if resolved is None:
-                    dangling.append(target)
+                    (pending if defer_conditional else dangling).append(target)
                     continue
                 ref["reference"] = target = resolved
             if target.startswith("urn:uuid:"):
@@ -173,9 +198,9 @@ def validate_object(
                 reject(f"{rtype}/{rid} fails FHIR R4 validation: {_first_error(exc)}")
                 continue
             view = _views_by_type().get(rtype)
-            rows = tuple(view.rows_of(resource)) if view is not None else ()
+            rows = tuple(view.rows_of(resource)) if view is not None and not pending else None
         generated_ts = parse_instant((resource.get("meta") or {}).get("lastUpdated"))
         out.staged.append(StagedResource(
             rtype, rid, body, digest, generated_ts or default_generated, key, number,
-            origin, tuple(sorted(set(targets))), rows))
+            origin, tuple(sorted(set(targets))), rows, tuple(sorted(set(pending)))))
     return out

@@ -7,11 +7,11 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import sqlglot
-from clinical_helpers import patients_table
+from clinical_helpers import PATIENTS, patients_table
 from sqlglot import exp
 
+from workloads.batch.registry import run_task, task_kinds
 from workloads.clinical.bigquery import (
     flattened_rows,
     job_id,
@@ -20,8 +20,10 @@ from workloads.clinical.bigquery import (
     staging_rows,
 )
 from workloads.clinical.synth import synth_bundles
-from workloads.clinical.task import read_staged, run_fhir_task
+from workloads.clinical.task import read_staged
+from workloads.contracts.batch import TaskContext, TaskRequest
 from workloads.contracts.tables.clinical import FEATURES_SQL, FHIR_STAGING, VIEW_DEFINITIONS
+from workloads.local_node import LocalNode
 from workloads.objectstore.folder import FolderStore
 
 LOAD_ID = "ab" * 32
@@ -72,13 +74,16 @@ def test_task_stages_files_then_retry_rewrites_the_same(tmp_path: Path) -> None:
         names.append(name)
     # Provider bundles first (they publish their identifiers), then the patients.
     for i in range(len(names)):
-        result = run_fhir_task(str(inputs), str(staging), names, i)
-        assert result.quarantined == 0, name
+        context = TaskContext(kind="fhir", items=tuple(names), index=i,
+                              input_location=str(inputs), staging_location=str(staging))
+        result = run_task(context)
+        assert result.status == "staged" and json.loads(result.to_json())["quarantined"] == 0
     staged_store = FolderStore(staging)
     staged = [r for k in staged_store.list("fhir/staged/") for r in read_staged(staged_store, k)]
     assert {r.resource_type for r in staged} >= {"Patient", "Encounter", "Observation"}
     before = {k: staged_store.read_bytes(k) for k in staged_store.list("fhir/")}
-    run_fhir_task(str(inputs), str(staging), names, 3)  # a retried task
+    run_task(TaskContext(kind="fhir", items=tuple(names), index=3,
+                         input_location=str(inputs), staging_location=str(staging)))
     assert {k: staged_store.read_bytes(k) for k in staged_store.list("fhir/")} == before
     now = datetime(2026, 1, 2, tzinfo=UTC)
     rows = [json.loads(line) for line in staging_rows(staged, LOAD_ID, now).splitlines()]
@@ -87,16 +92,20 @@ def test_task_stages_files_then_retry_rewrites_the_same(tmp_path: Path) -> None:
     assert sorted(p["patient_id"] for p in patients) == [f"US-{i:04d}" for i in range(4)]
 
 
-def test_task_entrypoint_and_merge_refuses_unstaged(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from workloads.clinical.task import main
+def test_fhir_kind_runs_locally_like_ingest(synth_node: LocalNode, tmp_path: Path) -> None:
+    """`batch run-local` for the fhir kind: tasks stage in processes, finish_local merges."""
+    from workloads.batch.local import run_local
+    from workloads.clinical.load import INPUT_PREFIX, node_store
 
-    inputs = tmp_path / "in"
-    FolderStore(inputs).write_bytes("a.ndjson", b'{"resourceType": "Patient", "id": "p1"}\n')
-    files = json.dumps(["a.ndjson"])
-    assert main(["--input", str(inputs), "--staging", str(tmp_path / "st"), "--files", files,
-                 "--merge", "--project", "p"]) == 2
-    assert "not staged yet" in capsys.readouterr().err
-    assert main(["--input", str(inputs), "--staging", str(tmp_path / "st"), "--files", files,
-                 "--index", "0"]) == 0
-    assert json.loads(capsys.readouterr().out)["resources"] == 1
+    assert "fhir" in task_kinds()
+    items = tuple(node_store(synth_node).list(INPUT_PREFIX))
+    run = run_local(synth_node, TaskRequest("fhir", items), workers=2, progress=False)
+    assert run.quarantined == []
+    assert run.finished["inserted"] == run.finished["resources"] > 0
+    again = run_local(synth_node, TaskRequest("fhir", items), workers=1, progress=False)
+    assert (again.finished["inserted"], again.finished["updated"]) == (0, 0)
+    with synth_node.open_warehouse() as wh:
+        rows = wh.query("SELECT g.bmi = f.bmi AND g.diagnosis_cancer = f.diagnosis_cancer "
+                        "AS same FROM node.main.patient_genomic_data g JOIN "
+                        "node.main.clinical_features f USING (patient_id)").to_pylist()
+    assert len(rows) == PATIENTS and all(r["same"] for r in rows)
