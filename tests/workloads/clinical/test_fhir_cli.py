@@ -65,3 +65,34 @@ def test_ingest_without_input_says_how(node: LocalNode,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "fhir", "ingest", "--node", "us", "--root", str(node.root))
     assert code == 2 and "fhir synth --node us" in err
+
+
+@pytest.mark.slow  # captures the us stack under Pulumi mocks
+def test_batch_dry_run_names_the_fhir_kind(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    from infra.capture import capture
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        outputs = capture("us").outputs
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs))
+    code, out, _ = _run(capsys, "fhir", "batch", "dry-run", "--stack-outputs", str(path),
+                        "--item", "fhir/input/a.json", "--item", "fhir/input/b.json")
+    assert code == 0
+    job = json.loads(out)
+    assert job["jobId"].startswith("fhir-")
+    env = json.dumps(job["job"])
+    assert '"SOVEREIGN_TASK_KIND": "fhir"' in env and "fhir/input/b.json" in env
+    code, _, err = _run(capsys, "fhir", "batch", "dry-run", "--stack-outputs", str(path),
+                        "--item", "x.json", "--location", "europe-west4")
+    assert code == 2 and "outside node region" in err
+
+
+def test_batch_run_local(synth_node: LocalNode, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "fhir", "batch", "run-local", "--node", "us", "--root",
+                        str(synth_node.root), "--workers", "1", "--no-progress")
+    summary = json.loads(out)
+    assert code == 0 and summary["inserted"] == summary["resources"] > 0
