@@ -109,3 +109,30 @@ def test_fhir_kind_runs_locally_like_ingest(synth_node: LocalNode, tmp_path: Pat
                         "AS same FROM node.main.patient_genomic_data g JOIN "
                         "node.main.clinical_features f USING (patient_id)").to_pylist()
     assert len(rows) == PATIENTS and all(r["same"] for r in rows)
+
+
+def test_patient_task_before_provider_task_resolves_at_merge(synth_node: LocalNode) -> None:
+    """A patient's task that runs before the practitioner bundle's task leaves its
+    conditional references to the merge, which resolves them; nothing dangles."""
+    from workloads.clinical.load import INPUT_PREFIX, node_store
+    from workloads.clinical.task import FHIR_TASK, FhirTaskResult
+
+    assert FHIR_TASK.finish_local is not None
+    keys = node_store(synth_node).list(INPUT_PREFIX)
+    providers = [k for k in keys if "Information" in k]
+    patients = [k for k in keys if k not in providers]
+    order = tuple(patients + providers)  # the worst order: patients first
+    bucket = str(synth_node.bucket)
+    results = [run_task(TaskContext(kind="fhir", items=order, index=i, input_location=bucket,
+                                    staging_location=bucket)) for i in range(len(order))]
+    staged_store = node_store(synth_node)
+    first = [r for r in read_staged(staged_store, results[0].staged_key)
+             if r.resource_type == "Encounter"]
+    assert first and all(r.pending for r in first)  # deferred, not quarantined
+    summary = FHIR_TASK.finish_local(synth_node, [r for r in results
+                                                  if isinstance(r, FhirTaskResult)])
+    assert summary["quarantined"] == 0 and summary["inserted"] == summary["resources"]
+    with synth_node.open_warehouse() as wh:
+        refs = wh.query("SELECT count(*) AS n FROM node.main.encounters WHERE "
+                        "practitioner_id IS NULL").to_pylist()
+    assert refs == [{"n": 0}]
