@@ -1,7 +1,7 @@
 """FHIR ingestion end to end (split, validate, stage, merge, flatten) vs DuckDB's read_json.
 
-    .venv/bin/python benchmarks/fhir.py                    # 1,000 generated patients
-    .venv/bin/python benchmarks/fhir.py --patients 200 --workers 2
+    python -m benchmarks.fhir                     # 1,000 generated patients
+    python -m benchmarks.fhir --patients 200 --workers 2
 
 Measured, on Synthea-shaped bundles generated for the node's own patients: resources per
 second of the first load into an empty node and of an unchanged re-run (0 inserted, 0
@@ -20,19 +20,16 @@ from pathlib import Path
 
 import duckdb
 
-# This file is named fhir.py: drop its own folder from the path, or it would shadow the
-# `fhir` package (fhir.resources) that the validator imports.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+if not __package__:  # run as a script, this file (fhir.py) would shadow the fhir package
+    sys.exit("run it as a module from the repository root: python -m benchmarks.fhir")
 
-from workloads.clinical.load import INPUT_PREFIX, ingest, node_store, sources_from  # noqa: E402
-from workloads.clinical.records import SPLIT_PREFIX  # noqa: E402
-from workloads.clinical.synth import write_synthetic  # noqa: E402
-from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA  # noqa: E402
-from workloads.generator.profile import find_profile  # noqa: E402
-from workloads.generator.run import WAREHOUSE, generate_node  # noqa: E402
-from workloads.local_node import LocalNode  # noqa: E402
+from workloads.clinical.load import INPUT_PREFIX, ingest, node_store, sources_from
+from workloads.clinical.records import SPLIT_PREFIX
+from workloads.clinical.synth import write_synthetic
+from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
+from workloads.generator.profile import find_profile
+from workloads.generator.run import WAREHOUSE, generate_node
+from workloads.local_node import LocalNode
 
 
 def main() -> None:

@@ -78,8 +78,7 @@ def test_the_domain_gets_its_own_dataset_with_the_node_defaults(stack: CapturedS
                for m in of_type(stack.resources, ":DatasetIamMember")}
     assert ("test_robotics", "roles/bigquery.dataEditor") in members
     assert ("test_robotics", "roles/bigquery.dataViewer") in members
-    assert stack.outputs["datasets"] == {"genomics": "hospital_data",
-                                         "testrobotics": "test_robotics"}
+    assert stack.outputs["datasets"] == {d.name: d.dataset for d in (*catalogue.DOMAINS, FAKE)}
 
 
 def _tables(stack: CapturedStack) -> dict[str, dict[str, object]]:
