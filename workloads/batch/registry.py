@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from workloads.local_node import LocalNode
 
 # The modules that register a task kind when imported (one line per kind).
-TASK_MODULES: tuple[str, ...] = ("workloads.vcf.task",)
+TASK_MODULES: tuple[str, ...] = ("workloads.vcf.task", "workloads.clinical.task")
 
 
 class TaskResult(Protocol):

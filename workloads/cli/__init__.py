@@ -17,6 +17,7 @@ from workloads.contracts.errors import UserError
 COMMAND_MODULES = (
     "workloads.cli.generate",
     "workloads.cli.vcf",
+    "workloads.cli.fhir",
     "workloads.cli.federate",
     "workloads.cli.demo",
     "workloads.analysis.cli",

@@ -8,10 +8,11 @@ workloads/contracts/tables/ and its Domain here.
 from __future__ import annotations
 
 from workloads.contracts.schema import Domain, Table
+from workloads.contracts.tables.clinical import CLINICAL
 from workloads.contracts.tables.genomics import GENOMICS
 from workloads.contracts.tables.robotics import ROBOTICS
 
-DOMAINS: tuple[Domain, ...] = (GENOMICS, ROBOTICS)
+DOMAINS: tuple[Domain, ...] = (GENOMICS, CLINICAL, ROBOTICS)
 
 ALL_TABLES: tuple[Table, ...] = tuple(t for d in DOMAINS for t in d.tables)
 

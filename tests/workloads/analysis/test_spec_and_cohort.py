@@ -22,7 +22,7 @@ BASE = {"table": "patient_genomic_data", "outcome": "diagnosis_cancer", "covaria
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"table": "patients"}, r"table 'patients' is not declared; fix: use one of"),
+        ({"table": "no_such_table"}, r"table 'no_such_table' is not declared; fix: use one of"),
         ({"outcome": "cancer"}, r"outcome 'cancer' is not a column .*fix: use one of"),
         ({"covariates": ["age", "height"]}, r"covariate 'height' is not a column"),
         ({"covariates": ["patient_id"]}, r"patient_id .* not releasable; fix"),

@@ -1,0 +1,1 @@
+"""Clinical FHIR records: synthesise, split, validate, stage, merge, flatten (SQL on FHIR)."""
