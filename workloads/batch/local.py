@@ -9,14 +9,14 @@ row - and derives the per-patient features.
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from workloads.batch.task import run_task
+from workloads.children import child_pool
 from workloads.local_node import LocalNode
 from workloads.vcf.features import derive_features
 from workloads.vcf.load import LoadOutcome, load_staged
@@ -33,9 +33,7 @@ class LocalRun:
 
 
 def input_shards(node: LocalNode, prefix: str = "vcf/") -> list[str]:
-    from workloads.objectstore.folder import FolderStore
-
-    store = FolderStore(node.bucket)
+    store = node.store(create=False)
     return [k for k in store.list(prefix) if k.endswith((".vcf.gz", ".vcf", ".bcf"))]
 
 
@@ -45,10 +43,11 @@ def run_local(
     with node.open_warehouse() as warehouse:
         patients = PatientGenotypes.from_warehouse(warehouse).ids
     bucket = str(node.bucket)
+    key = node.store().key_bytes
     results: list[ShardResult | None] = [None] * len(shards)
-    spawn = multiprocessing.get_context("spawn")  # no inherited DuckDB/htslib state
-    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-        futures = {pool.submit(run_task, bucket, bucket, shards, i, known_samples=patients): i
+    with child_pool(workers) as pool:  # workers die with this process
+        futures = {pool.submit(run_task, bucket, bucket, shards, i, known_samples=patients,
+                               store_key=key): i
                    for i in range(len(shards))}
         for future in tqdm(as_completed(futures), total=len(futures), desc="vcf tasks",
                            file=sys.stderr, disable=not progress):
@@ -56,13 +55,12 @@ def run_local(
     done = [r for r in results if r is not None]
     loads: list[LoadOutcome] = []
     features = None
-    from workloads.objectstore.folder import FolderStore
-
-    staging = FolderStore(node.bucket)
+    staging = node.store()
     with node.open_warehouse() as warehouse:
-        for result in done:
-            if result.status != "quarantined":
-                loads.append(load_staged(warehouse, staging, result.fingerprint))
-        if loads:
+        staged = [r for r in done if r.status != "quarantined"]
+        for result in tqdm(staged, desc="vcf loads", unit="file", file=sys.stderr,
+                           disable=not progress):
+            loads.append(load_staged(warehouse, staging, result.staged_id))
+        if any(load.loaded for load in loads):
             features = derive_features(warehouse)
     return LocalRun(done, loads, features)

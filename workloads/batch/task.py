@@ -26,7 +26,9 @@ from workloads.batch.job import (
 )
 from workloads.contracts.errors import UserError
 from workloads.objectstore.base import open_store
+from workloads.vcf.load import load_staged
 from workloads.vcf.pipeline import ShardResult, process_shard
+from workloads.vcf.synth import PatientGenotypes
 
 log = logging.getLogger("workloads.batch.task")
 
@@ -42,22 +44,25 @@ def run_task(
     project: str = "",
     dataset: str = "",
     kms_key: str = "",
+    store_key: bytes | None = None,
 ) -> ShardResult:
     if not 0 <= index < len(shards):
         raise UserError(f"task index {index} is outside the {len(shards)} shards; fix: "
                         f"task_count must equal the number of shards")
-    inputs, staging = open_store(input_location), open_store(staging_location)
+    # store_key: a local node's bucket is a folder encrypted with the node's key.
+    inputs = open_store(input_location, store_key)
+    staging = open_store(staging_location, store_key)
     warehouse = None
     if load == "bigquery":
         from workloads.warehouse.bigquery_warehouse import BigQueryWarehouse
 
         warehouse = BigQueryWarehouse(project=project, dataset=dataset, kms_key=kms_key)
         if known_samples is None:
-            known_samples = warehouse.patient_ids()
+            known_samples = PatientGenotypes.from_warehouse(warehouse).ids
     result = process_shard(inputs, shards[index], staging,
                            known_samples=set(known_samples) if known_samples else None)
     if warehouse is not None and result.status != "quarantined":
-        warehouse.load_staged_vcf(staging, result.fingerprint)
+        load_staged(warehouse, staging, result.staged_id)
     return result
 
 

@@ -20,6 +20,7 @@ from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.generator.profile import GENES, Profile
 
 BLOCK_ROWS = 1 << 16  # the unit of randomness: fixed, so results never depend on chunking
+DEFAULT_SEED = 42  # every command that draws synthetic data starts from this seed
 DEFAULT_CHUNK_ROWS = 1 << 19  # rows per record batch written / loaded (~ 30 MB in memory)
 MAX_CHUNK_ROWS = 1 << 24  # keeps a chunk's id text under Arrow's 2 GiB string offsets
 ID_DIGITS = 4  # US-0001 ... US-9999, then US-10000: the seed's f"{i:04d}" at any size
