@@ -20,6 +20,7 @@ class LoadResult:
     inserted: int
     updated: int
     unchanged: int
+    deleted: int = 0  # rows a replacing load removed (keys absent from the new rows)
 
     @property
     def rows(self) -> int:
@@ -41,9 +42,11 @@ class Warehouse(Protocol):
         ...
 
     def merge(
-        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = ""
+        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = "",
+        replace: bool = False,
     ) -> LoadResult:
-        """Upsert rows on the table's primary key, all or nothing."""
+        """Upsert rows on the table's primary key, all or nothing; with `replace`, rows whose
+        key is not among the new rows are deleted in the same transaction."""
         ...
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:

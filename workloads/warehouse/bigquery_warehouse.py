@@ -112,7 +112,8 @@ class BigQueryWarehouse:
         return result
 
     def merge(
-        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = ""
+        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = "",
+        replace: bool = False,
     ) -> LoadResult:
         """Load into a scratch table, then one MERGE statement (atomic) on the primary key."""
         if not table.primary_key:
@@ -126,14 +127,16 @@ class BigQueryWarehouse:
         self.client.load_table_from_file(
             buffer, scratch, job_config=_scratch_config(table, self.kms_key)).result()
         try:
-            job = self.client.query(merge_sql(self, table, f"`{scratch}`"))
+            job = self.client.query(merge_sql(self, table, f"`{scratch}`", replace=replace))
             job.result()
             stats = job.dml_stats
             inserted = int(stats.inserted_row_count) if stats else 0
             updated = int(stats.updated_row_count) if stats else 0
+            deleted = int(stats.deleted_row_count) if stats else 0
         finally:
             self.client.delete_table(scratch, not_found_ok=True)
-        return LoadResult(table.name, inserted, updated, data.num_rows - inserted - updated)
+        return LoadResult(table.name, inserted, updated, data.num_rows - inserted - updated,
+                          deleted)
 
     def render(self, sql: str) -> list[str]:
         return translate(sql, self.dialect, self.table_ref, CATALOGUE_NAMES | set(self._staged))
@@ -191,7 +194,9 @@ def _param_type(value: Any) -> str:
     return "STRING"
 
 
-def merge_sql(warehouse: BigQueryWarehouse, table: Table, source: str) -> str:
+def merge_sql(
+    warehouse: BigQueryWarehouse, table: Table, source: str, *, replace: bool = False
+) -> str:
     cols = table.column_names
     keys = table.primary_key
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
@@ -204,4 +209,5 @@ def merge_sql(warehouse: BigQueryWarehouse, table: Table, source: str) -> str:
         + ", ".join(f"`{c}` = s.`{c}`" for c in rest)
         + " WHEN NOT MATCHED THEN INSERT (" + ", ".join(f"`{c}`" for c in cols)
         + ") VALUES (" + ", ".join(f"s.`{c}`" for c in cols) + ")"
+        + (" WHEN NOT MATCHED BY SOURCE THEN DELETE" if replace else "")
     )

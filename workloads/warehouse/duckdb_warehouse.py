@@ -94,9 +94,14 @@ class DuckDBWarehouse:
 
     # -- loading ----------------------------------------------------------------
     def merge(
-        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = ""
+        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = "",
+        replace: bool = False, also: Sequence[str] = (),
     ) -> LoadResult:
-        """Upsert on the primary key in one transaction: a failure leaves the table as it was."""
+        """Upsert on the primary key in one transaction: a failure leaves the table as it was.
+
+        `replace`: delete the rows whose key is not among the new ones (same transaction).
+        `also`: further statements (this backend's SQL) committed with the rows.
+        """
         if not table.primary_key:
             raise ValueError(f"table {table.name} has no primary key to merge on")
         self.ensure_tables([table])
@@ -141,6 +146,12 @@ class DuckDBWarehouse:
                 self._con.unregister("_incoming")
                 total += incoming.num_rows
             self._check_unique_keys(table, staging, label)
+            deleted = 0
+            if replace:
+                gone = self._con.execute(
+                    f"DELETE FROM {target} AS t WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM {staging} AS s WHERE {on})").fetchone()
+                deleted = int(gone[0]) if gone else 0
             # Count what the MERGE will do with one vectorised join, then do it.
             inserted, updated = self._con.execute(
                 f"SELECT count(*) FILTER (WHERE t.\"{first_key}\" IS NULL), "
@@ -149,12 +160,14 @@ class DuckDBWarehouse:
             ).fetchone() or (0, 0)
             self._con.execute(merge_sql)
             self._con.execute(f"DROP TABLE {staging}")
+            for statement in also:
+                self._con.execute(statement)
             self._con.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):  # e.g. the transaction already aborted
                 self._con.execute("ROLLBACK")
             raise
-        return LoadResult(table.name, inserted, updated, total - inserted - updated)
+        return LoadResult(table.name, inserted, updated, total - inserted - updated, deleted)
 
     def _check_unique_keys(self, table: Table, staging: str, label: str) -> None:
         keys = ", ".join(f'"{k}"' for k in table.primary_key)
