@@ -16,6 +16,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from workloads.contracts.errors import UserError
 
@@ -28,8 +29,16 @@ COMMAND_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line, `error: ...; fix: ...`, exit 2, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        fix = "" if "fix:" in message else f"; fix: see `{self.prog} --help`"
+        self.exit(2, f"error: {self.prog}: {message}{fix}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m workloads",
         description="Sovereign federated genomics: the workloads a node runs.",
     )
@@ -98,7 +107,7 @@ def _fail(message: str) -> int:
 def os_error_message(exc: BaseException) -> str | None:
     """`what, where; fix: how` for the operating system's refusals (also when a library,
     e.g. DuckDB, reports them in its own exception type); None for anything else."""
-    if not isinstance(exc, OSError) and type(exc).__module__.split(".")[0] != "duckdb":
+    if not isinstance(exc, OSError) and type(exc).__module__.lstrip("_").split(".")[0] != "duckdb":
         return None
     text = str(exc)
     where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""

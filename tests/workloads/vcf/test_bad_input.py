@@ -45,6 +45,8 @@ TEXT_CASES: list[tuple[str, Edit, str, str]] = [
     ("missing_header", lambda ls: ls[_first_record(ls):], "missing VCF header", "1"),
     ("wrong_columns", _edit_record(lambda cols: cols[:-1]), "wrong column count", "record"),
     ("non_numeric_pos", _replace_field(1, "12x4"), "POS", "record"),
+    ("word_pos", _replace_field(1, "forty"), "POS 'forty' is not", "record"),  # not b'forty'
+    ("zero_pos", _replace_field(1, "0"), "POS '0' is not a positive integer", "record"),
     ("undefined_info", _edit_record(
         lambda cols: [*cols[:7], cols[7] + ";NOPE=1", *cols[8:]]), "INFO tag 'NOPE'", "record"),
     ("undefined_format", _edit_record(
