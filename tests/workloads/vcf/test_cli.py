@@ -70,3 +70,13 @@ def test_process_of_a_missing_file_names_it_and_the_fix(
                  str(missing)]) == 2
     err = capsys.readouterr().err
     assert f"{missing}: no such VCF file; fix:" in err
+
+
+def test_the_shipped_example_stack_outputs_drive_a_dry_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    example = Path(__file__).resolve().parents[3] / "docs" / "examples" / "us.outputs.json"
+    assert main(["vcf", "batch", "dry-run", "--stack-outputs", str(example),
+                 "--shard", "vcf/a.vcf.gz"]) == 0
+    job = json.loads(capsys.readouterr().out)
+    assert job["parent"] == "projects/fed-node-us/locations/us-central1"
