@@ -17,6 +17,7 @@ from workloads.objectstore.folder import FolderStore
 from workloads.vcf.features import derive_features, feature_mismatches
 from workloads.vcf.load import load_staged
 from workloads.vcf.pipeline import staged_keys
+from workloads.vcf.synth import PatientGenotypes
 from workloads.warehouse.bigquery_warehouse import BigQueryWarehouse, parquet_load_config
 
 FP = "ab" * 32
@@ -77,6 +78,10 @@ def test_every_statement_of_a_vcf_load_and_derive_parses_as_bigquery(tmp_path: P
         job.dml_stats = None
         if sql.startswith("SELECT COUNT(*) AS n"):
             job.to_arrow.return_value = pa.table({"n": [0]})
+        elif "SELECT patient_id, variant_brca1" in sql:
+            job.to_arrow.return_value = pa.table({
+                "patient_id": ["US-0001"], "variant_brca1": [0], "variant_tp53": [1],
+                "variant_apoe4": [2]})
         elif "AS variant_brca1" in sql:
             job.to_arrow.return_value = VARIANT_FEATURES.arrow_schema().empty_table()
         else:
@@ -88,6 +93,7 @@ def test_every_statement_of_a_vcf_load_and_derive_parses_as_bigquery(tmp_path: P
             mock.patch.object(bigquery.Client, "load_table_from_uri") as load, \
             mock.patch.object(bigquery.Client, "delete_table") as delete, \
             mock.patch.object(bigquery.Client, "load_table_from_file"):
+        assert PatientGenotypes.from_warehouse(warehouse).ids == ["US-0001"]  # the task's
         outcome = load_staged(warehouse, staging, "f" * 64)
         derive_features(warehouse)
         feature_mismatches(warehouse)
