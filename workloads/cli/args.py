@@ -27,3 +27,13 @@ def _int(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a whole number; fix: pass digits only, e.g. 2") from None
+
+
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds `(default: X)` to an option's help unless it already says, or X is nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from workloads.cli.args import DefaultsHelp
 from workloads.contracts.errors import UserError
 from workloads.generator import (
     find_profile,
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "the new rows (--mode append adds patients numbered after the existing ones). "
             "Deterministic for a given --seed; re-running the same command changes nothing."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelp,
     )
     which = gen.add_mutually_exclusive_group(required=True)
     which.add_argument("--node", help="node name: loads <node>.toml (built-in: us, eu)")

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from workloads.cli.args import DefaultsHelp
 from workloads.contracts.errors import UserError
 from workloads.local_node import DEFAULT_ROOT, LocalNode
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     status = cmds.add_parser(
         "status", help="tables, row counts, the committed generation and the bucket's objects",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelp,
         description="Show what a local node holds; also removes leftovers of crashed runs "
                     "(temporary files, objects of uncommitted generations).")
     node_args(status)
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     reset = cmds.add_parser(
         "reset", help="delete the node's warehouse and bucket (keeps its key)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelp,
         description="Delete every table and object of the node. Its key stays, so the node "
                     "keeps its identity. Refused while another command uses the node.")
     node_args(reset)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workloads.cli.args import non_negative_int, positive_int
+from workloads.cli.args import DefaultsHelp, non_negative_int, positive_int
 from workloads.contracts.errors import UserError
 from workloads.generator.sampling import DEFAULT_SEED
 from workloads.local_node import DEFAULT_ROOT
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     synth = cmds.add_parser(
         "synth", help="write synthetic VCF shards from the node's patients",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelp,
         description=f"Write bgzipped VCFs whose genotypes reproduce the node's patients "
                     f"into the node's bucket ({BUCKET_PREFIX}{INPUT_PREFIX}...), encrypted "
                     f"at rest with the node's key.")
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     synth.add_argument("--samples", type=positive_int, default=None,
                        help="only the first N patients by id (default: every patient)")
     synth.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED,
-                       help="random seed (the same default as generate)")
+                       help="random seed, the same as generate's unless given")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     synth.set_defaults(func=_synth)
 
@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     for name, func, text in (("dry-run", _dry_run, "print the job as JSON"),
                              ("submit", _submit, "create the job with BatchServiceClient")):
         p = bcmds.add_parser(name, help=text,
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                             formatter_class=DefaultsHelp)
         p.add_argument("--stack-outputs", type=Path, required=True,
                        help="JSON from `pulumi stack output --json -s <node>`")
         p.add_argument("--shard", action="append", dest="shards", required=True,
@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         p.add_argument("--job-id", help="default: derived from the inputs")
         p.set_defaults(func=func)
     local = bcmds.add_parser("run-local", help="run every shard's task in parallel processes",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                             formatter_class=DefaultsHelp,
                              description=f"Process every VCF under {BUCKET_PREFIX}"
                                          f"{INPUT_PREFIX} of the node's bucket, then load them.")
     node_args(local)
