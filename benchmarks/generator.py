@@ -68,6 +68,15 @@ def streaming(rows: int, out: Path, seed: int = 42) -> None:
                   formats=("csv", "parquet"), progress=False)
 
 
+def sealed(rows: int, out: Path, seed: int = 42) -> None:
+    """The default path: CSV + Parquet as objects of the node's store, sealed with its key."""
+    from workloads.generator import find_profile, generate_node
+
+    os.environ.setdefault("SOVEREIGN_NODE_KEY_US", "ef" * 32)
+    generate_node(find_profile("us"), rows=rows, seed=seed, root=out / "root",
+                  formats=("csv", "parquet"), progress=False)
+
+
 def warehouse_load(rows: int, out: Path, seed: int = 42) -> None:
     from workloads.generator import find_profile, generate_node
 
@@ -82,7 +91,7 @@ def idle(rows: int, out: Path, seed: int = 42) -> None:
     import workloads.generator  # noqa: F401
 
 
-IMPLEMENTATIONS = {"baseline": baseline, "streaming": streaming,
+IMPLEMENTATIONS = {"baseline": baseline, "streaming": streaming, "sealed": sealed,
                    "warehouse": warehouse_load, "idle": idle}
 
 
@@ -162,6 +171,11 @@ def main() -> None:
         ratio = f"{speed['baseline'] / stream_s:.1f}x" if with_baseline else "(skipped)"
         print(f"{rows:>11,} {'streaming':<10} {stream_s:>8.2f} {rows / stream_s:>12,.0f} "
               f"{stream_mem:>12.0f} {ratio:>9}")
+        enc = _run_child("sealed", rows)
+        enc_ratio = f"{speed['baseline'] / enc['seconds']:.1f}x" if with_baseline else ""
+        print(f"{rows:>11,} {'sealed':<10} {enc['seconds']:>8.2f} "
+              f"{rows / enc['seconds']:>12,.0f} {enc['peak_mb']:>12.0f} {enc_ratio:>9} "
+              "(the default: files sealed into the node's store)")
         sys.stdout.flush()
     for rows in [int(s) for s in args.warehouse_sizes.split(",") if s]:
         load = _run_child("warehouse", rows)

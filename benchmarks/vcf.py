@@ -7,9 +7,11 @@ For each size it writes one synthetic VCF (not timed), then measures in fresh ch
 processes, one at a time, wall time and peak RSS of:
   baseline  bcftools norm -m -any -Ou | bcftools query -f '<site + every FORMAT field>'
             (pysam's bundled bcftools, two processes joined by a FIFO: a real pipe)
-  pipeline  validate + bcftools norm + annotate + Parquet (workloads.vcf.pipeline.convert_file;
-            validation runs in a second process, its peak RSS is added)
-  load      the staged Parquet into a fresh encrypted DuckDB node warehouse (reported apart)
+  pipeline  validate + bcftools norm + annotate + content digest + Parquet sealed into the
+            node's encrypted store (workloads.vcf.pipeline.convert_file; validation runs
+            in a second process, its peak RSS is added)
+  load      the staged Parquet, read through the store's decrypting reader, into a fresh
+            encrypted DuckDB node warehouse (reported apart)
 and prints pipeline/baseline ratios. Memory is flat if the pipeline's peak RSS does not
 grow with the file (the two sizes).
 """
@@ -26,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+os.environ.setdefault("SOVEREIGN_NODE_KEY_BENCH", "ab" * 32)  # the benchmark node's key
 
 QUERY = "%CHROM\t%POS\t%ID\t%REF\t%ALT\t%QUAL\t%FILTER\t%INFO[\t%GT:%DP:%AD:%PL]\n"
 
@@ -48,27 +52,37 @@ def _query(fifo: str, dst: str, out: Any) -> None:
     out.put(_peak_mb())
 
 
-def _pipeline(src: str, work: str, out: Any) -> None:
-    from workloads.vcf.pipeline import convert_file, fingerprint
+def _pipeline(src: str, root: str, out: Any) -> None:
+    """The task's work on one file as a node runs it: fingerprint, validate, split,
+    convert, content digest, Parquet sealed into the node's encrypted store, manifest."""
+    import json
+
+    from workloads.local_node import LocalNode
+    from workloads.vcf.pipeline import convert_file, fingerprint, staged_keys
     from workloads.vcf.reference import GeneIndex
 
+    store = LocalNode("bench", Path(root)).store()
     start = time.perf_counter()
-    fp = fingerprint(Path(src))
-    _, _, rows, _ = convert_file(Path(src), Path(work), fp=fp, genes=GeneIndex.from_bed())
+    staged_id = fingerprint(Path(src))
+    with tempfile.TemporaryDirectory(prefix="vcf-task-") as work:
+        rows, samples, digest = convert_file(Path(src), store, staged_id=staged_id,
+                                             genes=GeneIndex.from_bed(), work=Path(work))
+    store.write_bytes(staged_keys(staged_id)["manifest"], json.dumps(
+        {"fingerprint": digest, "source": src, "variant_rows": rows,
+         "samples": samples}).encode())
     # The validation pass runs in a child process alongside: count its peak too.
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    out.put((time.perf_counter() - start, _peak_mb() + children, rows, fp))
+    out.put((time.perf_counter() - start, _peak_mb() + children, rows, staged_id))
 
 
-def _load(root: str, staging: str, fp: str, out: Any) -> None:
+def _load(root: str, staged_id: str, out: Any) -> None:
     from workloads.local_node import LocalNode
-    from workloads.objectstore.folder import FolderStore
     from workloads.vcf.load import load_staged
 
     node = LocalNode("bench", Path(root))
     start = time.perf_counter()
     with node.open_warehouse() as warehouse:
-        outcome = load_staged(warehouse, FolderStore(Path(staging)), fp)
+        outcome = load_staged(warehouse, node.store(), staged_id)
     out.put((time.perf_counter() - start, _peak_mb(), outcome.variant_rows))
 
 
@@ -115,21 +129,13 @@ def measure(samples: int, records: int, work: Path, *, load: bool) -> dict[str, 
           f"{synth:.1f} s", flush=True)
     base_wall, base_peak = baseline(src, work)
     print(f"  baseline : {base_wall:7.1f} s  peak {base_peak:6.0f} MB", flush=True)
-    out = work / "stage"
-    out.mkdir()
-    wall, peak, rows, fp = _run(_pipeline, str(src), str(out))
+    root = work / "nodes"
+    wall, peak, rows, staged_id = _run(_pipeline, str(src), str(root))
     print(f"  pipeline : {wall:7.1f} s  peak {peak:6.0f} MB  ({rows} rows)", flush=True)
     result = {"baseline_s": base_wall, "baseline_mb": base_peak, "pipeline_s": wall,
               "pipeline_mb": peak, "rows": rows}
     if load:
-        staging = work / "bucket"
-        target = staging / "staging" / fp
-        target.mkdir(parents=True)
-        for name in ("variants.parquet", "apoe.parquet"):
-            shutil.move(str(out / name), target / name)
-        (target / "manifest.json").write_text(
-            f'{{"variant_rows": {rows}, "source": "{src}"}}')
-        lwall, lpeak, _ = _run(_load, str(work / "nodes"), str(staging), fp)
+        lwall, lpeak, _ = _run(_load, str(root), staged_id)
         print(f"  load     : {lwall:7.1f} s  peak {lpeak:6.0f} MB (DuckDB, encrypted)",
               flush=True)
         result |= {"load_s": lwall, "load_mb": lpeak}

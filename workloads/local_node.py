@@ -16,6 +16,7 @@ from pathlib import Path
 
 from workloads.contracts.errors import UserError
 from workloads.contracts.nodes import NODE_NAME, NODE_NAME_RULE
+from workloads.objectstore.folder import FolderStore
 from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 DEFAULT_ROOT = Path("local")  # where the CLI keeps local nodes unless told otherwise
@@ -80,6 +81,11 @@ class LocalNode:
         with os.fdopen(fd, "w") as f:
             f.write(key + "\n")
         return key
+
+    def store(self, *, create: bool = True) -> FolderStore:
+        """The node's bucket, every object sealed with a key derived from the node's key."""
+        key = self.key(create=create and not self.warehouse_path.exists())
+        return FolderStore(self.bucket, bytes.fromhex(key))
 
     def open_warehouse(self, *, create: bool = True) -> DuckDBWarehouse:
         if not create and not self.warehouse_path.exists():

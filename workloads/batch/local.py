@@ -7,15 +7,15 @@ writer, so the kind's `finish_local` (this process) then loads what the tasks st
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import Any
 
 from tqdm import tqdm
 
 from workloads.batch.registry import TaskResult, run_task, task_kind
+from workloads.children import child_pool
 from workloads.contracts.batch import TaskContext, TaskRequest
 from workloads.local_node import LocalNode
 
@@ -32,9 +32,8 @@ class LocalRun:
 
 def input_items(node: LocalNode, prefix: str, suffixes: tuple[str, ...]) -> list[str]:
     """Object keys under `prefix` in the node's bucket ending with one of `suffixes`."""
-    from workloads.objectstore.folder import FolderStore
-
-    return [k for k in FolderStore(node.bucket).list(prefix) if k.endswith(suffixes)]
+    store = node.store(create=False)
+    return [k for k in store.list(prefix) if k.endswith(suffixes)]
 
 
 def run_local(
@@ -45,14 +44,15 @@ def run_local(
     if kind.local_inputs is not None:
         inputs.update(kind.local_inputs(node))
     bucket = str(node.bucket)
+    # The node's bucket is a folder sealed with the node's key: the tasks get it in-process.
+    key = node.store().key_bytes
     contexts = [
         TaskContext(kind=request.kind, items=request.items, index=i, input_location=bucket,
-                    staging_location=bucket, warehouse="none", inputs=inputs)
+                    staging_location=bucket, warehouse="none", inputs=inputs, store_key=key)
         for i in range(len(request.items))
     ]
     results: list[TaskResult | None] = [None] * len(contexts)
-    spawn = multiprocessing.get_context("spawn")  # no inherited DuckDB/htslib state
-    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+    with child_pool(workers) as pool:  # workers die with this process
         futures = {pool.submit(run_task, c): c.index for c in contexts}
         for future in tqdm(as_completed(futures), total=len(futures),
                            desc=f"{request.kind} tasks", file=sys.stderr, disable=not progress):

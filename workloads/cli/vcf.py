@@ -8,12 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from workloads.cli.args import DefaultsHelp, non_negative_int, positive_int
 from workloads.contracts.errors import UserError
+from workloads.generator.sampling import DEFAULT_SEED
 from workloads.local_node import DEFAULT_ROOT
+from workloads.vcf import SYNTH_RECORDS, SYNTH_SHARDS
 
 INPUT_PREFIX = "vcf/"
 VCF_SUFFIXES = (".vcf.gz", ".vcf", ".bcf")
 TASK_KIND = "vcf"  # registered by workloads/vcf/task.py
+BUCKET_PREFIX = "bucket:"  # names an object of the node's bucket; anything else is a path
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -23,20 +27,35 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     def node_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--node", required=True, help="local node name (e.g. us)")
         p.add_argument("--root", type=Path, default=DEFAULT_ROOT,
-                       help="folder holding the local nodes (default ./local)")
+                       help=f"folder holding the local nodes (default: {DEFAULT_ROOT})")
 
-    synth = cmds.add_parser("synth", help="write synthetic VCF shards from the node's patients")
+    synth = cmds.add_parser(
+        "synth", help="write synthetic VCF shards from the node's patients",
+        formatter_class=DefaultsHelp,
+        description=f"Write bgzipped VCFs whose genotypes reproduce the node's patients "
+                    f"into the node's bucket ({BUCKET_PREFIX}{INPUT_PREFIX}...), encrypted "
+                    f"at rest with the node's key.")
     node_args(synth)
-    synth.add_argument("--records", type=int, default=2000, help="VCF records (default 2000)")
-    synth.add_argument("--shards", type=int, default=4, help="files, by genome region")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--no-progress", action="store_true")
+    synth.add_argument("--records", type=positive_int, default=SYNTH_RECORDS,
+                       help="VCF records over all shards")
+    synth.add_argument("--shards", type=positive_int, default=SYNTH_SHARDS,
+                       help="files, by genome region")
+    synth.add_argument("--samples", type=positive_int, default=None,
+                       help="only the first N patients by id (default: every patient)")
+    synth.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED,
+                       help="random seed, the same as generate's unless given")
+    synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     synth.set_defaults(func=_synth)
 
-    process = cmds.add_parser("process", help="process one VCF into the node (local)")
+    process = cmds.add_parser(
+        "process", help="process one VCF into the node (local)",
+        description="Validate, split, annotate and load one VCF. A path is read in place "
+                    "and never moved or changed; a refused file is copied into the node's "
+                    f"quarantine. Name an object of the node's bucket as {BUCKET_PREFIX}KEY.")
     node_args(process)
-    process.add_argument("file", help=f"key in the node bucket (e.g. {INPUT_PREFIX}x.vcf.gz) "
-                                      f"or a path to a VCF")
+    process.add_argument("file", help=f"path to a VCF file, or {BUCKET_PREFIX}KEY for an "
+                                      f"object of the node's bucket (e.g. "
+                                      f"{BUCKET_PREFIX}{INPUT_PREFIX}x.vcf.gz)")
     process.set_defaults(func=_process)
 
     derive = cmds.add_parser("derive", help="derive per-patient features from the variants")
@@ -47,22 +66,33 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     bcmds = batch.add_subparsers(dest="batch_command", required=True, metavar="BATCH_COMMAND")
     for name, func, text in (("dry-run", _dry_run, "print the job as JSON"),
                              ("submit", _submit, "create the job with BatchServiceClient")):
-        p = bcmds.add_parser(name, help=text)
+        p = bcmds.add_parser(name, help=text,
+                             formatter_class=DefaultsHelp)
         p.add_argument("--stack-outputs", type=Path, required=True,
                        help="JSON from `pulumi stack output --json -s <node>`")
         p.add_argument("--shard", action="append", dest="shards", required=True,
                        help="object key in the raw-input bucket (repeatable)")
-        p.add_argument("--image-tag", default="latest")
+        p.add_argument("--image-tag", default="latest",
+                       help="tag of the vcf-processor image in the node's registry")
         p.add_argument("--location", help="region (default and only allowed: the node's)")
-        p.add_argument("--parallelism", type=int, default=4)
-        p.add_argument("--max-retries", type=int, default=2)
-        p.add_argument("--max-run-hours", type=float, default=4.0)
+        # None = the job builder's own default (workloads.batch.job.JobSettings).
+        p.add_argument("--parallelism", type=positive_int,
+                       help="tasks running at once (default: JobSettings.parallelism, 4)")
+        p.add_argument("--max-retries", type=non_negative_int,
+                       help="retries per task (default: JobSettings.max_retry_count, 2)")
+        p.add_argument("--max-run-hours", type=float,
+                       help="a task running longer is stopped (default: "
+                            "JobSettings.max_run_duration_s, 4 h)")
         p.add_argument("--job-id", help="default: derived from the inputs")
         p.set_defaults(func=func)
-    local = bcmds.add_parser("run-local", help="run every shard's task in parallel processes")
+    local = bcmds.add_parser("run-local", help="run every shard's task in parallel processes",
+                             formatter_class=DefaultsHelp,
+                             description=f"Process every VCF under {BUCKET_PREFIX}"
+                                         f"{INPUT_PREFIX} of the node's bucket, then load them.")
     node_args(local)
-    local.add_argument("--workers", type=int, default=2)
-    local.add_argument("--no-progress", action="store_true")
+    local.add_argument("--workers", type=positive_int, default=2,
+                       help="processes converting shards at once")
+    local.add_argument("--no-progress", action="store_true", help="no progress bars")
     local.set_defaults(func=_run_local)
 
 
@@ -73,42 +103,70 @@ def _node(args: argparse.Namespace) -> Any:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from workloads.vcf.synth import PatientGenotypes, write_synthetic_vcf
+    from workloads.vcf.synth import PatientGenotypes, synth_into_store
 
     node = _node(args)
     with node.open_warehouse(create=False) as warehouse:
-        patients = PatientGenotypes.from_warehouse(warehouse)
-    paths = write_synthetic_vcf(patients, node.bucket / INPUT_PREFIX, records=args.records,
-                                shards=args.shards, seed=args.seed,
-                                progress=not args.no_progress)
-    for path in paths:
-        print(path)
+        patients = PatientGenotypes.from_warehouse(warehouse).first(args.samples)
+    keys = synth_into_store(patients, node.store(create=False), INPUT_PREFIX,
+                            records=args.records, shards=args.shards, seed=args.seed,
+                            progress=not args.no_progress)
+    print(f"{len(patients.ids):,} samples, {args.records:,} records in {len(keys)} "
+          f"object(s) of node {node.name}'s bucket (encrypted):", file=sys.stderr)
+    for key in keys:
+        print(BUCKET_PREFIX + key)
     return 0
 
 
-def _process(args: argparse.Namespace) -> int:
+def _source(node: Any, text: str) -> tuple[Any, str, str]:
+    """(store, key, what) for a path or a bucket:KEY; says which it took."""
     from workloads.objectstore.folder import FolderStore
+
+    if text.startswith(BUCKET_PREFIX):
+        key = text[len(BUCKET_PREFIX):]
+        store = node.store(create=False)
+        if not store.exists(key):
+            raise UserError(f"{text}: no such object in node {node.name}'s bucket; fix: list "
+                            f"them with `python -m workloads node status --node {node.name}`, "
+                            "or pass a path to a file")
+        return store, key, f"object {key} of node {node.name}'s bucket"
+    if text.startswith("gs://"):
+        raise UserError(f"{text}: a local node reads files or {BUCKET_PREFIX}KEY objects; fix: "
+                        "copy it here first (gcloud storage cp), or use `vcf batch submit`")
+    path = Path(text).resolve()
+    if not path.is_file():
+        raise UserError(f"{text}: no such VCF file; fix: pass an existing file, or "
+                        f"{BUCKET_PREFIX}KEY for an object of the node's bucket")
+    return FolderStore(path.parent), path.name, f"file {path} (read only)"
+
+
+def _process(args: argparse.Namespace) -> int:
     from workloads.vcf.features import derive_features
     from workloads.vcf.load import load_staged
     from workloads.vcf.pipeline import process_shard
     from workloads.vcf.synth import PatientGenotypes
 
     node = _node(args)
-    staging = FolderStore(node.bucket)
-    path = Path(args.file)
-    if path.is_absolute() and not path.is_file():
-        raise UserError(f"{path}: no such VCF file; fix: pass an existing file or a key in "
-                        f"the node bucket {node.bucket}")
-    inputs, key = (FolderStore(path.parent), path.name) if path.is_file() else (staging, args.file)
+    staging = node.store(create=False)
+    inputs, key, what = _source(node, args.file)
+    print(f"reading {what}", file=sys.stderr)
     with node.open_warehouse(create=False) as warehouse:
         known = PatientGenotypes.from_warehouse(warehouse).ids
         result = process_shard(inputs, key, staging, known_samples=set(known))
         if result.status == "quarantined":
-            raise UserError(result.reason)
-        outcome = load_staged(warehouse, staging, result.fingerprint)
-        derive_features(warehouse)
+            raise UserError(f"{result.reason} (a copy and the reason are in node "
+                            f"{node.name}'s bucket under quarantine/{result.staged_id}/)")
+        outcome = load_staged(warehouse, staging, result.staged_id)
+        if outcome.status == "conflict":
+            raise UserError(outcome.reason)
+        if outcome.loaded:
+            derive_features(warehouse)
+    if outcome.status == "already-loaded":
+        print(f"already loaded: these records (fingerprint {outcome.fingerprint[:12]}...) are "
+              f"in node {node.name}; nothing changed", file=sys.stderr)
     print(json.dumps({"shard": json.loads(result.to_json()), "loaded": outcome.loaded,
-                      "variant_rows": result.variant_rows}, sort_keys=True))
+                      "status": outcome.status, "variant_rows": result.variant_rows},
+                     sort_keys=True))
     return 0
 
 
@@ -140,8 +198,10 @@ def _job(args: argparse.Namespace) -> tuple[Any, Any]:
                         f"pulumi stack output --json -s <node> > outputs.json") from exc
     target = BatchTarget.from_stack_outputs(outputs, image_tag=args.image_tag)
     check_location(target, args.location)  # refused here, before anything is built or sent
-    settings = JobSettings(parallelism=args.parallelism, max_retry_count=args.max_retries,
-                           max_run_duration_s=int(args.max_run_hours * 3600))
+    overrides = {"parallelism": args.parallelism, "max_retry_count": args.max_retries,
+                 "max_run_duration_s": None if args.max_run_hours is None
+                 else int(args.max_run_hours * 3600)}
+    settings = JobSettings(**{k: v for k, v in overrides.items() if v is not None})
     request = TaskRequest(TASK_KIND, tuple(args.shards))
     job = build_job(target, request, settings=settings, location=args.location)
     job_id = args.job_id or default_job_id(target, request)
@@ -173,12 +233,21 @@ def _run_local(args: argparse.Namespace) -> int:
     node = _node(args)
     shards = input_items(node, INPUT_PREFIX, VCF_SUFFIXES)
     if not shards:
-        raise UserError(f"no VCFs under {node.bucket / INPUT_PREFIX}; fix: "
-                        f"python -m workloads vcf synth --node {node.name}")
+        raise UserError(f"no VCFs under {BUCKET_PREFIX}{INPUT_PREFIX} in node {node.name}'s "
+                        f"bucket; fix: python -m workloads vcf synth --node {node.name}")
     run = run_local(node, TaskRequest(TASK_KIND, tuple(shards)), workers=args.workers,
                     progress=not args.no_progress)
     for shard in run.results:
         print(shard.to_json())
-    for q in run.quarantined:
+    quarantined = run.quarantined
+    for q in quarantined:
         print(f"quarantined: {getattr(q, 'reason', q.to_json())}", file=sys.stderr)
-    return 1 if run.quarantined else 0
+    loads = run.finished["loads"] if run.finished else []
+    conflicts = [load for load in loads if load.status == "conflict"]
+    for c in conflicts:
+        print(f"quarantined: {c.reason}", file=sys.stderr)
+    repeated = sum(load.status == "already-loaded" for load in loads)
+    if repeated:
+        print(f"already loaded: {repeated} file(s) whose records node {node.name} has; "
+              "nothing changed for them", file=sys.stderr)
+    return 1 if quarantined or conflicts else 0

@@ -85,10 +85,8 @@ class LoadReport:
 
 
 def node_store(node: LocalNode) -> ObjectStore:
-    """The node's bucket, through the ObjectStore interface (never plain file writes)."""
-    from workloads.objectstore.folder import FolderStore
-
-    return FolderStore(node.bucket)
+    """The node's bucket, sealed with the node's key (never plain file writes)."""
+    return node.store()
 
 
 def sources_from(node: LocalNode, paths: Sequence[str]) -> list[Source]:

@@ -92,9 +92,12 @@ def write_identifier_index(store: ObjectStore, sha256: str, identifiers: Mapping
 
 
 def stage_file(input_location: str, staging_location: str, key: str, *,
-               identifiers: Mapping[str, str] | None = None) -> FhirTaskResult:
-    """Split and validate one file (a key in the input store) into the staging store."""
-    inputs, staging = open_store(input_location), open_store(staging_location)
+               identifiers: Mapping[str, str] | None = None,
+               store_key: bytes | None = None) -> FhirTaskResult:
+    """Split and validate one file (a key in the input store) into the staging store
+    (`store_key`: a local node's bucket is sealed with the node's key)."""
+    inputs = open_store(input_location, store_key)
+    staging = open_store(staging_location, store_key)
     split = split_file(inputs.uri(key), inputs.read_bytes(key), staging)
     known = {**read_identifier_index(staging), **(identifiers or {}), **split.identifiers}
     staged, quarantined = [], list(split.quarantined)
@@ -118,7 +121,8 @@ def run_fhir_task(context: TaskContext) -> FhirTaskResult:
     """The registered function: stage `context.item`; in the cloud, merge it too."""
     identifiers = context.inputs.get("identifiers")
     result = stage_file(context.input_location, context.staging_location, context.item,
-                        identifiers=identifiers if isinstance(identifiers, dict) else None)
+                        identifiers=identifiers if isinstance(identifiers, dict) else None,
+                        store_key=context.store_key)
     if context.warehouse != "bigquery" or not result.resources:
         return result
     from google.cloud import bigquery
@@ -127,7 +131,8 @@ def run_fhir_task(context: TaskContext) -> FhirTaskResult:
     from workloads.contracts.tables.clinical import CLINICAL
 
     counts = merge_staged(bigquery.Client(project=context.project), project=context.project,
-                          dataset=CLINICAL.dataset, staging=open_store(context.staging_location),
+                          dataset=CLINICAL.dataset,
+                          staging=open_store(context.staging_location, context.store_key),
                           staged_keys=[result.staged_key], kms_key=context.kms_key)
     return FhirTaskResult(result.source, result.sha256, result.staged_key, result.resources,
                           result.quarantined + counts.get("quarantined", 0), counts)

@@ -117,6 +117,10 @@ class TaskContext:
     project: str = ""
     kms_key: str = ""
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    # A local node's bucket is a folder sealed with the node's key: the local runner hands
+    # the key to its tasks in-process. Never part of the environment (cloud buckets are
+    # CMEK: Cloud Storage holds the key).
+    store_key: bytes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.index < len(self.items):

@@ -1,8 +1,9 @@
 """Incremental, atomic file outputs: CSV in the seed's column order, and Parquet.
 
-Each sink writes to a hidden temporary name next to its target and renames it into
-place only on commit, so a failed or interrupted run never leaves a half file (at
-worst a `.*.tmp-<pid>` file from a killed process, which is never read).
+A sink writes into a target that appears whole on commit or not at all: an object of
+the node's store (encrypted at rest, the default) or, for exports the user asks for, a
+plain file written under a hidden temporary name and renamed into place. A killed
+process leaves at worst a `.*.tmp-<pid>-*` file, never read and removed by the next run.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from workloads.contracts.errors import UserError
+from workloads.objectstore.base import ObjectStore
+from workloads.objectstore.folder import TMP_MARK
 
 FILE_FORMATS = ("csv", "parquet")
 
 
 class Sink(Protocol):
-    path: Path
+    target: Target
 
     def write(self, batch: pa.RecordBatch) -> None: ...
 
@@ -47,16 +50,55 @@ def writable_dir(folder: Path, what: str = "--out") -> Path:
     return folder
 
 
-class _AtomicFile:
+class Target(Protocol):
+    """Where a sink's bytes go: `open` once, then `finish(keep=...)` once."""
+
+    location: str
+
+    def open(self) -> IO[bytes]: ...
+
+    def finish(self, *, keep: bool) -> None: ...
+
+
+class ExportFile:
+    """A plain file the user asked for (outside the node's encrypted store)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self.location = str(path)
+        self.tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-export")
+        self._file: IO[bytes] | None = None
 
-    def _finish(self, *, keep: bool) -> None:
+    def open(self) -> IO[bytes]:
+        self._file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish
+        return self._file
+
+    def finish(self, *, keep: bool) -> None:
+        if self._file is not None:
+            self._file.close()
         if keep:
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
+
+
+class StoreObject:
+    """An object of the node's store (sealed with the node's key)."""
+
+    def __init__(self, store: ObjectStore, key: str) -> None:
+        self.location = store.uri(key)
+        self.key = key
+        self._writing = store.open_write(key)
+
+    def open(self) -> IO[bytes]:
+        return self._writing.__enter__()
+
+    def finish(self, *, keep: bool) -> None:
+        if keep:
+            self._writing.__exit__(None, None, None)
+        else:
+            failure = RuntimeError("output abandoned")
+            self._writing.__exit__(RuntimeError, failure, None)
 
 
 _LOOKUP_LIMIT = 1 << 16  # distinct values above which a column is left to the CSV writer
@@ -90,12 +132,12 @@ def _as_text(column: pa.Array) -> pa.Array:
     return pa.array(text).take(pa.array(values - low))
 
 
-class CsvSink(_AtomicFile):
+class CsvSink:
     """CSV with a plain header and unquoted values, as pandas/csv.writer write the seed's files."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        super().__init__(path)
-        self._file: IO[bytes] = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+    def __init__(self, target: Target, schema: pa.Schema) -> None:
+        self.target = target
+        self._file = target.open()
         self._file.write((",".join(schema.names) + "\n").encode())
         # Values are ids, integers and floats: nothing needs quoting (checked in the tests).
         options = pacsv.WriteOptions(include_header=False, quoting_style="none")
@@ -110,41 +152,39 @@ class CsvSink(_AtomicFile):
 
     def commit(self) -> None:
         self._writer.close()
-        self._file.close()
-        self._finish(keep=True)
+        self.target.finish(keep=True)
 
     def abort(self) -> None:
         try:
             self._writer.close()
         finally:
-            self._file.close()
-            self._finish(keep=False)
+            self.target.finish(keep=False)
 
 
-class ParquetSink(_AtomicFile):
+class ParquetSink:
     """Parquet, one row group per batch, written as batches arrive."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        super().__init__(path)
-        self._writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+    def __init__(self, target: Target, schema: pa.Schema) -> None:
+        self.target = target
+        self._writer = pq.ParquetWriter(target.open(), schema, compression="zstd")
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._writer.write_batch(batch)
 
     def commit(self) -> None:
         self._writer.close()
-        self._finish(keep=True)
+        self.target.finish(keep=True)
 
     def abort(self) -> None:
         try:
             self._writer.close()
         finally:
-            self._finish(keep=False)
+            self.target.finish(keep=False)
 
 
-def open_sink(fmt: str, path: Path, schema: pa.Schema) -> Sink:
+def open_sink(fmt: str, target: Target, schema: pa.Schema) -> Sink:
     if fmt == "csv":
-        return CsvSink(path, schema)
+        return CsvSink(target, schema)
     if fmt == "parquet":
-        return ParquetSink(path, schema)
+        return ParquetSink(target, schema)
     raise ValueError(f"unknown file format {fmt!r}")

@@ -20,6 +20,8 @@ from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.generator.profile import GENES, Profile
 
 BLOCK_ROWS = 1 << 16  # the unit of randomness: fixed, so results never depend on chunking
+DEFAULT_SEED = 42  # every command that draws synthetic data starts from this seed
+DEFAULT_ROWS = 1000  # patients `generate` makes unless told
 DEFAULT_CHUNK_ROWS = 1 << 19  # rows per record batch written / loaded (~ 30 MB in memory)
 MAX_CHUNK_ROWS = 1 << 24  # keeps a chunk's id text under Arrow's 2 GiB string offsets
 ID_DIGITS = 4  # US-0001 ... US-9999, then US-10000: the seed's f"{i:04d}" at any size
@@ -91,9 +93,11 @@ def patient_ids(prefix: str, first: int, count: int) -> pa.Array:
 
 
 def generate_batches(
-    profile: Profile, rows: int, seed: int, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    profile: Profile, rows: int, seed: int, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    first_id: int = 0,
 ) -> Iterator[pa.RecordBatch]:
-    """`rows` patients as record batches of `chunk_rows` (the last may be shorter)."""
+    """`rows` patients as record batches of `chunk_rows` (the last may be shorter); ids
+    are numbered from first_id + 1 (values do not depend on it)."""
     check_counts(rows=rows, seed=seed, chunk_rows=chunk_rows)
     schema = PATIENT_GENOMIC_DATA.arrow_schema()
     carry: Columns = {}  # rows of the current block not yet emitted
@@ -112,7 +116,7 @@ def generate_batches(
             carry = {k: v[take:] for k, v in carry.items()} if take < len(carry["age"]) else {}
             have += take
         columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        arrays = [patient_ids(profile.id_prefix, start, size)] + [
+        arrays = [patient_ids(profile.id_prefix, first_id + start, size)] + [
             pa.array(columns[name]) for name in PATIENT_GENOMIC_DATA.column_names[1:]
         ]
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)

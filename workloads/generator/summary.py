@@ -74,6 +74,10 @@ def format_summaries(summaries: Sequence[NodeSummary]) -> str:
               f"{'brca1':>8}{'tp53':>8}{'apoe4':>8}")
     lines = [header]
     for s in summaries:
+        if s.n == 0:  # no patients: no rates or means to show (not NaN)
+            lines.append(f"{s.node:<6}{s.n:>12,}" + "".join(
+                f"{'-':>{w}}" for w in (13, 10, 10, 8, 8, 8)) + "  (no patients yet)")
+            continue
         lines.append(
             f"{s.node:<6}{s.n:>12,}{s.cancer_rate:>13.4f}{s.mean_age:>10.2f}{s.mean_bmi:>10.2f}"
             f"{s.mean_brca1:>8.4f}{s.mean_tp53:>8.4f}{s.mean_apoe4:>8.4f}"

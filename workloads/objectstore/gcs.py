@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from google.cloud import storage  # type: ignore[attr-defined]
 
@@ -62,7 +64,20 @@ class GcsStore:
     def read_bytes(self, key: str) -> bytes:
         return bytes(self.bucket.blob(self._name(key)).download_as_bytes())
 
-    def move(self, src: str, dst: str) -> None:
-        blob = self.bucket.blob(self._name(src))
-        self.bucket.copy_blob(blob, self.bucket, self._name(dst))
-        blob.delete()
+    def open_read(self, key: str) -> IO[bytes]:
+        reader: IO[bytes] = self.bucket.blob(self._name(key)).open("rb")
+        return reader
+
+    @contextlib.contextmanager
+    def open_write(self, key: str) -> Iterator[IO[bytes]]:
+        # A resumable upload: the object is created only when the writer is closed, so on
+        # failure it is left unfinished (an unfinished upload never becomes an object).
+        writer: IO[bytes] = self.bucket.blob(self._name(key)).open("wb", ignore_flush=True)
+        yield writer
+        writer.close()
+
+    def copy(self, src: str, dst: str) -> None:
+        self.bucket.copy_blob(self.bucket.blob(self._name(src)), self.bucket, self._name(dst))
+
+    def delete(self, key: str) -> None:
+        self.bucket.blob(self._name(key)).delete()

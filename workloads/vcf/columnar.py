@@ -9,6 +9,7 @@ the INFO JSON are built in Python.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -165,6 +166,23 @@ class VariantConverter:
                        if types.get(k, {}).get("Type") == "Integer"}
         self._skip_other = {"GT", *self._typed}
         self.rows = 0
+        # The load key: a digest of the normalised records as they are stored (site
+        # fields, INFO, genotypes, FORMAT values, sample names), not of the file's bytes,
+        # so the same records bgzipped, plain or recompressed are one load.
+        self._digest = hashlib.sha256(b"processed_variants records v1\0")
+        self._digest.update("\t".join(self.samples).encode() + b"\n")
+
+    @property
+    def content_digest(self) -> str:
+        """sha256 of the records read so far (all of them once `batches` is exhausted)."""
+        return self._digest.hexdigest()
+
+    def _hash(self, array: np.ndarray | None) -> None:
+        if array is None:
+            self._digest.update(b"-")
+            return
+        self._digest.update(repr((array.dtype.str, array.shape)).encode())
+        self._digest.update(np.ascontiguousarray(array).data.cast("B"))
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         pending = _Pending()
@@ -190,18 +208,25 @@ class VariantConverter:
         site["names"].append(r.ID.split(";") if r.ID else [])
         site["quality"].append(r.QUAL)
         site["filter"].append(r.FILTERS or [])
-        site["info"].append(json.dumps({k: _json_safe(v) for k, v in r.INFO}))
+        info = json.dumps({k: _json_safe(v) for k, v in r.INFO})
+        site["info"].append(info)
         site["gene"].append(self.genes.gene_at(chrom, start, end))
+        self._digest.update(repr((chrom, start, end, r.REF, alts, r.ID, r.QUAL, r.FILTERS,
+                                  info)).encode())
         if not s:
             return
         gt = r.genotype.array()  # (S, ploidy + 1): alleles then the phased flag
+        self._hash(gt)
         p.gt.append(gt)
         self.apoe.offer(chrom, r.POS, r.REF, alts, gt[:, :-1], gt[:, -1].astype(bool))
         fmt = r.FORMAT
         for key, values in p.fmt.items():
             values.append(r.format(key) if key in self._typed and key in fmt else None)
+            self._hash(values[-1])
         others = [k for k in fmt if k not in self._skip_other]
-        p.other.append(self._other_format(r, others) if others else None)
+        other = self._other_format(r, others) if others else None
+        self._digest.update(json.dumps(other).encode())
+        p.other.append(other)
 
     def _other_format(self, r: Any, keys: list[str]) -> list[str | None]:
         """FORMAT fields outside the typed columns, one JSON object per sample (rare)."""

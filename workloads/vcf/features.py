@@ -1,4 +1,4 @@
-"""Per-patient features derived from processed_variants with SQL (DuckDB dialect).
+"""Per-patient features derived from processed_variants with SQL (any warehouse backend).
 
 variant_brca1 / variant_tp53: alternate alleles a patient carries at variants annotated
 with the gene, capped at 2 (the generator's 0-2 allele count; the synthetic files put
@@ -20,8 +20,8 @@ from workloads.vcf.reference import RS7412, RS429358, Snp
 from workloads.warehouse.base import LoadResult, Warehouse
 
 
-def features_sql(warehouse: Warehouse) -> str:
-    pv = warehouse.table_ref(PROCESSED_VARIANTS)
+def features_sql() -> str:
+    """Per-patient features (DuckDB dialect, plain table names; see warehouse.render)."""
 
     def at(snp: Snp, alias: str) -> str:
         return (
@@ -30,13 +30,19 @@ def features_sql(warehouse: Warehouse) -> str:
             f"AND alternate_bases = '{snp.alt}' THEN alt_alleles END) AS {alias}"
         )
 
+    # Two lateral unnests (calls, then alleles) instead of list lambdas: the same
+    # vectorised plan in DuckDB, and SQL sqlglot maps faithfully to BigQuery.
     return f"""
 WITH calls AS (
-  SELECT reference_name, start_position, reference_bases, alternate_bases, gene,
+  SELECT p.reference_name, p.start_position, p.reference_bases, p.alternate_bases, p.gene,
          c.name AS patient_id,
-         len(list_filter(c.genotype, g -> g = 1)) AS alt_alleles
-  FROM (SELECT *, unnest("call") AS c FROM {pv}
-        WHERE gene IN ('BRCA1', 'TP53') OR reference_name IN ('chr19', '19'))
+         sum(CASE WHEN g = 1 THEN 1 ELSE 0 END) AS alt_alleles
+  FROM processed_variants AS p
+  CROSS JOIN unnest(p."call") AS t(c)
+  CROSS JOIN unnest(c.genotype) AS u(g)
+  WHERE p.gene IN ('BRCA1', 'TP53') OR p.reference_name IN ('chr19', '19')
+  GROUP BY p.reference_name, p.start_position, p.reference_bases, p.alternate_bases, p.gene,
+           c.name
 ), per_patient AS (
   SELECT patient_id,
          sum(CASE WHEN gene = 'BRCA1' THEN alt_alleles ELSE 0 END) AS brca1,
@@ -46,30 +52,36 @@ WITH calls AS (
   FROM calls GROUP BY patient_id
 )
 SELECT patient_id,
-       least(2, brca1)::BIGINT AS variant_brca1,
-       least(2, tp53)::BIGINT AS variant_tp53,
-       least(c429, 2 - t7412)::BIGINT AS variant_apoe4
+       CAST(least(2, brca1) AS BIGINT) AS variant_brca1,
+       CAST(least(2, tp53) AS BIGINT) AS variant_tp53,
+       CAST(least(c429, 2 - t7412) AS BIGINT) AS variant_apoe4
 FROM per_patient ORDER BY patient_id
 """
+
+
+def mismatches_sql() -> str:
+    return """
+SELECT p.patient_id,
+       p.variant_brca1, f.variant_brca1 AS derived_brca1,
+       p.variant_tp53, f.variant_tp53 AS derived_tp53,
+       p.variant_apoe4, f.variant_apoe4 AS derived_apoe4
+FROM patient_genomic_data AS p FULL OUTER JOIN variant_features AS f
+  ON p.patient_id = f.patient_id
+WHERE p.variant_brca1 IS DISTINCT FROM f.variant_brca1
+   OR p.variant_tp53 IS DISTINCT FROM f.variant_tp53
+   OR p.variant_apoe4 IS DISTINCT FROM f.variant_apoe4
+ORDER BY p.patient_id"""
 
 
 def derive_features(warehouse: Warehouse) -> LoadResult:
     """Recompute variant_features from processed_variants (an idempotent upsert)."""
     warehouse.ensure_tables([PROCESSED_VARIANTS, VARIANT_FEATURES])
-    table = warehouse.query(features_sql(warehouse))
-    return warehouse.merge(VARIANT_FEATURES, table, label="variant_features")
+    [sql] = warehouse.render(features_sql())
+    return warehouse.merge(VARIANT_FEATURES, warehouse.query(sql), label="variant_features")
 
 
 def feature_mismatches(warehouse: Warehouse) -> pa.Table:
     """Patients whose derived features differ from patient_genomic_data (empty = all equal)."""
-    pg, vf = warehouse.table_ref(PATIENT_GENOMIC_DATA), warehouse.table_ref(VARIANT_FEATURES)
-    return warehouse.query(f"""
-SELECT p.patient_id,
-       p.variant_brca1, f.variant_brca1 AS derived_brca1,
-       p.variant_tp53, f.variant_tp53 AS derived_tp53,
-       p.variant_apoe4, f.variant_apoe4 AS derived_apoe4
-FROM {pg} p FULL OUTER JOIN {vf} f USING (patient_id)
-WHERE p.variant_brca1 IS DISTINCT FROM f.variant_brca1
-   OR p.variant_tp53 IS DISTINCT FROM f.variant_tp53
-   OR p.variant_apoe4 IS DISTINCT FROM f.variant_apoe4
-ORDER BY patient_id""")
+    warehouse.ensure_tables([PATIENT_GENOMIC_DATA, VARIANT_FEATURES])
+    [sql] = warehouse.render(mismatches_sql())
+    return warehouse.query(sql)

@@ -1,31 +1,36 @@
 """One task: a raw VCF shard -> validated, split, annotated Parquet in the staging store.
 
-The outputs of a file live under staging/<sha256 of the file>/ and `manifest.json` is
-written last, so a retried task finds a finished shard and stops, and a half-finished
-one is simply redone. A file the pipeline refuses is moved to quarantine/ beside a JSON
-reason (file, line, reason, time) and nothing of it reaches staging.
+The input is only read: a user's file in place, an object of a bucket through a private
+temporary copy. The outputs of a file live under staging/<sha256 of the file>/ and
+`manifest.json` is written last, so a retried task finds a finished shard and stops, and
+a half-finished one is simply redone. The manifest carries the load key, the sha256 of
+the normalised records (the same records bgzipped or plain are one load). A file the
+pipeline refuses is copied to quarantine/<sha256 of the file>/ in the node's bucket
+beside a JSON reason (file, line, reason, time); nothing of it reaches staging.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import multiprocessing
 import tempfile
 import threading
 from collections.abc import Collection, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Queue
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from workloads.children import child_pool
 from workloads.contracts.errors import UserError
 from workloads.objectstore.base import ObjectStore
+from workloads.objectstore.folder import FolderStore
 from workloads.vcf.columnar import VariantConverter
 from workloads.vcf.normalise import normalise
 from workloads.vcf.reference import GeneIndex
@@ -34,23 +39,24 @@ from workloads.vcf.validate import VcfInputError, validate_vcf
 log = logging.getLogger(__name__)
 QUARANTINE = "quarantine/"
 STAGING = "staging/"
-INDEX_SUFFIXES = (".csi", ".tbi")
 
 
 @dataclass(frozen=True)
 class ShardResult:
     key: str
     status: str  # staged | already-staged | quarantined
-    fingerprint: str = ""
+    fingerprint: str = ""  # the load key: sha256 of the normalised records
     variant_rows: int = 0
     samples: int = 0
     reason: str = ""
+    staged_id: str = ""  # sha256 of the file's bytes: where its outputs are staged
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
 
 def fingerprint(path: Path) -> str:
+    """sha256 of a file's bytes (names its staging folder; the load key is the records')."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -58,50 +64,52 @@ def fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def staged_keys(fp: str) -> dict[str, str]:
-    base = f"{STAGING}{fp}/"
+def staged_keys(staged_id: str) -> dict[str, str]:
+    base = f"{STAGING}{staged_id}/"
     return {"variants": base + "variants.parquet", "apoe": base + "apoe.parquet",
             "manifest": base + "manifest.json"}
 
 
 def convert_file(
     src: Path,
-    out_dir: Path,
+    staging: ObjectStore,
     *,
-    fp: str,
+    staged_id: str,
     genes: GeneIndex,
+    work: Path,
     known_samples: Collection[str] | None = None,
     name: str | None = None,
     threads: int = 0,
-) -> tuple[Path, Path, int, int]:
-    """Validate, split and convert one local VCF; returns (variants, apoe, rows, samples).
+) -> tuple[int, int, str]:
+    """Validate, split and convert one local VCF into the staging store (encrypted there);
+    returns (variant rows, samples, content digest).
 
     The validation pass runs in a second process while this one splits and converts
-    (pure Python holds the GIL, so a thread would not overlap); nothing is returned -
-    so nothing can be staged - unless it passed. Its error wins over bcftools' own, as
-    it names the line.
+    (pure Python holds the GIL, so a thread would not overlap); nothing is committed to
+    the store unless it passed. Its error wins over bcftools' own, as it names the line.
+    The split BCF is the one plaintext temporary, in the caller's private `work` folder.
     """
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+    keys = staged_keys(staged_id)
+    with child_pool(1) as pool:
         checked = pool.submit(validate_vcf, src, known_samples=known_samples, name=name)
         try:
-            split = normalise(src, out_dir / "split.bcf", threads=threads)
-            converter = VariantConverter(split, genes, fp)
-            variants = out_dir / "variants.parquet"
-            tmp = out_dir / "variants.parquet.tmp"
-            write_parquet(converter.batches(), converter.schema, tmp)
+            split = normalise(src, work / "split.bcf", threads=threads)
+            converter = VariantConverter(split, genes, staged_id)
+            with staging.open_write(keys["variants"]) as out:
+                write_parquet(converter.batches(), converter.schema, out)
+                summary = checked.result()  # commits the object only if validation passed
         except Exception:
             checked.result()  # raises the validation error if there is one
             raise
-        summary = checked.result()
-    tmp.replace(variants)
     split.unlink()
-    apoe = out_dir / "apoe.parquet"
-    pq.write_table(converter.apoe.table(fp), apoe)
-    return variants, apoe, converter.rows, len(summary.samples)
+    with staging.open_write(keys["apoe"]) as out:
+        pq.write_table(converter.apoe.table(staged_id), out)
+    return converter.rows, len(summary.samples), converter.content_digest
 
 
-def write_parquet(batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path) -> None:
+def write_parquet(
+    batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path | IO[bytes]
+) -> None:
     """Write batches while the next ones are built: Parquet encoding releases the GIL, so
     a writer thread overlaps it with conversion; at most two batches wait (flat memory)."""
     queue: Queue[pa.RecordBatch | None] = Queue(maxsize=2)
@@ -129,15 +137,35 @@ def write_parquet(batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: Pa
         raise failure[0]
 
 
-def quarantine(store: ObjectStore, key: str, error: VcfInputError) -> None:
-    """Move the file (and its index) aside with a JSON reason; the reason is written first."""
-    reason = {"file": store.uri(key), "line": error.line, "reason": error.reason,
-              "message": str(error), "time": datetime.now(UTC).isoformat()}
-    store.write_bytes(f"{QUARANTINE}{key}.reason.json", json.dumps(reason, indent=2).encode())
-    for suffix in INDEX_SUFFIXES:
-        if store.exists(key + suffix):
-            store.move(key + suffix, f"{QUARANTINE}{key}{suffix}")
-    store.move(key, f"{QUARANTINE}{key}")
+def quarantine_key(staged_id: str, name: str) -> str:
+    return f"{QUARANTINE}{staged_id}/{Path(name).name}"
+
+
+def quarantine(
+    staging: ObjectStore, local: Path, source: str, staged_id: str, error: VcfInputError
+) -> str:
+    """Copy the refused file into the node's quarantine beside a JSON reason (written
+    first); the input itself is never moved or changed. Returns the copy's key."""
+    key = quarantine_key(staged_id, source)
+    reason = {"file": source, "line": error.line, "reason": error.reason,
+              "message": str(error), "time": datetime.now(UTC).isoformat(),
+              "copy": staging.uri(key)}
+    staging.write_bytes(f"{key}.reason.json", json.dumps(reason, indent=2).encode())
+    staging.upload(local, key)
+    return key
+
+
+@contextlib.contextmanager
+def readable_path(store: ObjectStore, key: str, work: Path) -> Iterator[Path]:
+    """A local path htslib can read: a plain folder's file in place (read only), anything
+    else (encrypted or remote) as a plaintext copy in the private `work` folder."""
+    if isinstance(store, FolderStore) and not store.encrypted:
+        path = Path(store.uri(key))
+        if not path.is_file():
+            raise UserError(f"{path}: no such VCF file; fix: pass an existing file")
+        yield path
+        return
+    yield store.download(key, work / Path(key).name)
 
 
 def process_shard(
@@ -149,36 +177,36 @@ def process_shard(
     known_samples: Collection[str] | None = None,
     threads: int = 0,
 ) -> ShardResult:
-    """The Batch task body for one input object."""
+    """The Batch task body for one input: read it (never change it), stage its records."""
     genes = genes or GeneIndex.from_bed()
-    with tempfile.TemporaryDirectory(prefix="vcf-task-") as tmp:
-        work = Path(tmp)
-        local = inputs.download(key, work / Path(key).name)
-        fp = fingerprint(local)
-        keys = staged_keys(fp)
+    source = inputs.uri(key)
+    # mkdtemp makes the folder private (0700); it and any plaintext in it go at the end.
+    with tempfile.TemporaryDirectory(prefix="vcf-task-") as tmp, \
+            readable_path(inputs, key, Path(tmp)) as local:
+        staged_id = fingerprint(local)
+        keys = staged_keys(staged_id)
         if staging.exists(keys["manifest"]):
             done = json.loads(staging.read_bytes(keys["manifest"]))
-            log.info("%s: already staged as %s", key, fp)
-            return ShardResult(key, "already-staged", fp, done["variant_rows"], done["samples"])
+            log.info("%s: already staged as %s", key, staged_id)
+            return ShardResult(key, "already-staged", done["fingerprint"], done["variant_rows"],
+                               done["samples"], staged_id=staged_id)
         try:
-            variants, apoe, rows, samples = convert_file(
-                local, work, fp=fp, genes=genes, known_samples=known_samples,
-                name=inputs.uri(key), threads=threads)
+            rows, samples, digest = convert_file(
+                local, staging, staged_id=staged_id, genes=genes, work=Path(tmp),
+                known_samples=known_samples, name=source, threads=threads)
         except VcfInputError as exc:
-            quarantine(inputs, key, exc)
-            log.warning("quarantined %s: %s", key, exc)
-            return ShardResult(key, "quarantined", fp, reason=str(exc))
-        staging.upload(variants, keys["variants"])
-        staging.upload(apoe, keys["apoe"])
-        result = ShardResult(key, "staged", fp, rows, samples)
-        manifest = {**asdict(result), "source": inputs.uri(key), "variants": keys["variants"],
+            copy = quarantine(staging, local, source, staged_id, exc)
+            log.warning("quarantined %s (copy at %s): %s", source, staging.uri(copy), exc)
+            return ShardResult(key, "quarantined", "", reason=str(exc), staged_id=staged_id)
+        result = ShardResult(key, "staged", digest, rows, samples, staged_id=staged_id)
+        manifest = {**asdict(result), "source": source, "variants": keys["variants"],
                     "apoe": keys["apoe"]}
         staging.write_bytes(keys["manifest"], json.dumps(manifest, sort_keys=True).encode())
         return result
 
 
-def read_manifest(staging: ObjectStore, fp: str) -> dict[str, object]:
-    key = staged_keys(fp)["manifest"]
+def read_manifest(staging: ObjectStore, staged_id: str) -> dict[str, object]:
+    key = staged_keys(staged_id)["manifest"]
     if not staging.exists(key):
         raise UserError(f"{staging.uri(key)} does not exist; fix: process the file first")
     manifest: dict[str, object] = json.loads(staging.read_bytes(key))

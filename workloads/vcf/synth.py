@@ -15,9 +15,11 @@ are written to BGZF and indexed (CSI) with htslib through pysam.
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +27,9 @@ import pysam
 from tqdm import tqdm
 
 from workloads.contracts.errors import UserError
+from workloads.generator.sampling import DEFAULT_SEED
+from workloads.objectstore.base import ObjectStore
+from workloads.vcf import SYNTH_RECORDS
 from workloads.vcf.reference import (
     ASSEMBLY,
     CONTIG_LENGTHS,
@@ -67,6 +72,14 @@ class PatientGenotypes:
             if values.min() < 0 or values.max() > 2:
                 raise UserError(f"patient_genomic_data.{name} must be 0-2 (allele counts)")
         return cls(ids, counts["variant_brca1"], counts["variant_tp53"], counts["variant_apoe4"])
+
+    def first(self, n: int | None) -> PatientGenotypes:
+        """The first n patients by id (all when n is None)."""
+        if n is None:
+            return self
+        if n < 1:
+            raise UserError(f"--samples {n}: fix: pass a positive number of samples")
+        return PatientGenotypes(self.ids[:n], self.brca1[:n], self.tp53[:n], self.apoe4[:n])
 
     @classmethod
     def from_warehouse(cls, warehouse: Warehouse) -> PatientGenotypes:
@@ -238,9 +251,9 @@ def write_synthetic_vcf(
     patients: PatientGenotypes,
     out_dir: Path,
     *,
-    records: int = 2_000,
+    records: int = SYNTH_RECORDS,
     shards: int = 1,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     prefix: str = "synthetic",
     genes: GeneIndex | None = None,
     missing_rate: float = 0.01,
@@ -279,6 +292,19 @@ def write_synthetic_vcf(
         pysam.tabix_index(str(path), preset="vcf", csi=True, force=True)
     bar.close()
     return paths
+
+
+def synth_into_store(
+    patients: PatientGenotypes, store: ObjectStore, prefix: str, **options: Any
+) -> list[str]:
+    """write_synthetic_vcf into an object store (encrypted at rest in a node's bucket):
+    the files are made in a private temporary folder, uploaded, and removed."""
+    with tempfile.TemporaryDirectory(prefix="vcf-synth-") as tmp:
+        paths = write_synthetic_vcf(patients, Path(tmp), **options)
+        keys = [prefix + path.name for path in paths]
+        for path, key in zip(paths, keys, strict=True):
+            store.upload(path, key)
+    return keys
 
 
 def _lines(

@@ -25,7 +25,8 @@ def run_vcf_task(context: TaskContext) -> ShardResult:
     from workloads.objectstore.base import open_store
     from workloads.vcf.pipeline import process_shard
 
-    inputs, staging = open_store(context.input_location), open_store(context.staging_location)
+    inputs = open_store(context.input_location, context.store_key)
+    staging = open_store(context.staging_location, context.store_key)
     known_samples: Sequence[str] | None = context.inputs.get("known_samples")
     warehouse = None
     if context.warehouse == "bigquery":
@@ -35,11 +36,15 @@ def run_vcf_task(context: TaskContext) -> ShardResult:
             project=context.project, dataset=GENOMICS.dataset, kms_key=context.kms_key
         )
         if known_samples is None:
-            known_samples = warehouse.patient_ids()
+            from workloads.vcf.synth import PatientGenotypes
+
+            known_samples = PatientGenotypes.from_warehouse(warehouse).ids
     result = process_shard(inputs, context.item, staging,
                            known_samples=set(known_samples) if known_samples else None)
     if warehouse is not None and result.status != "quarantined":
-        warehouse.load_staged_vcf(staging, result.fingerprint)
+        from workloads.vcf.load import load_staged
+
+        load_staged(warehouse, staging, result.staged_id)
     return result
 
 
@@ -51,18 +56,22 @@ def _local_inputs(node: LocalNode) -> Mapping[str, Any]:
 
 
 def _finish_local(node: LocalNode, results: Sequence[TaskResult]) -> dict[str, Any]:
-    from workloads.objectstore.folder import FolderStore
+    import sys
+
+    from tqdm import tqdm
+
     from workloads.vcf.features import derive_features
     from workloads.vcf.load import load_staged
     from workloads.vcf.pipeline import ShardResult
 
-    staging = FolderStore(node.bucket)
+    staging = node.store()
     loads, features = [], None
+    staged = [r for r in results if isinstance(r, ShardResult) and r.status != "quarantined"]
     with node.open_warehouse() as warehouse:
-        for result in results:
-            if isinstance(result, ShardResult) and result.status != "quarantined":
-                loads.append(load_staged(warehouse, staging, result.fingerprint))
-        if loads:
+        # One writer per database: the staged files load one after another.
+        for result in tqdm(staged, desc="vcf loads", unit="file", file=sys.stderr):
+            loads.append(load_staged(warehouse, staging, result.staged_id))
+        if any(load.loaded for load in loads):
             features = derive_features(warehouse)
     return {"loads": loads, "features": features}
 

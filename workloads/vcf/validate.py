@@ -9,7 +9,9 @@ one decompression of the file.
 
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,15 +63,34 @@ def _has_bgzf_eof(path: Path) -> bool:
         return f.read() == BGZF_EOF
 
 
+def _is_bgzf(path: Path) -> bool:
+    """gzip with the BGZF extra field ('BC') in its first member's header."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return len(head) >= 14 and head[3] & 4 == 4 and head[12:14] == b"BC"
+
+
 def _lines(path: Path) -> Iterator[bytes]:
-    """Decompressed lines; htslib (libdeflate) inflates BGZF about twice as fast as gzip."""
+    """Decompressed lines; htslib (libdeflate) inflates BGZF about twice as fast as gzip.
+
+    A damaged or cut stream raises OSError/EOFError after the last whole line, so the
+    caller names the first line that could not be read."""
     if not _is_gzip(path):
         with open(path, "rb") as f:
             yield from f
         return
+    if not _is_bgzf(path):  # plain gzip: Python's reader says where it ended
+        with gzip.open(path, "rb") as f:
+            yield from f
+        return
     # A damaged block ends the iteration early; htslib reports it when the file closes.
-    with pysam.BGZFile(str(path), "rb", index=None) as f:
-        yield from f
+    # Its own messages on stderr are silenced: our error names the file and line instead.
+    quiet = pysam.set_verbosity(0)
+    try:
+        with pysam.BGZFile(str(path), "rb", index=None) as f:
+            yield from f
+    finally:
+        pysam.set_verbosity(quiet)
 
 
 def _ids(line: str) -> str:
@@ -117,12 +138,14 @@ def validate_vcf(
                 continue
             records += 1
             _check_record(label, number, raw, n_tabs, len(samples), info_ids, format_ids)
-    except OSError as exc:
+    except (OSError, EOFError, zlib.error) as exc:
+        kind = "bgzip" if _is_bgzf(Path(path)) else "gzip"
         raise VcfInputError(
-            label, number + 1, f"truncated or corrupt bgzip data ({exc})",
-            "re-upload the complete file (check it with `bgzip -t`)",
+            label, number + 1, f"truncated or corrupt {kind} data ({exc})",
+            f"re-upload the complete file (check it with `{'bgzip' if kind == 'bgzip' else 'gzip'}"
+            f" -t`)",
         ) from exc
-    if _is_gzip(Path(path)) and not _has_bgzf_eof(Path(path)):
+    if _is_bgzf(Path(path)) and not _has_bgzf_eof(Path(path)):
         raise VcfInputError(
             label, number + 1, "truncated or not BGZF: the bgzip end-of-file block is missing",
             "re-upload the complete file, compressed with bgzip (check it with `bgzip -t`)",
@@ -165,9 +188,10 @@ def _check_record(
             "give every record the header's columns (8 fixed, FORMAT and one per sample)",
         )
     parts = raw.split(b"\t", 9)
-    if not parts[1].isdigit():
-        raise VcfInputError(label, number, f"POS {parts[1][:20]!r} is not a positive integer",
-                            "write POS as a 1-based integer")
+    if not parts[1].isdigit() or int(parts[1]) == 0:
+        pos = parts[1][:20].decode("utf-8", "replace")
+        raise VcfInputError(label, number, f"POS {pos!r} is not a positive integer",
+                            "write POS as a 1-based integer (the first base is 1)")
     info = parts[7].rstrip(b"\r\n")
     if info != b".":
         for item in info.split(b";"):

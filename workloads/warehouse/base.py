@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from workloads.contracts.schema import Table
+from workloads.objectstore.base import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class LoadResult:
     inserted: int
     updated: int
     unchanged: int
+    deleted: int = 0  # rows a replacing load removed (keys absent from the new rows)
 
     @property
     def rows(self) -> int:
@@ -29,6 +31,7 @@ class Warehouse(Protocol):
     """A node's warehouse. Loads are atomic and idempotent; queries return Arrow tables."""
 
     node: str
+    dialect: str  # sqlglot's name for this backend's SQL
 
     def ensure_tables(self, tables: Iterable[Table]) -> None:
         """Create the tables that do not exist yet, from their schema definitions."""
@@ -39,13 +42,35 @@ class Warehouse(Protocol):
         ...
 
     def merge(
-        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = ""
+        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = "",
+        replace: bool = False,
     ) -> LoadResult:
-        """Upsert rows on the table's primary key, all or nothing."""
+        """Upsert rows on the table's primary key, all or nothing; with `replace`, rows whose
+        key is not among the new rows are deleted in the same transaction."""
         ...
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         """Run SQL (use `table_ref` for table names) inside this node only."""
+        ...
+
+    def render(self, sql: str) -> list[str]:
+        """DuckDB-dialect statements naming tables plainly -> this backend's statements
+        (workloads.warehouse.dialect: the one place the dialects differ)."""
+        ...
+
+    def stage_parquet(
+        self, store: ObjectStore, key: str, name: str, like: Table, job_tag: str
+    ) -> None:
+        """Make a Parquet object of the node's store queryable as table `name` (in `render`)
+        until `unstage(name)`; its columns are those of `like`; `job_tag` names the cloud
+        load job so a retry re-attaches."""
+        ...
+
+    def unstage(self, name: str) -> None: ...
+
+    def run_atomic(self, sql: str, *, job_id: str) -> None:
+        """Run the statements of `sql` (DuckDB dialect) as one transaction: all or nothing.
+        `job_id` makes a retried cloud job re-attach instead of running twice."""
         ...
 
     def close(self) -> None: ...

@@ -1,10 +1,10 @@
 """The BigQuery backend of the Warehouse protocol (google-cloud-bigquery).
 
-Loads go through load jobs with the explicit schema from workloads.schema and a job id
-derived from the content: BigQuery refuses a second job with the same id, so a retried
-Batch task re-attaches to the first load instead of loading the file twice. The
-fingerprint ledger (vcf_loads) is written last, by a MERGE with its own deterministic
-job id, and checked first.
+It knows tables, load jobs and transactions, nothing of any domain. Every job names the
+node's CMEK key. Jobs that must not run twice (staging a file, a transactional load
+script) take a job id derived from their content: BigQuery refuses a second job with
+the same id, so a retried Batch task re-attaches to the first one. Queries arrive in
+DuckDB's dialect through `render` (workloads.warehouse.dialect).
 """
 
 from __future__ import annotations
@@ -20,30 +20,19 @@ import pyarrow.parquet as pq
 from google.api_core.exceptions import Conflict
 from google.cloud import bigquery
 
+from workloads.contracts.catalogue import ALL_TABLES
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
-from workloads.contracts.tables.genomics import (
-    PATIENT_GENOMIC_DATA,
-    PROCESSED_VARIANTS,
-    SAMPLE_APOE,
-    VCF_LOADS,
-)
 from workloads.objectstore.base import ObjectStore
 from workloads.warehouse.base import LoadResult
+from workloads.warehouse.dialect import translate
 
 _JOB_ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+CATALOGUE_NAMES = frozenset(t.name for t in ALL_TABLES)
 
 
 def schema_fields(table: Table) -> list[bigquery.SchemaField]:
     return [bigquery.SchemaField.from_api_repr(c.bigquery_json()) for c in table.columns]
-
-
-def load_job_id(fingerprint: str, table: Table | str) -> str:
-    """One id per (file content, table): the same file can never be loaded twice."""
-    name = table.name if isinstance(table, Table) else table
-    if not re.fullmatch(r"[0-9a-f]{64}", fingerprint):
-        raise UserError(f"fingerprint {fingerprint!r} is not a sha256 hex digest")
-    return _JOB_ID_UNSAFE.sub("_", f"vcf_load_{name}_{fingerprint}")
 
 
 def _encryption(kms_key: str) -> Any:
@@ -77,7 +66,9 @@ class BigQueryWarehouse:
         self.project, self.dataset, self.location = project, dataset, location
         self.node = node or project
         self.kms_key = kms_key
+        self.dialect = "bigquery"
         self._client = client
+        self._staged: dict[str, str] = {}  # stage name -> scratch table
 
     @property
     def client(self) -> Any:
@@ -90,7 +81,8 @@ class BigQueryWarehouse:
         return f"{self.project}.{self.dataset}.{name}"
 
     def table_ref(self, table: Table | str) -> str:
-        return f"`{self.table_id(table)}`"
+        name = table.name if isinstance(table, Table) else table
+        return f"`{self.table_id(self._staged.get(name, name))}`"
 
     def ensure_tables(self, tables: Iterable[Table]) -> None:
         for table in tables:
@@ -118,7 +110,8 @@ class BigQueryWarehouse:
         return result
 
     def merge(
-        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = ""
+        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = "",
+        replace: bool = False,
     ) -> LoadResult:
         """Load into a scratch table, then one MERGE statement (atomic) on the primary key."""
         if not table.primary_key:
@@ -132,59 +125,50 @@ class BigQueryWarehouse:
         self.client.load_table_from_file(
             buffer, scratch, job_config=_scratch_config(table, self.kms_key)).result()
         try:
-            job = self.client.query(merge_sql(self, table, f"`{scratch}`"))
+            job = self.client.query(merge_sql(self, table, f"`{scratch}`", replace=replace))
             job.result()
             stats = job.dml_stats
             inserted = int(stats.inserted_row_count) if stats else 0
             updated = int(stats.updated_row_count) if stats else 0
+            deleted = int(stats.deleted_row_count) if stats else 0
         finally:
             self.client.delete_table(scratch, not_found_ok=True)
-        return LoadResult(table.name, inserted, updated, data.num_rows - inserted - updated)
+        return LoadResult(table.name, inserted, updated, data.num_rows - inserted - updated,
+                          deleted)
 
-    def patient_ids(self) -> list[str]:
-        rows = self.query(f"SELECT patient_id FROM {self.table_ref(PATIENT_GENOMIC_DATA)}")
-        return [str(v) for v in rows.column("patient_id").to_pylist()]
+    def render(self, sql: str) -> list[str]:
+        return translate(sql, self.dialect, self.table_ref, CATALOGUE_NAMES | set(self._staged))
 
-    def is_loaded(self, fingerprint: str) -> bool:
-        found = self.query(
-            f"SELECT count(*) AS n FROM {self.table_ref(VCF_LOADS)} WHERE fingerprint = ?",
-            [fingerprint])
-        return bool(found.column("n")[0].as_py())
-
-    def load_parquet(self, uri: str, table: Table, fingerprint: str) -> Any:
-        """Start (or re-attach to) the one load job of this file into this table."""
-        job_id = load_job_id(fingerprint, table)
+    def stage_parquet(
+        self, store: ObjectStore, key: str, name: str, like: Table, job_tag: str
+    ) -> None:
+        """Load the object into a scratch table (CMEK, as every job) with a job id derived
+        from job_tag: a retried task re-attaches to the first load."""
+        scratch = f"{name}_{job_tag}"
+        job_id = _JOB_ID_UNSAFE.sub("_", f"stage_{scratch}")
+        config = _scratch_config(like, self.kms_key)
         try:
             job = self.client.load_table_from_uri(
-                uri, self.table_id(table), job_id=job_id,
-                job_config=parquet_load_config(table, self.kms_key))
-        except Conflict:  # a previous attempt of this task already created the job
+                store.uri(key), self.table_id(scratch), job_id=job_id, job_config=config)
+        except Conflict:
             job = self.client.get_job(job_id)
         job.result()
-        return job
+        self._staged[name] = scratch
 
-    def load_staged_vcf(self, staging: ObjectStore, fingerprint: str) -> bool:
-        """Load a staged shard; False if the ledger says it is already in."""
-        from workloads.vcf.pipeline import read_manifest, staged_keys
+    def unstage(self, name: str) -> None:
+        scratch = self._staged.pop(name, None)
+        if scratch is not None:
+            self.client.delete_table(self.table_id(scratch), not_found_ok=True)
 
-        if self.is_loaded(fingerprint):
-            return False
-        manifest = read_manifest(staging, fingerprint)
-        keys = staged_keys(fingerprint)
-        self.load_parquet(staging.uri(keys["variants"]), PROCESSED_VARIANTS, fingerprint)
-        self.load_parquet(staging.uri(keys["apoe"]), SAMPLE_APOE, fingerprint)
-        ledger_job_id = load_job_id(fingerprint, VCF_LOADS)
-        config = bigquery.QueryJobConfig(query_parameters=[
-            bigquery.ScalarQueryParameter("fp", "STRING", fingerprint),
-            bigquery.ScalarQueryParameter("source", "STRING", str(manifest["source"])),
-            bigquery.ScalarQueryParameter("rows", "INT64", int(str(manifest["variant_rows"]))),
-        ])
+    def run_atomic(self, sql: str, *, job_id: str) -> None:
+        """One multi-statement transaction, as one job with a deterministic id."""
+        script = "BEGIN TRANSACTION;\n" + ";\n".join(self.render(sql)) + ";\nCOMMIT TRANSACTION;"
+        safe_id = _JOB_ID_UNSAFE.sub("_", job_id)
         try:
-            job = self.client.query(ledger_sql(self), job_config=config, job_id=ledger_job_id)
-        except Conflict:
-            job = self.client.get_job(ledger_job_id)
+            job = self.client.query(script, job_id=safe_id)
+        except Conflict:  # a previous attempt of this task sent it already
+            job = self.client.get_job(safe_id)
         job.result()
-        return True
 
     def close(self) -> None:
         if self._client is not None:
@@ -208,7 +192,9 @@ def _param_type(value: Any) -> str:
     return "STRING"
 
 
-def merge_sql(warehouse: BigQueryWarehouse, table: Table, source: str) -> str:
+def merge_sql(
+    warehouse: BigQueryWarehouse, table: Table, source: str, *, replace: bool = False
+) -> str:
     cols = table.column_names
     keys = table.primary_key
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
@@ -221,13 +207,5 @@ def merge_sql(warehouse: BigQueryWarehouse, table: Table, source: str) -> str:
         + ", ".join(f"`{c}` = s.`{c}`" for c in rest)
         + " WHEN NOT MATCHED THEN INSERT (" + ", ".join(f"`{c}`" for c in cols)
         + ") VALUES (" + ", ".join(f"s.`{c}`" for c in cols) + ")"
-    )
-
-
-def ledger_sql(warehouse: BigQueryWarehouse) -> str:
-    return (
-        f"MERGE {warehouse.table_ref(VCF_LOADS)} AS t "
-        f"USING (SELECT @fp AS fingerprint) AS s ON t.fingerprint = s.fingerprint "
-        f"WHEN NOT MATCHED THEN INSERT (fingerprint, source, variant_rows, loaded_at) "
-        f"VALUES (@fp, @source, @rows, CURRENT_TIMESTAMP())"
+        + (" WHEN NOT MATCHED BY SOURCE THEN DELETE" if replace else "")
     )

@@ -10,6 +10,7 @@ never set: without the extension, writing fails instead of writing weak cipherte
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,12 +21,17 @@ from typing import Any
 import duckdb
 import duckdb_extension_httpfs
 import pyarrow as pa
+import pyarrow.dataset as ds
 
+from workloads.contracts.catalogue import ALL_TABLES
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
+from workloads.objectstore.base import ObjectStore
 from workloads.warehouse.base import LoadResult
+from workloads.warehouse.dialect import translate
 
 CATALOG = "node"
+CATALOGUE_NAMES = frozenset(t.name for t in ALL_TABLES)
 
 
 def _httpfs_extension_path() -> str:
@@ -45,6 +51,7 @@ class DuckDBWarehouse:
 
     def __init__(self, node: str, path: Path, key: str, *, memory_limit: str = "1GB") -> None:
         self.node = node
+        self.dialect = "duckdb"
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(":memory:")
@@ -64,6 +71,13 @@ class DuckDBWarehouse:
             )
         except duckdb.Error as exc:
             self._con.close()
+            if "lock" in str(exc).lower():  # another process has the database open
+                holder = str(exc).split("Conflicting lock is held in", 1)[-1].strip()
+                raise UserError(
+                    f"node {node!r} is in use by another process (its warehouse {self.path} "
+                    f"is locked{': ' + holder if holder != str(exc).strip() else ''}); fix: wait "
+                    "for that command to finish (one writer per node at a time), or stop it"
+                ) from exc
             raise UserError(
                 f"cannot open node {node!r} warehouse {self.path}: {exc}; fix: use the key this "
                 f"node was created with (see README, 'Data at rest')"
@@ -81,9 +95,14 @@ class DuckDBWarehouse:
 
     # -- loading ----------------------------------------------------------------
     def merge(
-        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = ""
+        self, table: Table, batches: pa.Table | Iterable[pa.RecordBatch], *, label: str = "",
+        replace: bool = False, also: Sequence[str] = (),
     ) -> LoadResult:
-        """Upsert on the primary key in one transaction: a failure leaves the table as it was."""
+        """Upsert on the primary key in one transaction: a failure leaves the table as it was.
+
+        `replace`: delete the rows whose key is not among the new ones (same transaction).
+        `also`: further statements (this backend's SQL) committed with the rows.
+        """
         if not table.primary_key:
             raise ValueError(f"table {table.name} has no primary key to merge on")
         self.ensure_tables([table])
@@ -128,6 +147,12 @@ class DuckDBWarehouse:
                 self._con.unregister("_incoming")
                 total += incoming.num_rows
             self._check_unique_keys(table, staging, label)
+            deleted = 0
+            if replace:
+                gone = self._con.execute(
+                    f"DELETE FROM {target} AS t WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM {staging} AS s WHERE {on})").fetchone()
+                deleted = int(gone[0]) if gone else 0
             # Count what the MERGE will do with one vectorised join, then do it.
             inserted, updated = self._con.execute(
                 f"SELECT count(*) FILTER (WHERE t.\"{first_key}\" IS NULL), "
@@ -136,11 +161,14 @@ class DuckDBWarehouse:
             ).fetchone() or (0, 0)
             self._con.execute(merge_sql)
             self._con.execute(f"DROP TABLE {staging}")
+            for statement in also:
+                self._con.execute(statement)
             self._con.execute("COMMIT")
         except BaseException:
-            self._con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # e.g. the transaction already aborted
+                self._con.execute("ROLLBACK")
             raise
-        return LoadResult(table.name, inserted, updated, total - inserted - updated)
+        return LoadResult(table.name, inserted, updated, total - inserted - updated, deleted)
 
     def _check_unique_keys(self, table: Table, staging: str, label: str) -> None:
         keys = ", ".join(f'"{k}"' for k in table.primary_key)
@@ -168,6 +196,33 @@ class DuckDBWarehouse:
     # -- reading ----------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         return self._con.execute(sql, params or []).to_arrow_table()
+
+    def render(self, sql: str) -> list[str]:
+        return translate(sql, self.dialect, self.table_ref, CATALOGUE_NAMES)
+
+    def stage_parquet(
+        self, store: ObjectStore, key: str, name: str, like: Table, job_tag: str
+    ) -> None:
+        # Read through the store's decrypting reader: no plaintext copy is ever written.
+        # A dataset (unlike a stream) can be scanned by several statements, with projection.
+        parquet = ds.ParquetFileFormat()
+        fragment = parquet.make_fragment(pa.PythonFile(store.open_read(key), mode="r"))
+        self._con.register(name, ds.FileSystemDataset(
+            [fragment], fragment.physical_schema, parquet))
+
+    def unstage(self, name: str) -> None:
+        self._con.unregister(name)
+
+    def run_atomic(self, sql: str, *, job_id: str) -> None:
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            for statement in self.render(sql):
+                self._con.execute(statement)
+            self._con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):  # e.g. the transaction already aborted
+                self._con.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._con.close()

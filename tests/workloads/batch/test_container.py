@@ -67,5 +67,5 @@ def test_entrypoint_help_and_a_dry_task(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["key"] == shards[1] and result["status"] == "staged"
-    staged = bucket / "staging" / result["fingerprint"] / "variants.parquet"
+    staged = bucket / "staging" / result["staged_id"] / "variants.parquet"
     assert staged.exists()

@@ -123,8 +123,10 @@ def test_patient_task_before_provider_task_resolves_at_merge(synth_node: LocalNo
     patients = [k for k in keys if k not in providers]
     order = tuple(patients + providers)  # the worst order: patients first
     bucket = str(synth_node.bucket)
+    key = synth_node.store().key_bytes  # the node's bucket is sealed with the node's key
     results = [run_task(TaskContext(kind="fhir", items=order, index=i, input_location=bucket,
-                                    staging_location=bucket)) for i in range(len(order))]
+                                    staging_location=bucket, store_key=key))
+               for i in range(len(order))]
     staged_store = node_store(synth_node)
     first = [r for r in read_staged(staged_store, results[0].staged_key)
              if r.resource_type == "Encounter"]

@@ -12,6 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from workloads.cli import main
+from workloads.generator.run import committed
+from workloads.local_node import LocalNode
 
 REPO = Path(__file__).resolve().parents[3]
 WriteProfile = Callable[..., Path]  # the write_profile fixture (conftest.py)
@@ -55,14 +57,19 @@ def test_a_new_node_is_a_profile_file(
     code, out, _ = run(capsys, "generate", "--node", "sg", "--profile-dir", str(path.parent),
                        "--rows", "200", "--root", str(root), "--no-progress")
     assert code == 0 and "expected cancer rate 0.1200" in out
+    record = committed(LocalNode("sg", root))
+    assert record is not None
+    with LocalNode("sg", root).store().open_read(
+            record["generations"][0]["files"]["parquet"]) as f:
+        first_ids = pq.read_table(f)["patient_id"][:2].to_pylist()
+    assert first_ids == ["SG-0001", "SG-0002"]
     code, _, _ = run(capsys, "generate", "--profile", str(path), "--rows", "300",
                      "--root", str(root), "--formats", "warehouse", "--no-progress")
     assert code == 0
     code, out, _ = run(capsys, "summary", "--root", str(root))
     assert out.splitlines()[1].split()[:2] == ["sg", "300"]
-    first_ids = pq.read_table(root / "sg" / "bucket" / "patient_genomic_data" /
-                              "patient_genomic_data_sg.parquet")["patient_id"][:2].to_pylist()
-    assert first_ids == ["SG-0001", "SG-0002"]
+    # Replaced by a warehouse-only generation: no files describe other rows any more.
+    assert committed(LocalNode("sg", root))["generations"][0]["files"] == {}  # type: ignore[index]
 
 
 def test_demo_generates_both_nodes_and_is_idempotent(

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -12,9 +16,16 @@ import pytest
 
 from workloads.contracts.errors import UserError
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
-from workloads.generator import find_profile, generate_batches, generate_node, summarize_nodes
+from workloads.generator import (
+    find_profile,
+    generate_batches,
+    generate_node,
+    load_profile,
+    summarize_nodes,
+)
 from workloads.generator import outputs as outputs_module
-from workloads.generator.run import default_out_dir, parse_formats
+from workloads.generator import run as run_module
+from workloads.generator.run import CURRENT_KEY, FILES_PREFIX, committed, parse_formats
 from workloads.local_node import LocalNode
 
 SEED_COLUMNS = ["patient_id", "age", "variant_brca1", "variant_tp53", "variant_apoe4", "bmi",
@@ -28,24 +39,32 @@ def warehouse_rows(root: Path, node: str) -> pa.Table:
         )
 
 
+def object_key(result: run_module.GenerateResult, fmt: str) -> str:
+    return f"{FILES_PREFIX}{result.generation}/patient_genomic_data_{result.node}.{fmt}"
+
+
+def stored_parquet(root: Path, result: run_module.GenerateResult) -> pa.Table:
+    with LocalNode(result.node, root).store().open_read(object_key(result, "parquet")) as f:
+        return pq.read_table(f)
+
+
 def test_csv_parquet_and_warehouse_hold_the_same_rows(tmp_path: Path) -> None:
     us = find_profile("us")
     result = generate_node(us, rows=12_000, seed=5, root=tmp_path, chunk_rows=5_000,
                            progress=False)
     expected = pa.Table.from_batches(list(generate_batches(us, 12_000, 5)))
-    folder = default_out_dir(tmp_path, "us")
-    assert result.files == {
-        "csv": folder / "patient_genomic_data_us.csv",
-        "parquet": folder / "patient_genomic_data_us.parquet",
-    }
+    store = LocalNode("us", tmp_path).store()
+    assert result.files == {fmt: store.uri(object_key(result, fmt)) for fmt in ("csv", "parquet")}
     assert result.load is not None and result.load.inserted == 12_000
 
-    parquet = pq.read_table(result.files["parquet"])
+    parquet = stored_parquet(tmp_path, result)
     assert parquet.schema == PATIENT_GENOMIC_DATA.arrow_schema()
     assert parquet.equals(expected)
 
     # CSV: the seed's header and column order, values that round-trip exactly.
-    with result.files["csv"].open(newline="") as f:
+    text = store.read_bytes(object_key(result, "csv"))
+    assert b"US-0001" not in Path(result.files["csv"]).read_bytes()  # encrypted at rest
+    with io.StringIO(text.decode(), newline="") as f:
         reader = csv.reader(f)
         assert next(reader) == SEED_COLUMNS
         rows = list(reader)
@@ -54,7 +73,7 @@ def test_csv_parquet_and_warehouse_hold_the_same_rows(tmp_path: Path) -> None:
     assert [float(r[5]) for r in rows] == expected["bmi"].to_pylist()
     assert [int(r[1]) for r in rows] == expected["age"].to_pylist()
     assert all("." in r[5] for r in rows)  # 29.0, as pandas writes floats
-    frame = pd.read_csv(result.files["csv"])
+    frame = pd.read_csv(io.BytesIO(text))
     assert list(frame.columns) == SEED_COLUMNS
     pd.testing.assert_frame_equal(frame, expected.to_pandas(), check_dtype=False)
 
@@ -79,6 +98,93 @@ def test_loading_twice_leaves_one_copy_and_changed_rows_update(tmp_path: Path) -
     assert other.load.inserted == 0 and other.load.updated > 2000
     assert other.load.updated + other.load.unchanged == 3000
     assert warehouse_rows(tmp_path, "eu").num_rows == 3000
+
+
+def test_replace_is_the_default_and_leaves_exactly_the_new_population(
+    tmp_path: Path, write_profile: Callable[..., Path]
+) -> None:
+    us = find_profile("us")
+    generate_node(us, rows=500, seed=1, root=tmp_path, progress=False)
+    smaller = generate_node(us, rows=200, seed=2, root=tmp_path, progress=False)
+    assert smaller.load is not None and smaller.load.deleted == 300
+    rows = warehouse_rows(tmp_path, "us")
+    expected = pa.Table.from_batches(list(generate_batches(us, 200, 2)))
+    assert rows.equals(expected.sort_by("patient_id").cast(rows.schema))
+    assert stored_parquet(tmp_path, smaller).equals(expected)  # files agree with the table
+    store = LocalNode("us", tmp_path).store()
+    assert sorted(store.list(FILES_PREFIX)) == sorted(
+        [CURRENT_KEY, object_key(smaller, "csv"), object_key(smaller, "parquet")])
+    # Another id prefix does not double the node: the old patients go.
+    renamed = write_profile("us", {'id_prefix = "US"': 'id_prefix = "USA"'})
+    generate_node(load_profile(renamed), rows=100, seed=2, root=tmp_path,
+                  progress=False)
+    ids = warehouse_rows(tmp_path, "us")["patient_id"].to_pylist()
+    assert len(ids) == 100 and all(i.startswith("USA-") for i in ids)
+
+
+def test_append_numbers_new_patients_after_the_existing_ones(tmp_path: Path) -> None:
+    us = find_profile("us")
+    first = generate_node(us, rows=50, seed=1, root=tmp_path, progress=False)
+    second = generate_node(us, rows=30, seed=2, root=tmp_path, progress=False, mode="append")
+    assert second.load is not None and (second.load.inserted, second.load.deleted) == (30, 0)
+    rows = warehouse_rows(tmp_path, "us")
+    assert rows.num_rows == 80 and rows["patient_id"][-1].as_py() == "US-0080"
+    files = pa.concat_tables([stored_parquet(tmp_path, r) for r in (first, second)])
+    assert files.sort_by("patient_id").cast(rows.schema).equals(rows)  # files = the table
+    record = committed(LocalNode("us", tmp_path))
+    assert record is not None and [g["generation"] for g in record["generations"]] == [
+        first.generation, second.generation]
+
+
+def test_a_crash_before_or_after_the_warehouse_commit_leaves_files_and_table_agreeing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    us = find_profile("us")
+    node = LocalNode("us", tmp_path)
+    old = generate_node(us, rows=40, seed=1, root=tmp_path, progress=False)
+
+    def agree() -> None:
+        record = committed(node)
+        assert record is not None
+        [gen] = record["generations"]
+        with node.store().open_read(gen["files"]["parquet"]) as f:
+            files = pq.read_table(f)
+        rows = warehouse_rows(tmp_path, "us")
+        assert files.sort_by("patient_id").cast(rows.schema).equals(rows)
+
+    # Crash after the new objects are complete, before the warehouse commits.
+    def crash(*args: object, **kwargs: object) -> None:
+        for _ in args[2]:  # type: ignore[attr-defined]  # drain: objects get committed
+            pass
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module.DuckDBWarehouse, "merge", crash)
+    with pytest.raises(KeyboardInterrupt):
+        generate_node(us, rows=60, seed=2, root=tmp_path, progress=False)
+    monkeypatch.undo()
+    agree()
+    assert committed(node)["generations"][0]["generation"] == old.generation  # type: ignore[index]
+
+    # Crash after the warehouse committed, before CURRENT.json was rewritten.
+    real_tidy = run_module.tidy
+    calls = {"n": 0}
+
+    def tidy_then_crash(*args: Any) -> list[str]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_tidy(*args)
+
+    monkeypatch.setattr(run_module, "tidy", tidy_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        generate_node(us, rows=70, seed=3, root=tmp_path, progress=False)
+    monkeypatch.undo()
+    agree()
+    assert warehouse_rows(tmp_path, "us").num_rows == 70
+    removed = run_module.tidy(node, node.store(), committed(node))  # what `node status` does
+    assert removed and all(old.generation in k for k in removed)  # the old files go
+    current = json.loads(node.store().read_bytes(CURRENT_KEY))
+    assert current == committed(node)
 
 
 def test_a_failure_midway_leaves_no_files_and_no_rows(
@@ -114,16 +220,15 @@ def test_files_only_do_not_touch_the_warehouse(tmp_path: Path) -> None:
     assert not LocalNode("us", tmp_path).key_path.exists()
 
 
-def test_rerun_replaces_files_atomically(tmp_path: Path) -> None:
+def test_rerun_replaces_exported_files_atomically(tmp_path: Path) -> None:
     us = find_profile("us")
-    kw = {"root": tmp_path, "formats": ["parquet"], "progress": False}
+    out = tmp_path / "export"
+    kw = {"root": tmp_path, "formats": ["parquet"], "progress": False, "out_dir": out}
     first = generate_node(us, rows=50, seed=1, **kw)  # type: ignore[arg-type]
     second = generate_node(us, rows=80, seed=1, **kw)  # type: ignore[arg-type]
     assert first.files == second.files
     assert pq.read_table(second.files["parquet"]).num_rows == 80
-    assert [p.name for p in second.files["parquet"].parent.iterdir()] == [
-        "patient_genomic_data_us.parquet"
-    ]
+    assert [p.name for p in out.iterdir()] == ["patient_genomic_data_us.parquet"]
 
 
 def test_unwritable_output_is_a_user_error(tmp_path: Path) -> None:

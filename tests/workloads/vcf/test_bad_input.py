@@ -1,5 +1,6 @@
-"""Bad input: a UserError naming file and line, the file quarantined with a JSON reason,
-nothing of it staged or loaded, and the other shards unaffected."""
+"""Bad input: a UserError naming file and line, a copy quarantined in the node's bucket with
+a JSON reason, the user's file untouched, nothing of it staged or loaded, and the other
+shards unaffected."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from workloads.contracts.errors import UserError
 from workloads.contracts.tables.genomics import PROCESSED_VARIANTS, VCF_LOADS
 from workloads.local_node import LocalNode
 from workloads.objectstore.folder import FolderStore
-from workloads.vcf.pipeline import ShardResult, process_shard
+from workloads.vcf.pipeline import ShardResult, process_shard, quarantine_key
 from workloads.vcf.synth import PatientGenotypes, write_synthetic_vcf
 from workloads.vcf.validate import validate_vcf
 
@@ -45,6 +46,8 @@ TEXT_CASES: list[tuple[str, Edit, str, str]] = [
     ("missing_header", lambda ls: ls[_first_record(ls):], "missing VCF header", "1"),
     ("wrong_columns", _edit_record(lambda cols: cols[:-1]), "wrong column count", "record"),
     ("non_numeric_pos", _replace_field(1, "12x4"), "POS", "record"),
+    ("word_pos", _replace_field(1, "forty"), "POS 'forty' is not", "record"),  # not b'forty'
+    ("zero_pos", _replace_field(1, "0"), "POS '0' is not a positive integer", "record"),
     ("undefined_info", _edit_record(
         lambda cols: [*cols[:7], cols[7] + ";NOPE=1", *cols[8:]]), "INFO tag 'NOPE'", "record"),
     ("undefined_format", _edit_record(
@@ -56,12 +59,33 @@ TEXT_CASES: list[tuple[str, Edit, str, str]] = [
 
 
 @pytest.fixture
-def good(node: LocalNode) -> tuple[Path, list[str]]:
+def incoming(tmp_path: Path) -> Path:
+    """A user's own folder of VCFs (outside the node)."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def good(node: LocalNode, incoming: Path) -> tuple[Path, list[str]]:
     with node.open_warehouse() as wh:
         patients = PatientGenotypes.from_warehouse(wh)
-    [path] = write_synthetic_vcf(patients, node.bucket / "vcf", records=60, seed=1,
+    [path] = write_synthetic_vcf(patients, incoming / "good", records=60, seed=1,
                                  progress=False)
     return path, patients.ids
+
+
+def _stat(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def _process_user_file(node: LocalNode, path: Path, patients: list[str]) -> ShardResult:
+    """process_shard over a user's file; asserts the file's bytes and mtime are unchanged."""
+    before = _stat(path)
+    result = process_shard(FolderStore(path.parent), path.name, node.store(),
+                           known_samples=set(patients))
+    assert path.exists() and _stat(path) == before
+    return result
 
 
 def _write_text(lines: list[str], dest: Path) -> None:
@@ -71,12 +95,16 @@ def _write_text(lines: list[str], dest: Path) -> None:
     plain.unlink()
 
 
-def _assert_quarantined(node: LocalNode, key: str, reason: str, line: int) -> None:
-    store = FolderStore(node.bucket)
-    assert not store.exists(key) and store.exists(f"quarantine/{key}")
-    record = json.loads(store.read_bytes(f"quarantine/{key}.reason.json"))
-    assert set(record) >= {"file", "line", "reason", "time"}
-    assert record["file"].endswith(key) and record["line"] == line
+def _assert_quarantined(
+    node: LocalNode, path: Path, result: ShardResult, reason: str, line: int
+) -> None:
+    store = node.store()
+    copy = quarantine_key(result.staged_id, path.name)
+    assert store.read_bytes(copy) == path.read_bytes()  # the copy, encrypted at rest
+    assert (node.bucket / copy).read_bytes() != path.read_bytes()
+    record = json.loads(store.read_bytes(f"{copy}.reason.json"))
+    assert set(record) >= {"file", "line", "reason", "time", "copy"}
+    assert record["file"] == str(path) and record["line"] == line
     assert reason in record["reason"]
     assert not store.list("staging/")  # nothing of it reaches staging
 
@@ -90,18 +118,17 @@ def test_bad_text_is_quarantined_with_file_and_line(
     path, patients = good
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     bad = edit(list(lines))
-    key = f"vcf/{name}.vcf.gz"
-    _write_text(bad, node.bucket / key)
+    user_file = path.parent.parent / f"{name}.vcf.gz"
+    _write_text(bad, user_file)
     if where == "chrom":
         line = next(i for i, x in enumerate(bad, 1) if x.startswith("#CHROM"))
     else:
         line = 1 if where == "1" else _first_record(lines) + 3
     with pytest.raises(UserError, match=f"{name}.vcf.gz:{line}: .*fix: "):
-        validate_vcf(node.bucket / key, known_samples=set(patients))
-    store = FolderStore(node.bucket)
-    result = process_shard(store, key, store, known_samples=set(patients))
+        validate_vcf(user_file, known_samples=set(patients))
+    result = _process_user_file(node, user_file, patients)
     assert result.status == "quarantined" and f":{line}: " in result.reason
-    _assert_quarantined(node, key, reason, line)
+    _assert_quarantined(node, user_file, result, reason, line)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "cut_at_block"])
@@ -117,15 +144,15 @@ def test_damaged_bgzip_is_quarantined(
     else:
         for i in range(len(data) // 2, len(data) // 2 + 64):
             data[i] ^= 0xFF
-    key = f"vcf/{damage}.vcf.gz"
-    (node.bucket / key).write_bytes(bytes(data))
-    store = FolderStore(node.bucket)
-    result = process_shard(store, key, store, known_samples=set(patients))
+    user_file = path.parent.parent / f"{damage}.vcf.gz"
+    user_file.write_bytes(bytes(data))
+    result = _process_user_file(node, user_file, patients)
     assert result.status == "quarantined"
     assert "truncated" in result.reason and f"{damage}.vcf.gz:" in result.reason
-    record = json.loads(store.read_bytes(f"quarantine/{key}.reason.json"))
+    copy = quarantine_key(result.staged_id, user_file.name)
+    record = json.loads(node.store().read_bytes(f"{copy}.reason.json"))
     assert record["line"] >= 1  # the first line not read whole (htslib reads by block)
-    _assert_quarantined(node, key, "truncated", record["line"])
+    _assert_quarantined(node, user_file, result, "truncated", record["line"])
 
 
 def test_other_shards_are_unaffected_in_a_local_run(
@@ -133,7 +160,11 @@ def test_other_shards_are_unaffected_in_a_local_run(
 ) -> None:
     path, _ = good
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
-    _write_text(_replace_field(1, "oops")(list(lines)), node.bucket / "vcf" / "bad.vcf.gz")
+    bad = path.parent / "bad.vcf.gz"
+    _write_text(_replace_field(1, "oops")(list(lines)), bad)
+    store = node.store()
+    store.upload(bad, "vcf/bad.vcf.gz")
+    store.upload(path, f"vcf/{path.name}")
     shards = ["vcf/bad.vcf.gz", f"vcf/{path.name}"]
     run = run_local(node, TaskRequest("vcf", tuple(shards)), workers=2, progress=False)
     assert [s.status for s in run.results] == ["quarantined", "staged"]
@@ -145,7 +176,8 @@ def test_other_shards_are_unaffected_in_a_local_run(
         sources = wh.query(
             f"SELECT DISTINCT source_fingerprint AS f FROM {wh.table_ref(PROCESSED_VARIANTS)}")
         assert sources.column("f").to_pylist() == [staged.fingerprint]
-    assert FolderStore(node.bucket).exists("quarantine/vcf/bad.vcf.gz.reason.json")
+    copy = quarantine_key(run.results[0].staged_id, "bad.vcf.gz")  # type: ignore[attr-defined]
+    assert store.exists(f"{copy}.reason.json") and store.exists("vcf/bad.vcf.gz")
 
 
 def test_values_bcftools_cannot_parse_are_quarantined(
@@ -155,9 +187,8 @@ def test_values_bcftools_cannot_parse_are_quarantined(
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     # A non-integer DP passes the structural checks; bcftools itself refuses it.
     bad = _edit_record(lambda cols: [*cols[:9], "0/1:abc:1,2:0,0,0", *cols[10:]])(list(lines))
-    key = "vcf/bad_value.vcf.gz"
-    _write_text(bad, node.bucket / key)
-    store = FolderStore(node.bucket)
-    result = process_shard(store, key, store, known_samples=set(patients))
+    user_file = path.parent.parent / "bad_value.vcf.gz"
+    _write_text(bad, user_file)
+    result = _process_user_file(node, user_file, patients)
     assert result.status == "quarantined" and "bcftools norm -m -any failed" in result.reason
-    _assert_quarantined(node, key, "VCF parse error", 0)
+    _assert_quarantined(node, user_file, result, "VCF parse error", 0)

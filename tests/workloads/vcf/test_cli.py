@@ -16,12 +16,13 @@ def test_synth_process_derive(node: LocalNode, capsys: pytest.CaptureFixture[str
     assert main(["vcf", "synth", *base, "--records", "120", "--shards", "2",
                  "--no-progress"]) == 0
     paths = capsys.readouterr().out.split()
-    assert len(paths) == 2 and all(Path(p).exists() for p in paths)
+    assert len(paths) == 2 and all(p.startswith("bucket:vcf/") for p in paths)
     for path in paths:
         assert main(["vcf", "process", *base, path]) == 0
         assert json.loads(capsys.readouterr().out)["loaded"] is True
     assert main(["vcf", "process", *base, paths[0]]) == 0  # again: the ledger has it
-    assert json.loads(capsys.readouterr().out)["loaded"] is False
+    again = capsys.readouterr()
+    assert json.loads(again.out)["loaded"] is False and "already loaded" in again.err
     assert main(["vcf", "derive", *base]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "patients": 40, "differ_from_patient_genomic_data": 0}
@@ -33,11 +34,32 @@ def test_process_of_a_bad_file_exits_2_and_names_it(
     bad = tmp_path / "incoming" / "bad.vcf"
     bad.parent.mkdir()
     bad.write_text("chr1\t1\t.\tA\tC\t.\t.\t.\n")
-    assert main(["vcf", "process", "--node", node.name, "--root", str(node.root),
-                 str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert "bad.vcf:1: missing VCF header" in err
-    assert (tmp_path / "incoming" / "quarantine" / "bad.vcf.reason.json").exists()
+    before = (bad.read_bytes(), bad.stat().st_mtime_ns)
+    for _ in range(2):  # the file stays where it is: a second run sees it again
+        assert main(["vcf", "process", "--node", node.name, "--root", str(node.root),
+                     str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "bad.vcf:1: missing VCF header" in err and "quarantine/" in err
+        assert (bad.read_bytes(), bad.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in bad.parent.iterdir()) == ["bad.vcf"]
+    assert any(k.endswith("bad.vcf.reason.json") for k in node.store().list("quarantine/"))
+
+
+def test_paths_are_paths_and_bucket_keys_are_named(
+    node: LocalNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["--node", node.name, "--root", str(node.root)]
+    assert main(["vcf", "synth", *base, "--records", "40", "--shards", "1", "--samples", "5",
+                 "--no-progress"]) == 0
+    [key] = capsys.readouterr().out.split()
+    # A relative path that happens to equal a bucket key is a path (and does not exist here).
+    monkeypatch.chdir(tmp_path)
+    assert main(["vcf", "process", *base, key.removeprefix("bucket:")]) == 2
+    assert "no such VCF file" in capsys.readouterr().err
+    assert main(["vcf", "process", *base, key]) == 0
+    out = capsys.readouterr()
+    assert "reading object vcf/" in out.err and json.loads(out.out)["shard"]["samples"] == 5
 
 
 def test_process_of_a_missing_file_names_it_and_the_fix(
@@ -65,3 +87,25 @@ def test_batch_run_local_runs_the_vcf_kind_through_the_generic_runner(
     assert main(["vcf", "derive", *base]) == 0  # finish_local loaded and derived them
     assert json.loads(capsys.readouterr().out) == {
         "patients": 40, "differ_from_patient_genomic_data": 0}
+
+
+def test_the_shipped_example_stack_outputs_drive_a_dry_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    example = Path(__file__).resolve().parents[3] / "docs" / "examples" / "us.outputs.json"
+    assert main(["vcf", "batch", "dry-run", "--stack-outputs", str(example),
+                 "--shard", "vcf/a.vcf.gz"]) == 0
+    job = json.loads(capsys.readouterr().out)
+    assert job["parent"] == "projects/fed-node-us/locations/us-central1"
+
+
+def test_the_shipped_example_is_what_the_us_stack_exports() -> None:
+    """docs/examples/us.outputs.json is the captured us stack's outputs, not a hand copy."""
+    from infra.capture import capture
+
+    example = Path(__file__).resolve().parents[3] / "docs" / "examples" / "us.outputs.json"
+    assert json.loads(example.read_text()) == json.loads(json.dumps(capture("us").outputs)), (
+        "refresh it: python -c 'import json; from infra.capture import capture; "
+        "print(json.dumps(capture(\"us\").outputs, indent=2, sort_keys=True))' > "
+        "docs/examples/us.outputs.json"
+    )

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from workloads.contracts.tables.genomics import PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS
 from workloads.generator.profile import find_profile
 from workloads.generator.run import generate_node
 from workloads.local_node import LocalNode
-from workloads.objectstore.folder import FolderStore
 from workloads.vcf.features import derive_features, feature_mismatches
 from workloads.vcf.load import load_staged
 from workloads.vcf.pipeline import process_shard, staged_keys
-from workloads.vcf.synth import PatientGenotypes, write_synthetic_vcf
+from workloads.vcf.synth import PatientGenotypes, synth_into_store
 from workloads.warehouse.base import Warehouse
 
 
@@ -24,15 +25,16 @@ def _count(warehouse: Warehouse, table: str) -> int:
 
 
 def _synth_and_stage(node: LocalNode, shards: int = 2, records: int = 200) -> list[str]:
-    store = FolderStore(node.bucket)
+    """Staged ids of `shards` synthetic files in the node's (encrypted) bucket."""
+    store = node.store()
     with node.open_warehouse() as wh:
         patients = PatientGenotypes.from_warehouse(wh)
-    write_synthetic_vcf(patients, node.bucket / "vcf", records=records, shards=shards, seed=2,
-                        progress=False)
+    synth_into_store(patients, store, "vcf/", records=records, shards=shards, seed=2,
+                     progress=False)
     results = [process_shard(store, k, store, known_samples=set(patients.ids))
                for k in store.list("vcf/") if k.endswith(".vcf.gz")]
     assert all(r.status == "staged" for r in results)
-    return [r.fingerprint for r in results]
+    return [r.staged_id for r in results]
 
 
 def test_features_from_generator_patients_equal_their_values(tmp_path: Path) -> None:
@@ -43,7 +45,7 @@ def test_features_from_generator_patients_equal_their_values(tmp_path: Path) -> 
     fps = _synth_and_stage(node, shards=3)
     with node.open_warehouse() as wh:
         for fp in fps:
-            assert load_staged(wh, FolderStore(node.bucket), fp).loaded
+            assert load_staged(wh, node.store(), fp).loaded
         result = derive_features(wh)
         assert result.inserted == 60
         assert feature_mismatches(wh).num_rows == 0
@@ -59,7 +61,7 @@ def test_features_from_generator_patients_equal_their_values(tmp_path: Path) -> 
 
 def test_a_file_loaded_twice_leaves_one_copy(node: LocalNode) -> None:
     fps = _synth_and_stage(node, shards=1)
-    store = FolderStore(node.bucket)
+    store = node.store()
     with node.open_warehouse() as wh:
         first = load_staged(wh, store, fps[0])
         rows = _count(wh, PROCESSED_VARIANTS.name)
@@ -71,11 +73,14 @@ def test_a_file_loaded_twice_leaves_one_copy(node: LocalNode) -> None:
 
 def test_a_failed_load_leaves_nothing(node: LocalNode) -> None:
     fps = _synth_and_stage(node, shards=1)
-    store = FolderStore(node.bucket)
-    # The variants load, then the APOE file is unreadable: the whole transaction rolls back.
-    (node.bucket / staged_keys(fps[0])["apoe"]).write_bytes(b"PAR1 broken")
+    store = node.store()
+    # The variants load, then an APOE value cannot be stored: the transaction rolls back.
+    bad = pa.table({"sample": ["US-0001"], "apoe_genotype": ["e3/e4"], "e4_count": ["two"],
+                    "phased": [True], "source_fingerprint": ["x"]})
+    with store.open_write(staged_keys(fps[0])["apoe"]) as out:
+        pq.write_table(bad, out)
     with node.open_warehouse() as wh:
-        with pytest.raises(Exception, match=r"(?i)parquet|invalid|magic|IO"):
+        with pytest.raises(Exception, match=r"(?i)convert|cast|two"):
             load_staged(wh, store, fps[0])
         assert _count(wh, PROCESSED_VARIANTS.name) == 0
         assert _count(wh, VCF_LOADS.name) == 0
@@ -84,9 +89,9 @@ def test_a_failed_load_leaves_nothing(node: LocalNode) -> None:
 
 def test_retried_task_reuses_finished_staging(node: LocalNode) -> None:
     fps = _synth_and_stage(node, shards=1)
-    store = FolderStore(node.bucket)
+    store = node.store()
     manifest = node.bucket / staged_keys(fps[0])["manifest"]
     before = manifest.stat().st_mtime_ns
     again = process_shard(store, store.list("vcf/")[0], store)
-    assert again.status == "already-staged" and again.fingerprint == fps[0]
+    assert again.status == "already-staged" and again.staged_id == fps[0]
     assert manifest.stat().st_mtime_ns == before

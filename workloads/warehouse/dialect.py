@@ -1,0 +1,52 @@
+"""The one place where DuckDB and BigQuery SQL differ.
+
+Domain code writes each query once, in DuckDB's dialect, naming tables by their plain
+names (`processed_variants`, or a name given to `Warehouse.stage_parquet`). `translate`
+parses it with sqlglot, replaces those names with the backend's references (the
+`node` catalog locally, `project.dataset` in BigQuery) and prints it in the backend's
+dialect. The tests parse every statement the BigQuery backend would send as BigQuery SQL.
+
+Write within the common subset sqlglot maps faithfully: joins with `CROSS JOIN
+unnest(x) AS t(y)`, `CURRENT_TIMESTAMP`, `CAST`, `least`, CASE; no list lambdas (sqlglot
+turns `len(list_filter(..))` into LENGTH, which BigQuery applies only to strings) and no
+WHERE without FROM (BigQuery refuses it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+import sqlglot
+from sqlglot import exp
+
+SOURCE_DIALECT = "duckdb"
+
+
+def translate(
+    sql: str, dialect: str, ref: Callable[[str], str], names: Collection[str]
+) -> list[str]:
+    """The statements of `sql` for `dialect`, each table in `names` replaced by ref(name)."""
+    wanted = set(names)
+    statements = []
+    for tree in sqlglot.parse(sql, read=SOURCE_DIALECT):
+        if tree is None:
+            continue
+
+        def swap(node: exp.Expression) -> exp.Expression:
+            if (isinstance(node, exp.Table) and not node.args.get("db")
+                    and node.name in wanted):
+                table = exp.to_table(ref(node.name), dialect=dialect)
+                alias = node.args.get("alias")
+                if alias is not None:
+                    table.set("alias", alias)
+                return table
+            return node
+
+        statements.append(tree.transform(swap).sql(dialect=dialect))
+    return statements
+
+
+def literal(value: str | int) -> str:
+    """A SQL literal (DuckDB source dialect); sqlglot re-quotes it for the target."""
+    node = exp.Literal.number(value) if isinstance(value, int) else exp.Literal.string(value)
+    return node.sql(dialect=SOURCE_DIALECT)
