@@ -15,7 +15,7 @@ def patient_rows(node: str, n: int, seed: int) -> pa.Table:
     """Rows with a known logistic risk model (nodes differ in age mix and baseline)."""
     rng = np.random.default_rng(seed)
     age = rng.integers(25, 81, n)
-    bmi = np.round(rng.normal(27 + (seed % 3), 4.5, n), 1)
+    bmi = np.clip(np.round(rng.normal(27 + (seed % 3), 4.5, n), 1), 18.5, 40.0)
     brca1 = rng.binomial(2, 0.08, n)
     tp53 = rng.binomial(2, 0.05, n)
     apoe4 = rng.binomial(2, 0.15, n)
