@@ -11,6 +11,7 @@ from workloads.contracts.catalogue import table_named
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Column
 from workloads.local_node import LocalNode
+from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 
 def column(table: str, name: str) -> Column:
@@ -56,20 +57,25 @@ class NodeData:
         return result
 
 
-def load(node: LocalNode, table: str, columns: tuple[str, ...]) -> NodeData:
+def load(
+    node: LocalNode,
+    table: str,
+    columns: tuple[str, ...],
+    warehouse: DuckDBWarehouse | None = None,
+) -> NodeData:
     """Read `columns` of `table` from the node's encrypted warehouse; every value must be
     inside its column's public bounds (else a refusal naming the column: the DP
     sensitivity and the fixed-point range rest on those bounds)."""
     definition = table_named(table)
     for name in columns:
         bounds(table, name)
-    warehouse = node.open_warehouse(create=False)
+    own = warehouse is None
+    opened = node.open_warehouse(create=False) if warehouse is None else warehouse
     try:
-        result = warehouse.query(
-            f"SELECT {', '.join(columns)} FROM {warehouse.table_ref(definition)}"
-        )
+        result = opened.query(f"SELECT {', '.join(columns)} FROM {opened.table_ref(definition)}")
     finally:
-        warehouse.close()
+        if own:
+            opened.close()
     if result.num_rows == 0:
         raise UserError(
             f"node {node.name!r}: {table} is empty; fix: load data first "

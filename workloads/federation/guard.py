@@ -23,6 +23,7 @@ For each release the guard:
 from __future__ import annotations
 
 import hashlib
+from contextlib import AbstractContextManager, nullcontext
 import json
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -166,7 +167,13 @@ class Guard:
     node: LocalNode
     policy: NodePolicy = field(default_factory=NodePolicy)
 
-    def _open(self) -> DuckDBWarehouse:
+    # The worker's open warehouse, if it keeps one (else each call opens and closes one).
+    warehouse: DuckDBWarehouse | None = None
+
+    def _open(self) -> AbstractContextManager[DuckDBWarehouse]:
+        if self.warehouse is not None:
+            self.warehouse.ensure_tables([ODOMETER, RELEASE_LOG])
+            return nullcontext(self.warehouse)
         warehouse = self.node.open_warehouse(create=False)
         warehouse.ensure_tables([ODOMETER, RELEASE_LOG])
         return warehouse

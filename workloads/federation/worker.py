@@ -47,6 +47,7 @@ from workloads.federation.roster import HUB, Roster
 from workloads.federation.roster import load as load_roster
 from workloads.federation.transport import NodeEndpoint
 from workloads.local_node import LocalNode
+from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 log = logging.getLogger(__name__)
 MAX_SLOTS = 64
@@ -114,6 +115,7 @@ class NodeWorker:
     _answers: dict[tuple[str, int, str], bytes] = field(default_factory=dict)
     _data: dict[tuple[str, tuple[str, ...]], node_data.NodeData] = field(default_factory=dict)
     _replays: ReplayGuard = field(default_factory=ReplayGuard)
+    _warehouse: DuckDBWarehouse | None = None  # open while serving (guard and data share it)
 
     @classmethod
     def local(cls, node: LocalNode, endpoint: NodeEndpoint) -> NodeWorker:
@@ -139,13 +141,18 @@ class NodeWorker:
 
     @property
     def guard(self) -> Guard:
-        return Guard(self.node, self.policy)
+        return Guard(self.node, self.policy, self._warehouse)
 
     def data(self, table: str, columns: tuple[str, ...]) -> node_data.NodeData:
         key = (table, columns)
         if key not in self._data:
-            self._data[key] = node_data.load(self.node, table, columns)
+            self._data[key] = node_data.load(self.node, table, columns, self._warehouse)
         return self._data[key]
+
+    def close(self) -> None:
+        if self._warehouse is not None:
+            self._warehouse.close()
+            self._warehouse = None
 
     def preload(self) -> None:
         glm = algorithms.GLMParams()
@@ -158,7 +165,24 @@ class NodeWorker:
         exit_after_run: bool = False,
         idle_timeout: float | None = None,
     ) -> None:
-        """Answer steps until `stop` is set, a run ends (if exit_after_run) or idle."""
+        """Answer steps until `stop` is set, a run ends (if exit_after_run) or idle.
+
+        The node's warehouse stays open while serving (one connection for reads, the
+        odometer and the release log) and is closed when serving ends.
+        """
+        self._warehouse = self._warehouse or self.node.open_warehouse(create=False)
+        try:
+            self._serve(stop, exit_after_run=exit_after_run, idle_timeout=idle_timeout)
+        finally:
+            self.close()
+
+    def _serve(
+        self,
+        stop: threading.Event | None,
+        *,
+        exit_after_run: bool,
+        idle_timeout: float | None,
+    ) -> None:
         last = time.monotonic()
         while stop is None or not stop.is_set():
             batch = self.endpoint.receive(timeout=0.2)
