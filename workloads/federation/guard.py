@@ -23,9 +23,9 @@ For each release the guard:
 from __future__ import annotations
 
 import hashlib
-from contextlib import AbstractContextManager, nullcontext
 import json
 import tomllib
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal

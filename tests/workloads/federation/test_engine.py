@@ -96,7 +96,7 @@ def test_too_few_survivors_stop_with_the_silent_nodes_named(
         sg = next(w for w in hub.workers if w.name == "sg")
         sg.handle = lambda raw: False  # type: ignore[method-assign]
         coordinator = hub.coordinator(RunConfig(nodes=NAMES, round_timeout=1))
-        with pytest.raises(FederationStoppedError, match="threshold is 3.*no answer from sg"):
+        with pytest.raises(FederationStoppedError, match=r"threshold is 3.*no answer from sg"):
             coordinator.statistics()
 
 
@@ -121,7 +121,7 @@ def test_dp_releases_are_charged_to_each_node_for_life(
     assert 0 < spent[0] < spent[1] <= 4.0
     with local_federation(root, list(NAMES)) as hub:
         coordinator = hub.coordinator(RunConfig(nodes=NAMES, dp=DPRequest(30.0, 1)))
-        with pytest.raises(FederationStoppedError, match="privacy budget .* spent"):
+        with pytest.raises(FederationStoppedError, match=r"privacy budget .* spent"):
             coordinator.statistics()
 
 

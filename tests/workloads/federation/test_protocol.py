@@ -63,7 +63,7 @@ def test_forged_tampered_and_unknown_senders_are_refused(
 
 
 def test_expired_and_overlong_messages_are_refused(pinned: tuple[Path, rosters.Roster]) -> None:
-    root, roster = pinned
+    root, _ = pinned
     message = decode(_signed(root, "us"))
     later = int(time.time() * 1000) + 3_600_000
     with pytest.raises(MessageRejectedError, match="expired"):
