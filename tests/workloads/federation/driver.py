@@ -33,7 +33,8 @@ class Driver:
         message = Message(run_id, self.step, HUB, algorithm, kind, to=to, **payload)
         data = message.sign(self.signer).encode()
         for name in to:
-            self.workers[name].handle(data)
+            if name in self.workers:  # the hub may name nodes that do not exist
+                self.workers[name].handle(data)
         replies: dict[str, Message] = {}
         while not self.bus.uploads.empty():
             reply = decode(self.bus.uploads.get_nowait())
