@@ -242,10 +242,10 @@ class Coordinator:
         self._send(kind, "end", tuple(sorted(set(self.config.nodes))),
                    params={"reason": reason[:1000]})
 
-    def _need(self, have: int, what: str) -> None:
+    def _need(self, have: int, what: str, silent: list[str] | None = None) -> None:
         t = secure_agg.threshold(len(self.config.nodes))
         if have < t:
-            silent = sorted(set(self.config.nodes) - set(self.alive)) or self.dropped
+            silent = sorted(silent or set(self.config.nodes) - set(self.alive))
             self.stop(
                 f"{what}: {have} nodes answered within {self.config.round_timeout:.0f} s, "
                 f"the threshold is {t} (no answer from {', '.join(silent) or 'none'})"
@@ -315,7 +315,7 @@ class Coordinator:
         uploads = self._collect(step, "masked", members, dim)
         survivors = tuple(n for n in members if n in uploads)
         dropped = tuple(n for n in members if n not in uploads)
-        self._need(len(survivors), f"{algorithm.name} round (step {step})")
+        self._need(len(survivors), f"{algorithm.name} round (step {step})", list(dropped))
         proofs = {n: uploads[n].keys.get("receipt", "") for n in survivors}
         if dropped:
             log.warning("hub: step %d: %s dropped; recovering their masks", step,

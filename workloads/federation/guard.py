@@ -170,9 +170,23 @@ class Guard:
     # The worker's open warehouse, if it keeps one (else each call opens and closes one).
     warehouse: DuckDBWarehouse | None = None
 
+    # With a kept warehouse this guard is its node's only writer: the release log is read
+    # once and mirrored in memory (every write still goes to the warehouse first).
+    _log: dict[tuple[str, str], set[str]] | None = None
+
     def _open(self) -> AbstractContextManager[DuckDBWarehouse]:
         if self.warehouse is not None:
-            self.warehouse.ensure_tables([ODOMETER, RELEASE_LOG])
+            if self._log is None:
+                self.warehouse.ensure_tables([ODOMETER, RELEASE_LOG])
+                self._log = {}
+                rows = self.warehouse.query(
+                    f"SELECT dataset, query, participants FROM "
+                    f"{self.warehouse.table_ref(RELEASE_LOG)}"
+                ).to_pylist()
+                for row in rows:
+                    self._log.setdefault((row["dataset"], row["query"]), set()).add(
+                        row["participants"]
+                    )
             return nullcontext(self.warehouse)
         warehouse = self.node.open_warehouse(create=False)
         warehouse.ensure_tables([ODOMETER, RELEASE_LOG])
@@ -219,15 +233,18 @@ class Guard:
                         f"exact releases only of {', '.join(policy.exact_releases) or 'nothing'}"
                         f" (ask for DP)"
                     )
-                earlier = (
-                    warehouse.query(
-                        f"SELECT DISTINCT participants FROM {warehouse.table_ref(RELEASE_LOG)} "
-                        f"WHERE dataset = ? AND query = ?",
-                        [release.dataset, release.query],
+                if self._log is not None:
+                    earlier = sorted(self._log.get((release.dataset, release.query), set()))
+                else:
+                    earlier = (
+                        warehouse.query(
+                            f"SELECT DISTINCT participants FROM "
+                            f"{warehouse.table_ref(RELEASE_LOG)} WHERE dataset = ? AND query = ?",
+                            [release.dataset, release.query],
+                        )
+                        .column(0)
+                        .to_pylist()
                     )
-                    .column(0)
-                    .to_pylist()
-                )
                 mine = ",".join(members)
                 if any(p != mine for p in earlier):
                     raise RefusedError(
@@ -249,6 +266,8 @@ class Guard:
                         release.step,
                     ],
                 )
+                if self._log is not None:
+                    self._log.setdefault((release.dataset, release.query), set()).add(mine)
                 return None
             requested = release.noise_multiplier or 0.0
             multiplier = max(requested, policy.min_noise_multiplier, 1e-3)

@@ -63,6 +63,13 @@ def calibrate(epsilon_budget: float, releases: int, delta: float) -> float:
     return high
 
 
+def warm_up() -> None:
+    """Import OpenDP ahead of the first release (its import takes about a second)."""
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+
+
 def discrete_gaussian(encoded: np.ndarray, sigma: float) -> np.ndarray:
     """encoded (fixed-point uint64 view) + discrete Gaussian noise of std `sigma` (in value
     units, i.e. sigma * 2^FRACTION_BITS fixed-point units), sampled by OpenDP."""

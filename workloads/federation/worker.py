@@ -33,7 +33,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from workloads.contracts.errors import UserError
-from workloads.federation import algorithms, secure_agg, shamir
+from workloads.federation import algorithms, privacy, secure_agg, shamir
 from workloads.federation import data as node_data
 from workloads.federation.guard import Guard, NodePolicy, RefusedError, Release, load_policy
 from workloads.federation.identity import Signer, local_signer, verify
@@ -116,6 +116,7 @@ class NodeWorker:
     _data: dict[tuple[str, tuple[str, ...]], node_data.NodeData] = field(default_factory=dict)
     _replays: ReplayGuard = field(default_factory=ReplayGuard)
     _warehouse: DuckDBWarehouse | None = None  # open while serving (guard and data share it)
+    _guard: Guard | None = None
 
     @classmethod
     def local(cls, node: LocalNode, endpoint: NodeEndpoint) -> NodeWorker:
@@ -141,7 +142,9 @@ class NodeWorker:
 
     @property
     def guard(self) -> Guard:
-        return Guard(self.node, self.policy, self._warehouse)
+        if self._guard is None or self._guard.warehouse is not self._warehouse:
+            self._guard = Guard(self.node, self.policy, self._warehouse)
+        return self._guard
 
     def data(self, table: str, columns: tuple[str, ...]) -> node_data.NodeData:
         key = (table, columns)
@@ -155,8 +158,10 @@ class NodeWorker:
             self._warehouse = None
 
     def preload(self) -> None:
+        """Read the rows of the default model and load the noise sampler before any step."""
         glm = algorithms.GLMParams()
         self.data(glm.table, algorithms.GLM().columns(glm))
+        privacy.warm_up()
 
     def serve(
         self,
