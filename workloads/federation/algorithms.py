@@ -273,9 +273,13 @@ class GLM:
         return math.sqrt(norm2 + (norm2 / 4.0) ** 2)
 
     def design(self, data: node_data.NodeData, params: GLMParams) -> np.ndarray:
-        centre, scale = node_data.centre_scale(params.table, params.covariates)
-        x = np.column_stack([data.get(c) for c in params.covariates])
-        return np.column_stack([np.ones(data.n), (x - centre) / scale])
+        """Intercept plus the publicly scaled covariates (computed once per loaded data)."""
+        key = ("glm-design", params.table, params.covariates)
+        if key not in data.derived:
+            centre, scale = node_data.centre_scale(params.table, params.covariates)
+            x = np.column_stack([data.get(c) for c in params.covariates])
+            data.derived[key] = np.column_stack([np.ones(data.n), (x - centre) / scale])
+        return data.derived[key]
 
     def check_model(self, model: np.ndarray, params: GLMParams) -> None:
         if model.shape != (self.size(params),):

@@ -3,7 +3,7 @@ columns' public bounds (from the contracts layer, never from the data)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,6 +47,8 @@ class NodeData:
     table: str
     columns: tuple[str, ...]
     values: np.ndarray  # n x len(columns), float64
+    # Derived arrays an algorithm computes once per load (e.g. the scaled design matrix).
+    derived: dict[object, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n(self) -> int:
