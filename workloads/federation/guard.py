@@ -304,6 +304,3 @@ class Guard:
             return encoded
         return privacy.discrete_gaussian(encoded, multiplier * release.sensitivity)
 
-
-def policy_path(node: LocalNode) -> Path:
-    return node.folder / POLICY_FILE

@@ -55,7 +55,10 @@ def fit_table(fit: FitResult, pooled: np.ndarray | None = None) -> str:
         "charged to its privacy odometer): "
         + ", ".join(
             [f"{node} {value:.3f}" for node, value in fit.auc.items()]
-            + [f"{node} not released ({reason})" for node, reason in fit.auc_refused.items()]
+            + [
+                f"{node} not released ({reason})"
+                for node, reason in sorted(fit.auc_refused.items())
+            ]
         )
     )
     return "\n".join(lines)

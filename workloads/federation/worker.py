@@ -26,7 +26,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -553,6 +552,3 @@ def _verifies(verify: Any, key: str, payload: bytes, signature_hex: str) -> bool
     except ValueError:
         return False
 
-
-def worker_for(root: Path, node: str, endpoint: NodeEndpoint) -> NodeWorker:
-    return NodeWorker.local(LocalNode(node, root), endpoint)
