@@ -106,39 +106,50 @@ def run_v1(baseline: Path, root: Path, names: tuple[str, ...], dropout: bool, ti
             "w.NodeWorker.handle = handle\n"
             "with runner.in_process(nodes, preload=True) as hub:",
         )
-    env = {**os.environ, "PYTHONPATH": str(baseline)}
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(root), ",".join(names), "1" if dropout else "0",
-         str(timeout)],
-        env=env, capture_output=True, text=True, check=True, cwd=baseline,
-    )
-    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return _run(script, baseline, root, names, dropout, timeout)
+
+
+V2_SCRIPT = r"""
+import json, sys, time
+from pathlib import Path
+from workloads.federation.coordinator import RunConfig
+from workloads.federation.local import local_federation
+from workloads.federation.protocol import decode
+root, names = Path(sys.argv[1]), tuple(sys.argv[2].split(","))
+dropout, timeout = sys.argv[3] == "1", float(sys.argv[4])
+with local_federation(root, list(names), preload=True) as hub:
+    if dropout:
+        quitter = hub.workers[-1]
+        honest = quitter.handle
+        def silent(raw):
+            return False if decode(raw).algorithm == "glm" else honest(raw)
+        quitter.handle = silent
+    coordinator = hub.coordinator(RunConfig(nodes=names, round_timeout=timeout))
+    start = time.perf_counter()
+    fit = coordinator.fit()
+    wall = time.perf_counter() - start
+    coordinator.finish()
+print(json.dumps({"wall": wall, "rounds": fit.rounds, "bytes": hub.endpoint.bytes_received,
+                  "coefficients": list(fit.coefficients)}))
+"""
 
 
 def run_v2(root: Path, names: tuple[str, ...], dropout: bool, timeout: float
            ) -> dict[str, object]:
-    from workloads.federation.coordinator import RunConfig
-    from workloads.federation.local import local_federation
-    from workloads.federation.protocol import decode
+    """The v2 fit in a fresh process, exactly like the v1 baseline (same conditions)."""
+    return _run(V2_SCRIPT, REPO, root, names, dropout, timeout)
 
-    with local_federation(root, list(names), preload=True) as hub:
-        if dropout:
-            assert hub.workers is not None
-            quitter = hub.workers[-1]
-            honest = quitter.handle
 
-            def silent(raw: bytes) -> bool:
-                return False if decode(raw).algorithm == "glm" else honest(raw)
-
-            quitter.handle = silent  # type: ignore[method-assign]
-        coordinator = hub.coordinator(RunConfig(nodes=names, round_timeout=timeout))
-        start = time.perf_counter()
-        fit = coordinator.fit()
-        wall = time.perf_counter() - start
-        coordinator.finish()
-    return {"wall": wall, "rounds": fit.rounds, "bytes": hub.endpoint.bytes_received,
-            "coefficients": list(fit.coefficients)}
+def _run(script: str, tree: Path, root: Path, names: tuple[str, ...], dropout: bool,
+         timeout: float) -> dict[str, object]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(root), ",".join(names), "1" if dropout else "0",
+         str(timeout)],
+        env=env, capture_output=True, text=True, check=True, cwd=tree,
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def baseline_tree() -> Path:
@@ -192,15 +203,14 @@ def main() -> int:
                 return here
 
             pooled, _ = pooled_fit([LocalNode(n, root) for n in survivors])
-            results = {}
-            for label in ("v1", "v2"):
-                runs = []
-                for _ in range(args.repeats):
-                    if label == "v1":
-                        runs.append(run_v1(baseline, fresh(), names, dropout, args.timeout))
-                    else:
-                        runs.append(run_v2(fresh(), names, dropout, args.timeout))
-                results[label] = min(runs, key=lambda r: float(r["wall"]))  # type: ignore[arg-type]
+            runs: dict[str, list[dict[str, object]]] = {"v1": [], "v2": []}
+            for _ in range(args.repeats):  # alternating: both see the same machine load
+                runs["v1"].append(run_v1(baseline, fresh(), names, dropout, args.timeout))
+                runs["v2"].append(run_v2(fresh(), names, dropout, args.timeout))
+            results = {
+                label: min(r, key=lambda x: float(x["wall"]))  # type: ignore[arg-type]
+                for label, r in runs.items()
+            }
             for label, r in results.items():
                 wall = float(r["wall"])  # type: ignore[arg-type]
                 ratio = wall / float(results["v1"]["wall"])  # type: ignore[arg-type]
