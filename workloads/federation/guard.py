@@ -58,8 +58,7 @@ class NodePolicy:
     # terms and combined statistics), clear_cells (this node's own statistics table in the
     # clear), metrics (exact per-node AUC). Everything else must be DP.
     exact_releases: tuple[str, ...] = ("masked_sums",)
-    min_participants: int = 3
-    two_party_dp: bool = False  # allow DP releases summed over just two nodes
+    min_participants: int = 3  # never below 3: a sum over two is the other node's value
     min_k: int = 10  # small-cell threshold floor (the hub may ask for more only)
     min_rows: int = 50  # a model round needs this many rows with non-saturated scores
     max_abs_score: float = 30.0  # refuse models whose scores leave (-30, 30) on any row
@@ -74,8 +73,8 @@ class NodePolicy:
             problems.append("noise multipliers >= 0")
         if unknown := set(self.exact_releases) - set(RELEASE_CLASSES):
             problems.append(f"exact_releases among {', '.join(RELEASE_CLASSES)} ({unknown})")
-        if self.min_participants < 2:
-            problems.append("min_participants >= 2")
+        if self.min_participants < 3:
+            problems.append("min_participants >= 3")
         if self.min_k < 1 or self.min_rows < 1 or self.metric_min_class < 1:
             problems.append("min_k, min_rows and metric_min_class >= 1")
         if problems:
@@ -216,14 +215,10 @@ class Guard:
         policy = self.policy
         members = tuple(sorted(set(release.participants)))
         dp = release.noise_multiplier is not None
-        two_party_ok = dp and policy.two_party_dp and len(members) >= 2
-        if release.release_class == "masked_sums" and (
-            len(members) < 2 or (len(members) < policy.min_participants and not two_party_ok)
-        ):
+        if release.release_class == "masked_sums" and len(members) < policy.min_participants:
             raise RefusedError(
                 f"{len(members)} participants ({', '.join(members)}): this node's policy "
                 f"needs at least {policy.min_participants} for a masked release"
-                + (" (or DP with two_party_dp)" if len(members) == 2 else "")
             )
         with self._open() as warehouse:
             if not dp:

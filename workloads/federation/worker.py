@@ -525,8 +525,11 @@ class NodeWorker:
         # exact release) before any share leaves.
         if pending.exact:
             self.guard.admit(replace(pending.release, participants=survivors), record=True)
-        else:
-            self._two_party_check(survivors)
+        elif len(survivors) < self.policy.min_participants:
+            raise RefusedError(
+                f"{len(survivors)} survivors: this node's policy needs "
+                f"{self.policy.min_participants} for a masked release"
+            )
         state.views[pending.slot] = ("reveal", survivors)
         keys: dict[str, str] = {}
         for node in survivors:
@@ -536,14 +539,6 @@ class NodeWorker:
             state.revealed_s.add(node)
         return self._reply(m, "reveal", keys=keys, params={"of": str(of)})
 
-    def _two_party_check(self, survivors: tuple[str, ...]) -> None:
-        if len(survivors) < self.policy.min_participants and not (
-            self.policy.two_party_dp and len(survivors) >= 2
-        ):
-            raise RefusedError(
-                f"{len(survivors)} survivors: this node's policy needs "
-                f"{self.policy.min_participants} for a masked release"
-            )
 
 
 def _verifies(verify: Any, key: str, payload: bytes, signature_hex: str) -> bool:
