@@ -174,7 +174,11 @@ class NodeWorker:
         The node's warehouse stays open while serving (one connection for reads, the
         odometer and the release log) and is closed when serving ends.
         """
-        self._warehouse = self._warehouse or self.node.open_warehouse(create=False)
+        if self._warehouse is None:
+            self._warehouse = self.node.open_warehouse(create=False)
+            # The guard's small writes need no thread pool; DuckDB's would compete with the
+            # node's own numpy work (and other nodes' workers, in-process).
+            self._warehouse.query("SET threads = 1")
         try:
             self._serve(stop, exit_after_run=exit_after_run, idle_timeout=idle_timeout)
         finally:
