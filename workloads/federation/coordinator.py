@@ -391,7 +391,11 @@ class Coordinator:
         params = algorithms.GLMParams(noise_multiplier=dp.noise_multiplier if dp else 0.0)
         p = glm.size(params)
         beta = np.zeros(p)
-        max_rounds = dp.releases if dp else self.config.max_rounds
+        # Under DP: the releases the run planned that the statistics left over.
+        max_rounds = dp.releases - len(self.dp_multipliers) if dp else self.config.max_rounds
+        if max_rounds < 1:
+            self.stop(f"the run's DP plan of {dp.releases if dp else 0} releases is spent; "
+                      f"fix: plan more (--dp-rounds) in a new run")
         converged, loglik, hessian = False, None, np.eye(p)
         last_model: tuple[float, ...] = tuple(beta)
         rounds = 0
