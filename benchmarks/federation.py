@@ -1,209 +1,224 @@
-"""Federated logistic regression vs the pooled fit, on the same data in the same run.
+"""Federated logistic regression, v2 protocol vs the v1 protocol, on the same data in one run.
 
-    .venv/bin/python -m benchmarks.federation                 # 2 nodes x 1,000,000 patients
-    .venv/bin/python -m benchmarks.federation --patients 100000 --no-emulator
-    .venv/bin/python -m benchmarks.federation --dp             # + utility at epsilon 1, 3, 10
+    .venv/bin/python -m benchmarks.federation                # 3 and 5 nodes x 100,000
+    .venv/bin/python -m benchmarks.federation --patients 1000000 --nodes 3
 
-Baseline: Newton-Raphson on the concatenated rows of both nodes (numpy, the same
-algorithm and tolerance; statsmodels Logit timed too). Measured: Newton rounds, wall time
-of the federated fit in-process (node workers as threads, data already read) and over the
-Pub/Sub emulator (node workers as processes), bytes the hub received per round, and the
-largest coefficient difference to the pooled fit. Target: 1e-6, in-process within 3x.
+Baseline (named "v1"): the protocol before issue #10 (commit BASELINE_COMMIT: unsigned
+messages, pairwise masks only, a dropout re-runs the round under fresh keys), extracted
+from git into a temporary folder and run in a subprocess on the very same node folders.
+Measured for each (nodes, dropout): wall time of the fit in-process (workers as threads,
+rows already read), Newton rounds, bytes the hub received in total and per Newton round,
+and the largest coefficient difference to the pooled statsmodels fit. With a dropout, one
+node goes silent at its first Newton round; both protocols then wait one round timeout
+(--timeout) before going on without it (v1: fresh keys and a re-run; v2: mask recovery).
+Target: v2 within 2x of v1.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-import uuid
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
-from workloads.federation import local_stats, privacy, runner
+REPO = Path(__file__).resolve().parent.parent
+BASELINE_COMMIT = "a5e0650"  # main before the v2 protocol
+NAMES = ("us", "eu", "sg", "jp", "br")
+
+
+def make_nodes(root: Path, names: tuple[str, ...], patients: int) -> None:
+    from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
+    from workloads.local_node import LocalNode
+
+    for seed, name in enumerate(names, start=1):
+        node = LocalNode(name, root)
+        if node.warehouse_path.exists():
+            continue
+        rng = np.random.default_rng(seed)
+        age = rng.integers(25, 81, patients)
+        bmi = np.clip(np.round(rng.normal(26 + seed % 3, 4.5, patients), 1), 18.5, 40.0)
+        alleles = [rng.binomial(2, p, patients) for p in (0.08, 0.05, 0.15)]
+        eta = -6.0 + 0.05 * age + 0.04 * bmi + 0.9 * alleles[0] + 0.7 * alleles[1]
+        cancer = (rng.random(patients) < 1 / (1 + np.exp(-eta))).astype(np.int64)
+        rows = pa.table(
+            {
+                "patient_id": [f"{name.upper()}-{i:08d}" for i in range(patients)],
+                "age": age.astype(np.int64),
+                "variant_brca1": alleles[0],
+                "variant_tp53": alleles[1],
+                "variant_apoe4": alleles[2],
+                "bmi": bmi,
+                "diagnosis_cancer": cancer,
+            },
+            schema=PATIENT_GENOMIC_DATA.arrow_schema(),
+        )
+        with node.open_warehouse() as warehouse:
+            warehouse.ensure_tables([PATIENT_GENOMIC_DATA])
+            warehouse.merge(PATIENT_GENOMIC_DATA, rows)
+
+
+V1_SCRIPT = r"""
+import json, sys, time
+from pathlib import Path
+from workloads.federation import runner
 from workloads.federation.coordinator import Coordinator, RunConfig
-from workloads.federation.transport import Counted
+from workloads.federation.protocol import decode
 from workloads.local_node import LocalNode
-
-NODES = ("us", "eu")
-
-
-def make_nodes(root: Path, patients: int) -> list[LocalNode]:
-    from workloads.generator.profile import find_profile
-    from workloads.generator.run import WAREHOUSE, generate_node
-
-    for seed, node in enumerate(NODES, start=1):
-        generate_node(find_profile(node), rows=patients, seed=seed, root=root, formats=(WAREHOUSE,))
-    return [LocalNode(n, root) for n in NODES]
-
-
-def pooled_newton(data: list[local_stats.NodeData], tolerance: float) -> tuple[np.ndarray, int]:
-    """The baseline: the same Newton iteration on all rows in one place."""
-    design = np.vstack([d.design() for d in data])
-    y = np.concatenate([d.y for d in data])
-    beta = np.zeros(design.shape[1])
-    rounds, step = 0, np.ones_like(beta)
-    while np.max(np.abs(step)) >= tolerance and rounds < 50:
-        gradient, hessian, _ = local_stats.newton_terms(design, y, beta)
-        step = np.linalg.solve(hessian, gradient)
-        beta = beta + step
-        rounds += 1
-    from workloads.federation.coordinator import _to_original_scale
-
-    return _to_original_scale() @ beta, rounds
-
-
-def timed_fit(hub: Counted, config: RunConfig) -> tuple[float, Coordinator, np.ndarray, int]:
+root, names = Path(sys.argv[1]), sys.argv[2].split(",")
+dropout, timeout = sys.argv[3] == "1", float(sys.argv[4])
+nodes = [LocalNode(n, root) for n in names]
+with runner.in_process(nodes, preload=True) as hub:
+    config = RunConfig(nodes=tuple(names), round_timeout=timeout,
+                       quorum=len(names) - 1 if dropout else None)
     coordinator = Coordinator(hub, config)
     start = time.perf_counter()
     fit = coordinator.fit()
     wall = time.perf_counter() - start
     coordinator.finish()
-    return wall, coordinator, fit.coefficients, fit.rounds
+print(json.dumps({"wall": wall, "rounds": fit.rounds, "bytes": hub.bytes_received,
+                  "coefficients": list(fit.coefficients)}))
+"""
+
+
+def run_v1(baseline: Path, root: Path, names: tuple[str, ...], dropout: bool, timeout: float
+           ) -> dict[str, object]:
+    script = V1_SCRIPT
+    if dropout:
+        # v1's in_process builds its workers inside; make the last one ignore logreg rounds.
+        script = script.replace(
+            "with runner.in_process(nodes, preload=True) as hub:",
+            "from workloads.federation import worker as w\n"
+            "honest = w.NodeWorker.handle\n"
+            "def handle(self, data):\n"
+            "    if self.name == names[-1] and decode(data).algorithm == 'logreg':\n"
+            "        return False\n"
+            "    return honest(self, data)\n"
+            "w.NodeWorker.handle = handle\n"
+            "with runner.in_process(nodes, preload=True) as hub:",
+        )
+    return _run(script, baseline, root, names, dropout, timeout)
+
+
+V2_SCRIPT = r"""
+import json, sys, time
+from pathlib import Path
+from workloads.federation.coordinator import RunConfig
+from workloads.federation.local import local_federation
+from workloads.federation.protocol import decode
+root, names = Path(sys.argv[1]), tuple(sys.argv[2].split(","))
+dropout, timeout = sys.argv[3] == "1", float(sys.argv[4])
+with local_federation(root, list(names), preload=True) as hub:
+    if dropout:
+        quitter = hub.workers[-1]
+        honest = quitter.handle
+        def silent(raw):
+            return False if decode(raw).algorithm == "glm" else honest(raw)
+        quitter.handle = silent
+    coordinator = hub.coordinator(RunConfig(nodes=names, round_timeout=timeout))
+    start = time.perf_counter()
+    fit = coordinator.fit()
+    wall = time.perf_counter() - start
+    coordinator.finish()
+print(json.dumps({"wall": wall, "rounds": fit.rounds, "bytes": hub.endpoint.bytes_received,
+                  "coefficients": list(fit.coefficients)}))
+"""
+
+
+def run_v2(root: Path, names: tuple[str, ...], dropout: bool, timeout: float
+           ) -> dict[str, object]:
+    """The v2 fit in a fresh process, exactly like the v1 baseline (same conditions)."""
+    return _run(V2_SCRIPT, REPO, root, names, dropout, timeout)
+
+
+def _run(script: str, tree: Path, root: Path, names: tuple[str, ...], dropout: bool,
+         timeout: float) -> dict[str, object]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(root), ",".join(names), "1" if dropout else "0",
+         str(timeout)],
+        env=env, capture_output=True, text=True, check=True, cwd=tree,
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def baseline_tree() -> Path:
+    """The v1 code (workloads/ at BASELINE_COMMIT), extracted from git."""
+    folder = Path(tempfile.mkdtemp(prefix="federation-v1-"))
+    archive = subprocess.run(["git", "archive", BASELINE_COMMIT, "workloads"], cwd=REPO,
+                             capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--patients", type=int, default=1_000_000, help="rows per node")
-    parser.add_argument("--no-emulator", action="store_true", help="skip the Pub/Sub run")
-    parser.add_argument("--dp", action="store_true", help="also measure DP at eps 1, 3, 10")
+    parser.add_argument("--patients", type=int, default=100_000, help="rows per node")
+    parser.add_argument("--nodes", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (best is shown)")
-    parser.add_argument("--dp-repeats", type=int, default=3, help="DP runs per epsilon")
+    parser.add_argument("--timeout", type=float, default=2.0, help="round timeout (dropouts)")
     parser.add_argument("--root", type=Path, default=None, help="reuse generated nodes here")
     args = parser.parse_args()
+    from workloads.federation.report import pooled_fit
+    from workloads.local_node import LocalNode
 
     root = args.root or Path(tempfile.mkdtemp(prefix="federation-bench-"))
     start = time.perf_counter()
-    nodes = (
-        [LocalNode(n, root) for n in NODES]
-        if args.root and (root / NODES[0]).exists()
-        else make_nodes(root, args.patients)
-    )
-    print(f"nodes: {', '.join(NODES)} under {root} ({time.perf_counter() - start:.1f} s)")
-    data = [local_stats.load(n) for n in nodes]
-    total = sum(d.n for d in data)
-    print(f"rows: {' + '.join(str(d.n) for d in data)} = {total}")
-    config = RunConfig(nodes=NODES, round_timeout=300)
+    make_nodes(root, NAMES[: max(args.nodes)], args.patients)
+    took = time.perf_counter() - start
+    print(f"nodes under {root}: {args.patients:,} patients each ({took:.0f} s)")
+    baseline = baseline_tree()
+    print(f"baseline v1: git {BASELINE_COMMIT} extracted to {baseline}")
+    print()
+    header = (f"{'nodes':>5} {'dropout':>7} {'protocol':>8} {'rounds':>6} {'wall s':>8} "
+              f"{'v2/v1':>6} {'bytes':>9} {'bytes/round':>11} {'max|diff| pooled':>16}")
+    print(header)
+    for count in args.nodes:
+        names = NAMES[:count]
+        for dropout in (False, True):
+            if dropout and count - 1 < 3:
+                print(f"{count:>5} {'yes':>7} {'v2':>8}  refused: {count - 1} survivors are "
+                      f"below the threshold of 3 (v1 went on with 2, whose sum either reveals "
+                      f"the other)")
+                continue
+            survivors = names[:-1] if dropout else names
+            # A fresh copy of the nodes per run: each node's release log refuses the same
+            # exact question over another node set (as after a dropout), for life.
+            def fresh(names: tuple[str, ...] = names) -> Path:
+                here = Path(tempfile.mkdtemp(prefix=f"n{len(names)}-", dir=root))
+                for name in (*names, ".keys"):
+                    shutil.copytree(root / name, here / name)
+                return here
 
-    # Best of --repeats for both sides: the machine is shared, the minimum is the least noisy.
-    pooled_walls = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        pooled, pooled_rounds = pooled_newton(data, config.tolerance)
-        pooled_walls.append(time.perf_counter() - start)
-    pooled_wall = min(pooled_walls)
-    print(
-        f"pooled numpy Newton (baseline): {pooled_rounds} iterations, best of "
-        f"{args.repeats} {pooled_wall:.3f} s (all: {', '.join(f'{w:.2f}' for w in pooled_walls)})"
-    )
-
-    import statsmodels.api as sm
-
-    start = time.perf_counter()
-    x = sm.add_constant(np.vstack([d.x for d in data]))
-    y = np.concatenate([d.y for d in data])
-    statsmodels_params = sm.Logit(y, x).fit(disp=0, tol=1e-12).params
-    print(
-        f"pooled statsmodels Logit: {time.perf_counter() - start:.3f} s, "
-        f"max |diff| to numpy baseline {np.max(np.abs(statsmodels_params - pooled)):.1e}"
-    )
-    del x, y
-
-    walls = []
-    for _ in range(args.repeats):
-        with runner.in_process(nodes, preload=True) as hub:
-            wall, coordinator, coefficients, rounds = timed_fit(hub, RunConfig(nodes=NODES))
-        walls.append(wall)
-    wall = min(walls)
-    diff = np.max(np.abs(coefficients - pooled))
-    per_round = coordinator.bytes_per_round
-    print(
-        f"federated in-process: {rounds} Newton rounds (+ key exchange + AUC round), best of "
-        f"{args.repeats} {wall:.3f} s (all: {', '.join(f'{w:.2f}' for w in walls)}) "
-        f"= {wall / pooled_wall:.2f}x the pooled baseline (target <= 3x); "
-        f"max |coef diff| {diff:.1e} (target 1e-6)"
-    )
-    print(f"  bytes received by the hub per round: {per_round} (independent of rows)")
-
-    if not args.no_emulator:
-        from workloads.federation.emulator import running_emulator
-        from workloads.federation.transport import PubSubHub, create_resources
-
-        with running_emulator() as host:
-            os.environ["PUBSUB_EMULATOR_HOST"] = host
-            project = f"bench-{uuid.uuid4().hex[:8]}"
-            create_resources(project, list(NODES))
-            with runner.worker_processes(root, list(NODES), project, host):
-                hub = Counted(PubSubHub(project))
-                warm = Coordinator(hub, RunConfig(nodes=NODES, run_id=config.run_id + "w"))
-                warm.statistics()  # workers start and read their rows; not timed
-                wall_ps, coordinator, coefficients, rounds = timed_fit(hub, config)
-                warm.finish()
-        diff = np.max(np.abs(coefficients - pooled))
-        print(
-            f"federated over the Pub/Sub emulator (worker processes): {rounds} Newton rounds, "
-            f"{wall_ps:.3f} s = {wall_ps / pooled_wall:.2f}x the pooled baseline; "
-            f"max |coef diff| {diff:.1e}; bytes per round {coordinator.bytes_per_round}"
-        )
-
-    if args.dp:
-        print(
-            f"differential privacy (delta 1e-6, clip 3, 6 rounds; mean of {args.dp_repeats} "
-            f"runs; AUC per node vs the pooled model's AUC):"
-        )
-        pooled_scaled = np.linalg.solve(_transform(), pooled)
-        pooled_auc = [local_stats.auc(d, pooled_scaled) for d in data]
-        for epsilon in (1.0, 3.0, 10.0):
-            dp = privacy.DPConfig(epsilon=epsilon)
-            errors, aucs, spent = [], [], 0.0
-            for _ in range(args.dp_repeats):
-                with runner.in_process(nodes, preload=True) as hub:
-                    coordinator = Coordinator(hub, RunConfig(nodes=NODES, dp=dp))
-                    fit = coordinator.fit()
-                    coordinator.finish()
-                errors.append(np.abs(fit.coefficients - pooled))
-                aucs.append([fit.auc[n] for n in NODES])
-                spent = fit.epsilon or 0.0
-            error = np.mean(errors, axis=0)
-            auc_text = ", ".join(
-                f"{n} {a:.4f} (pooled {p:.4f})"
-                for n, a, p in zip(NODES, np.mean(aucs, axis=0), pooled_auc, strict=True)
-            )
-            print(
-                f"  epsilon {epsilon:>4}: spent {spent:.2f}, noise multiplier "
-                f"{privacy.calibrate(dp):.2f}, mean |coef error| per term "
-                f"{np.array2string(error, precision=4)}, AUC {auc_text}"
-            )
-        true_rate = float(np.mean(np.concatenate([d.y for d in data])))
-        print(
-            "differentially private statistics (1 release; error of the combined 'all' "
-            f"cell, mean of {args.dp_repeats} runs; true n {total}, rate {true_rate:.4f}):"
-        )
-        for epsilon in (1.0, 3.0, 10.0):
-            dp = privacy.DPConfig(epsilon=epsilon, rounds=1)
-            n_error, rate_error = [], []
-            for _ in range(args.dp_repeats):
-                with runner.in_process(nodes, preload=True) as hub:
-                    coordinator = Coordinator(hub, RunConfig(nodes=NODES, dp=dp))
-                    combined = coordinator.statistics()[0].values["combined"]
-                    coordinator.finish()
-                assert combined is not None
-                n_error.append(abs(combined[0] - total))
-                rate_error.append(abs(combined[2] - true_rate))
-            print(
-                f"  epsilon {epsilon:>4}: mean |n error| {np.mean(n_error):.1f}, "
-                f"mean |rate error| {np.mean(rate_error):.2e}"
-            )
+            pooled, _ = pooled_fit([LocalNode(n, root) for n in survivors])
+            runs: dict[str, list[dict[str, object]]] = {"v1": [], "v2": []}
+            for _ in range(args.repeats):  # alternating: both see the same machine load
+                runs["v1"].append(run_v1(baseline, fresh(), names, dropout, args.timeout))
+                runs["v2"].append(run_v2(fresh(), names, dropout, args.timeout))
+            results = {
+                label: min(r, key=lambda x: float(x["wall"]))  # type: ignore[arg-type]
+                for label, r in runs.items()
+            }
+            for label, r in results.items():
+                wall = float(r["wall"])  # type: ignore[arg-type]
+                ratio = wall / float(results["v1"]["wall"])  # type: ignore[arg-type]
+                rounds = int(r["rounds"])  # type: ignore[call-overload]
+                diff = float(np.max(np.abs(np.asarray(r["coefficients"]) - pooled)))
+                print(f"{count:>5} {'yes' if dropout else 'no':>7} {label:>8} {rounds:>6} "
+                      f"{wall:>8.3f} {ratio:>6.2f} {int(r['bytes']):>9,} "  # type: ignore[call-overload]
+                      f"{int(r['bytes']) // rounds:>11,} {diff:>16.1e}")  # type: ignore[call-overload]
     return 0
-
-
-def _transform() -> np.ndarray:
-    from workloads.federation.coordinator import _to_original_scale
-
-    return _to_original_scale()
 
 
 if __name__ == "__main__":

@@ -116,11 +116,11 @@ def test_hub_node_list_agrees_with_the_node_stack_files() -> None:
 
 
 def test_a_new_node_on_the_hub_is_config_only() -> None:
-    nodes = [*stack_file("hub")["nodes"], {"name": "sg", "project": "fed-node-sg"}]
+    nodes = [*stack_file("hub")["nodes"], {"name": "au", "project": "fed-node-au"}]
     resources = capture_stack("hub", {"nodes": nodes})
     subs = {s.inputs["name"] for s in of_type(resources, ":Subscription")}
-    assert names.node_subscription("sg") in subs
-    worker = "serviceAccount:federation-worker@fed-node-sg.iam.gserviceaccount.com"
+    assert names.node_subscription("au") in subs
+    worker = "serviceAccount:federation-worker@fed-node-au.iam.gserviceaccount.com"
     assert (worker, PUBLISHER, names.UPLOAD_TOPIC) in _grants(resources)
 
 

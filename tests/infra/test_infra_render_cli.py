@@ -27,7 +27,7 @@ def test_unknown_stack_is_one_line_and_exit_2(
     assert main(["--stack", "nowhere", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "Pulumi.nowhere.yaml not found" in err
-    assert "fix: use one of eu, hub, us" in err
+    assert "fix: use one of eu, hub, sg, us" in err
     assert "\n" not in err
     assert list(tmp_path.iterdir()) == []
 

@@ -1,4 +1,4 @@
-"""CLI command: demo - the whole local flow (see workloads/demo.py)."""
+"""CLI command: demo - the whole local flow (workloads/demo.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from workloads.demo import DEFAULT_ROWS, DEFAULT_SEED, DEMO_NODES, run_demo
-from workloads.generator import format_summaries
+from workloads.federation.defaults import TRANSPORTS
 from workloads.local_node import DEFAULT_ROOT
 
 
@@ -19,18 +19,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             f"Generate synthetic patients for the nodes {', '.join(DEMO_NODES)} into their own "
             "encrypted warehouses under --root, print each node's summary (computed inside that "
             "node), then run federated statistics and the federated logistic regression, where "
-            "only masked aggregates reach the hub, and compare it with the pooled fit "
+            "only signed, masked aggregates reach the hub, and compare it with the pooled fit "
             "(report on stdout, chart in --root). Re-running with the same arguments changes "
             "no data."
         ),
     )
     p.add_argument("--root", type=Path, default=DEFAULT_ROOT,
-                   help="folder holding the local nodes (default: ./local)")
+                   help=f"folder holding the local nodes (default: {DEFAULT_ROOT})")
     p.add_argument("--rows", type=int, default=DEFAULT_ROWS,
                    help=f"patients per node (default: {DEFAULT_ROWS})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,
                    help=f"random seed (default: {DEFAULT_SEED})")
-    p.add_argument("--transport", choices=("inprocess", "pubsub"), default="inprocess",
+    p.add_argument("--transport", choices=TRANSPORTS, default=TRANSPORTS[0],
                    help="how federation messages travel: in-process queues (default) or the "
                    "Pub/Sub emulator from the gcloud SDK")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -38,11 +38,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    summaries = run_demo(args.root, rows=args.rows, seed=args.seed, progress=not args.no_progress)
-    print(format_summaries(summaries))
-    print()
-    # Imported here: the engine (dp-accounting, matplotlib) would slow every CLI start.
-    from workloads.federation.demo import run_demo as run_federation
-
-    run_federation(args.root, list(DEMO_NODES), transport=args.transport)
+    run_demo(args.root, rows=args.rows, seed=args.seed, transport=args.transport,
+             progress=not args.no_progress)
     return 0

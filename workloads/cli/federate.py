@@ -1,25 +1,28 @@
-"""`python -m workloads federate stats|fit|worker|coordinator`: the federation engine."""
+"""`python -m workloads federate stats|fit|worker|coordinator|roster`: the federation engine."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from workloads.contracts.errors import UserError
+from workloads.federation import defaults
+from workloads.federation.defaults import LOCAL_PROJECT, TRANSPORTS
 from workloads.local_node import DEFAULT_ROOT
 
-DEFAULT_PROJECT = "sovereign-local"
+DEFAULT_NODES = ",".join(defaults.DEFAULT_NODES)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser(
         "federate",
-        help="federated statistics and models: only aggregates leave a node",
+        help="federated statistics and models: only protected aggregates leave a node",
         description="Run the federation engine over local nodes (folders under --root) or "
-        "as one side of a Pub/Sub federation (worker inside a node, coordinator at the hub).",
+        "as one side of a Pub/Sub federation (worker inside a node, coordinator at the hub). "
+        "Every message is signed and checked against the pinned roster; every release "
+        "passes the node's own guard and policy (<node folder>/federation_policy.toml).",
     )
     commands = parser.add_subparsers(dest="federate_command", required=True, metavar="ACTION")
 
@@ -28,50 +31,43 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         ("fit", "federated logistic regression of diagnosis_cancer (exact, or DP)"),
     ):
         action = commands.add_parser(name, help=help_text, description=help_text)
-        _run_options(action)
+        _root(action)
+        action.add_argument("--nodes", default=DEFAULT_NODES,
+                            help=f"comma-separated node names (default {DEFAULT_NODES})")
+        action.add_argument("--transport", choices=TRANSPORTS, default=TRANSPORTS[0],
+                            help="inprocess: workers as threads; pubsub: workers as processes "
+                            "over the Pub/Sub emulator (started here unless "
+                            "PUBSUB_EMULATOR_HOST is set)")
+        _model_options(action)
         action.set_defaults(func=_run, product=name)
+
+    roster = commands.add_parser(
+        "roster",
+        help="create the local parties' signing keys and pin them in <root>/roster.json",
+    )
+    _root(roster)
+    roster.add_argument("--nodes", default=DEFAULT_NODES)
+    roster.set_defaults(func=_roster)
 
     worker = commands.add_parser(
         "worker",
-        help="a node's worker: answer the hub's rounds from this node's warehouse",
+        help="a node's worker: answer the hub's steps from this node's warehouse",
         description="Pulls the node's subscription on the hub's broadcast topic and uploads "
-        "masked aggregates. Needs PUBSUB_EMULATOR_HOST or Google credentials.",
+        "signed, masked aggregates. Needs PUBSUB_EMULATOR_HOST or Google credentials.",
     )
     worker.add_argument("--node", required=True, help="this node's name, e.g. us")
-    worker.add_argument("--root", type=Path, default=DEFAULT_ROOT,
-                        help=f"folder of local nodes (default: {DEFAULT_ROOT})")
-    worker.add_argument("--transport", choices=["pubsub"], default="pubsub")
-    worker.add_argument("--project", default=DEFAULT_PROJECT, help="the hub's GCP project")
+    _root(worker)
+    worker.add_argument("--project", default=LOCAL_PROJECT, help="the hub's GCP project")
+    worker.add_argument("--roster", type=Path, default=None,
+                        help="the pinned roster (default: <root>/roster.json)")
+    worker.add_argument("--kms-key", default=None,
+                        help="sign with this Cloud KMS key version (projects/.../"
+                        "cryptoKeyVersions/N) instead of the local key file")
     worker.add_argument("--exit-after-run", action="store_true", help="stop when a run ends")
-    worker.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=None,
-        help="stop after this many seconds without messages",
-    )
-    worker.add_argument(
-        "--max-epsilon",
-        type=float,
-        default=10.0,
-        help="refuse DP runs whose budget exceeds this (default 10)",
-    )
-    worker.add_argument(
-        "--min-k",
-        type=int,
-        default=10,
-        help="this node's small-cell floor; a hub may only ask for more",
-    )
-    worker.add_argument(
-        "--max-age",
-        type=float,
-        default=3600.0,
-        help="ignore announcements older than this many seconds (default 3600)",
-    )
-    worker.add_argument(
-        "--create-topics",
-        action="store_true",
-        help="emulator only: create the hub's topics and this node's subscription",
-    )
+    worker.add_argument("--idle-timeout", type=float, default=None,
+                        help="stop after this many seconds without messages")
+    worker.add_argument("--create-topics", action="store_true",
+                        help="emulator only: create the hub's topics and this node's subscription")
     worker.set_defaults(func=_worker)
 
     coordinator = commands.add_parser(
@@ -80,79 +76,62 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description="Runs statistics and the model against workers already pulling their "
         "subscriptions. Needs PUBSUB_EMULATOR_HOST or Google credentials.",
     )
-    coordinator.add_argument("--nodes", required=True, help="comma-separated node names")
-    coordinator.add_argument("--project", default=DEFAULT_PROJECT)
-    coordinator.add_argument(
-        "--create-topics",
-        action="store_true",
-        help="emulator only: create the hub's topics and subscriptions",
-    )
+    coordinator.add_argument("--nodes", default=DEFAULT_NODES, help="comma-separated node names")
+    _root(coordinator)
+    coordinator.add_argument("--project", default=LOCAL_PROJECT)
+    coordinator.add_argument("--roster", type=Path, default=None,
+                             help="the pinned roster (default: <root>/roster.json)")
+    coordinator.add_argument("--kms-key", default=None,
+                             help="sign with this Cloud KMS key version instead of a key file")
+    coordinator.add_argument("--create-topics", action="store_true",
+                             help="emulator only: create the hub's topics and subscriptions")
     _model_options(coordinator)
     coordinator.set_defaults(func=_coordinator)
 
 
-def _run_options(parser: argparse.ArgumentParser) -> None:
+def _root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
-                        help=f"folder of local nodes (default: {DEFAULT_ROOT})")
-    parser.add_argument("--nodes", default="us,eu", help="comma-separated node names")
-    parser.add_argument(
-        "--transport",
-        choices=["inprocess", "pubsub"],
-        default="inprocess",
-        help="inprocess: workers as threads; pubsub: workers as processes over the Pub/Sub "
-        "emulator (started here unless PUBSUB_EMULATOR_HOST is set)",
-    )
-    _model_options(parser)
+                        help=f"folder of local nodes, keys and roster (default: {DEFAULT_ROOT})")
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--k", type=int, default=10, help="small-cell threshold (default 10)")
-    parser.add_argument("--round-timeout", type=float, default=30.0, help="seconds per round")
-    parser.add_argument(
-        "--quorum",
-        type=int,
-        default=None,
-        help="continue after dropouts while at least this many nodes answer "
-        "(default: all nodes; any dropout stops the run)",
-    )
-    parser.add_argument(
-        "--dp-epsilon",
-        type=float,
-        default=None,
-        help="fit with differential privacy under this total epsilon",
-    )
-    parser.add_argument("--dp-delta", type=float, default=1e-6)
-    parser.add_argument("--dp-clip", type=float, default=3.0)
-    parser.add_argument(
-        "--dp-rounds",
-        type=int,
-        default=None,
-        help="releases the budget covers (default: stats 1, fit 6, both 7)",
-    )
-
-
-PLANNED_RELEASES = {"stats": 1, "fit": 6, "both": 7}
+    parser.add_argument("--k", type=int, default=defaults.DEFAULT_K,
+                        help=f"small-cell threshold (default {defaults.DEFAULT_K}; each node "
+                        "applies at least its own policy's min_k)")
+    parser.add_argument("--round-timeout", type=float, default=defaults.DEFAULT_ROUND_TIMEOUT,
+                        help=f"seconds per step (default {defaults.DEFAULT_ROUND_TIMEOUT:g}); "
+                        "a node silent past it is dropped and its masks recovered")
+    parser.add_argument("--max-rounds", type=int, default=defaults.DEFAULT_MAX_ROUNDS,
+                        help=f"Newton rounds before giving up (default "
+                        f"{defaults.DEFAULT_MAX_ROUNDS})")
+    parser.add_argument("--dp-epsilon", type=float, default=None,
+                        help="ask for differential privacy with this epsilon per node for the "
+                        "run (nodes add at least their own policy's noise and charge their "
+                        "lifetime odometers)")
+    parser.add_argument("--dp-delta", type=float, default=defaults.DEFAULT_DP_DELTA)
+    parser.add_argument("--dp-rounds", type=int, default=None,
+                        help="releases the budget covers (default: "
+                        + ", ".join(f"{k} {v}" for k, v in defaults.PLANNED_RELEASES.items())
+                        + ")")
 
 
 def _config(args: argparse.Namespace, nodes: list[str], product: str) -> Any:
-    from workloads.federation.coordinator import RunConfig
-    from workloads.federation.privacy import DPConfig
+    from workloads.federation.coordinator import DPRequest, RunConfig
+    from workloads.federation.defaults import PLANNED_RELEASES
 
     dp = None
     if args.dp_epsilon is not None:
-        rounds = args.dp_rounds or PLANNED_RELEASES[product]
-        dp = DPConfig(args.dp_epsilon, args.dp_delta, args.dp_clip, rounds)
-    if args.k < 1:
-        raise UserError(f"--k {args.k}: the small-cell threshold must be at least 1")
-    return RunConfig(
-        nodes=tuple(nodes), round_timeout=args.round_timeout, quorum=args.quorum, k=args.k, dp=dp
-    )
+        dp = DPRequest(args.dp_epsilon, args.dp_rounds or PLANNED_RELEASES[product],
+                       args.dp_delta)
+        dp.noise_multiplier  # noqa: B018 - a budget that cannot cover the rounds fails here
+    return RunConfig(nodes=tuple(nodes), round_timeout=args.round_timeout, k=args.k,
+                     max_rounds=args.max_rounds, dp=dp)
 
 
 def _node_list(text: str) -> list[str]:
-    nodes = [n.strip() for n in text.split(",") if n.strip()]
     from workloads.local_node import LocalNode
 
+    nodes = [n.strip() for n in text.split(",") if n.strip()]
     for node in nodes:
         LocalNode(node, Path("."))  # validates the name
     return nodes
@@ -169,34 +148,45 @@ def _products(coordinator: Any, product: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from contextlib import ExitStack
-
-    from workloads.federation import runner
-    from workloads.federation.coordinator import Coordinator
-    from workloads.local_node import LocalNode
+    from workloads.federation.local import local_federation
 
     nodes = _node_list(args.nodes)
     config = _config(args, nodes, args.product)
-    local = [LocalNode(n, args.root) for n in nodes]
-    for node in local:
-        node.open_warehouse(create=False).close()  # clear error if a node is missing
-    with ExitStack() as stack:
-        if args.transport == "inprocess":
-            hub: Any = stack.enter_context(runner.in_process(local))
-        else:
-            from workloads.federation.emulator import running_emulator
-            from workloads.federation.transport import PubSubHub, create_resources
-
-            host = os.environ.get("PUBSUB_EMULATOR_HOST") or stack.enter_context(running_emulator())
-            os.environ["PUBSUB_EMULATOR_HOST"] = host
-            create_resources(DEFAULT_PROJECT, nodes)
-            stack.enter_context(runner.worker_processes(args.root, nodes, DEFAULT_PROJECT, host))
-            hub = PubSubHub(DEFAULT_PROJECT)
-        _products(Coordinator(hub, config), args.product)
+    with local_federation(args.root, nodes, transport=args.transport) as hub:
+        _products(hub.coordinator(config), args.product)
     return 0
 
 
+def _roster(args: argparse.Namespace) -> int:
+    from workloads.federation import roster
+
+    pinned = roster.write_local(args.root, _node_list(args.nodes))
+    print(f"roster {roster.path(args.root)}: hub and {', '.join(pinned.nodes)}")
+    return 0
+
+
+def _signer(args: argparse.Namespace, party: str) -> Any:
+    if args.kms_key:
+        from workloads.federation.identity import KmsSigner
+
+        return KmsSigner(args.kms_key)
+    from workloads.federation.identity import local_signer
+
+    return local_signer(args.root, party, create=False)
+
+
+def _load_roster(args: argparse.Namespace) -> Any:
+    from workloads.federation import roster
+
+    if args.roster is None:
+        return roster.load(args.root)
+    if not args.roster.exists():
+        raise UserError(f"roster {args.roster} does not exist; fix: name the pinned roster file")
+    return roster.Roster.from_json(args.roster.read_text(), str(args.roster))
+
+
 def _worker(args: argparse.Namespace) -> int:
+    from workloads.federation.guard import load_policy
     from workloads.federation.transport import PubSubNode
     from workloads.federation.worker import NodeWorker
     from workloads.local_node import LocalNode
@@ -207,13 +197,10 @@ def _worker(args: argparse.Namespace) -> int:
 
         create_resources(args.project, [args.node])
     worker = NodeWorker(
-        node,
-        PubSubNode(args.project, args.node),
-        max_epsilon=args.max_epsilon,
-        max_age_s=args.max_age,
-        min_k=args.min_k,
+        node, PubSubNode(args.project, args.node), _signer(args, args.node),
+        _load_roster(args), load_policy(node),
     )
-    worker.data()  # read the node's rows now: a missing warehouse fails before any round
+    worker.preload()  # read the node's rows now: a missing warehouse fails before any step
     logging.getLogger(__name__).info("node %s: worker pulling its subscription", args.node)
     worker.serve(exit_after_run=args.exit_after_run, idle_timeout=args.idle_timeout)
     return 0
@@ -221,6 +208,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _coordinator(args: argparse.Namespace) -> int:
     from workloads.federation.coordinator import Coordinator
+    from workloads.federation.roster import HUB
     from workloads.federation.transport import PubSubHub
 
     nodes = _node_list(args.nodes)
@@ -229,5 +217,7 @@ def _coordinator(args: argparse.Namespace) -> int:
         from workloads.federation.transport import create_resources
 
         create_resources(args.project, nodes)
-    _products(Coordinator(PubSubHub(args.project), config), "both")
+    coordinator = Coordinator(PubSubHub(args.project), config, _signer(args, HUB),
+                              _load_roster(args))
+    _products(coordinator, "both")
     return 0

@@ -11,7 +11,7 @@ BROADCAST_TOPIC = "federation-broadcast"  # coordinator -> nodes: round announce
 UPLOAD_TOPIC = "federation-upload"  # nodes -> coordinator: masked aggregates
 DEAD_LETTER_TOPIC = "federation-dead-letter"  # undeliverable messages, kept for review
 UPLOAD_SUBSCRIPTION = "federation-upload-coordinator"
-MESSAGE_SCHEMA = "federation-message-v1"
+MESSAGE_SCHEMA = "federation-message-v2"
 FEDERATION_WORKER_ACCOUNT_ID = "federation-worker"  # each node's federation identity
 COORDINATOR_ACCOUNT_ID = "federation-coordinator"  # the hub's identity
 

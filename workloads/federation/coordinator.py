@@ -1,14 +1,18 @@
-"""The hub's coordinator: runs rounds, checks and deduplicates uploads, aggregates.
+"""The hub's coordinator: runs steps, keys, deadlines and dropouts; knows no statistics.
 
-A round: announce (to the participating nodes) -> collect one result per node until all
-answered or the deadline passed -> aggregate. Uploads of another run or round, from a
-node not taking part, malformed or over the size limit are rejected and logged, never
-aggregated; a repeated upload (at-least-once delivery) is ignored.
+A run: `setup` (nodes advertise signed key-agreement keys) and `share` (nodes send each
+other encrypted Shamir shares of their mask seeds, through the hub), then one `aggregate`
+per question an algorithm (algorithms.py) asks: `round` (each participant uploads its
+double-masked release), `check` (only if someone dropped: survivors sign the survivor
+set), `unmask` (survivors reveal shares; the hub reconstructs the survivors' self masks
+and the dropped nodes' pairwise masks, and reads the sum over the survivors). A node that
+drops is recovered without re-running the round and leaves the run.
 
-Dropouts: masked sums are void without every participant (their pairwise masks do not
-cancel). If the survivors still number at least `quorum` (and two), the round is re-run
-with them under fresh keys; otherwise the run stops with FederationStoppedError naming who was
-missing. quorum defaults to every node: any dropout stops the run.
+Every step is signed by the hub; every upload is checked against the pinned roster,
+deduplicated (Pub/Sub delivers at least once) and refused if replayed; uploads of another
+run, round or kind, from a node not taking part, malformed or of the wrong shape are
+rejected and logged (`rejected`), never aggregated. A node's signed abort stops the run
+with the node's own reason.
 """
 
 from __future__ import annotations
@@ -17,59 +21,91 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from workloads.contracts.errors import UserError
-from workloads.federation import disclosure, local_stats, privacy, secure_agg
-from workloads.federation.protocol import HUB, Message, MessageRejectedError, decode
+from workloads.federation import algorithms, privacy, secure_agg, shamir
+from workloads.federation.defaults import (
+    DEFAULT_DP_DELTA,
+    DEFAULT_K,
+    DEFAULT_MAX_ROUNDS,
+    DEFAULT_ROUND_TIMEOUT,
+)
+from workloads.federation.identity import Signer, verify
+from workloads.federation.protocol import (
+    Message,
+    MessageRejectedError,
+    ReplayGuard,
+    accept,
+    decode,
+)
+from workloads.federation.roster import HUB, Roster
 from workloads.federation.transport import HubEndpoint
-from workloads.federation.worker import dp_params
+from workloads.federation.worker import SECAGG, advert_payload
 
 log = logging.getLogger(__name__)
-P = len(local_stats.COEFFICIENT_NAMES)
-NEWTON_DIM = P + P * (P + 1) // 2 + 1
-STATS_DIM = len(local_stats.stats_cells()) * len(local_stats.STATS_FIELDS)
+DP_MAX_STEP = 1.0  # largest Newton step (L2, scaled coefficients) of a DP fit
 
 
 class FederationStoppedError(UserError):
-    """The run cannot go on (dropouts below quorum, budget, divergence): says why."""
+    """The run cannot go on (dropouts, a node's refusal, non-convergence): says why."""
+
+
+@dataclass(frozen=True)
+class DPRequest:
+    """What the hub asks for; each node applies at least its own policy's noise and
+    charges its own lifetime odometer, whatever the hub asks."""
+
+    epsilon: float  # the run's budget per node, spread over `releases`
+    releases: int
+    delta: float = DEFAULT_DP_DELTA
+
+    @property
+    def noise_multiplier(self) -> float:
+        return privacy.calibrate(self.epsilon, self.releases, self.delta)
 
 
 @dataclass
 class RunConfig:
     nodes: tuple[str, ...]
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    round_timeout: float = 30.0
-    quorum: int | None = None  # None: every node must answer every round
-    k: int = disclosure.DEFAULT_K
-    max_rounds: int = 10
+    round_timeout: float = DEFAULT_ROUND_TIMEOUT
+    k: int = DEFAULT_K
+    max_rounds: int = DEFAULT_MAX_ROUNDS
     tolerance: float = 1e-8  # largest |Newton step| at convergence (scaled coefficients)
-    dp: privacy.DPConfig | None = None
+    dp: DPRequest | None = None
 
     def __post_init__(self) -> None:
-        if len(set(self.nodes)) < 2:
+        nodes = set(self.nodes)
+        if len(nodes) < 3:
             raise UserError(
-                f"a federated run needs at least two nodes, got {list(self.nodes)}; "
-                f"fix: name two or more nodes (secure aggregation of one node hides nothing)"
+                f"a federated run needs at least three nodes, got {sorted(nodes)}; fix: name "
+                f"three or more (a sum over two nodes is the other node's value to either)"
             )
-        if len(set(self.nodes)) > secure_agg.MAX_NODES:
+        if len(nodes) > secure_agg.MAX_NODES:
             raise UserError(
-                f"{len(self.nodes)} nodes: the fixed-point sums are sized for at most "
-                f"{secure_agg.MAX_NODES}; fix: raise secure_agg.MAX_NODES (and lower "
-                f"FRACTION_BITS to keep the range)"
+                f"{len(nodes)} nodes: the fixed-point sums are sized for at most "
+                f"{secure_agg.MAX_NODES}; fix: run with fewer nodes"
             )
+        if self.k < 1:
+            raise UserError(f"k {self.k}: the small-cell threshold must be at least 1")
+
+    @property
+    def slots(self) -> int:
+        return self.max_rounds + 2  # statistics, Newton rounds, one spare
 
 
 @dataclass
 class StatsRow:
     label: str
-    values: dict[str, tuple[float, ...] | None]  # node or "combined" -> (n, cases, rate, age, bmi)
+    values: dict[str, tuple[float, ...] | None]  # "combined" -> (n, cases, rate, means...)
 
 
 @dataclass
 class FitResult:
-    coefficients: np.ndarray  # original scale, COEFFICIENT_NAMES order
+    coefficients: np.ndarray  # original scale, coefficient_names order
     standard_errors: np.ndarray
     rounds: int
     converged: bool
@@ -77,119 +113,123 @@ class FitResult:
     auc: dict[str, float]
     epsilon: float | None
     participants: tuple[str, ...]
+    names: tuple[str, ...] = ("intercept", *algorithms.FEATURES)
+    auc_refused: dict[str, str] = field(default_factory=dict)  # node -> its reason
 
 
 @dataclass
 class Coordinator:
     endpoint: HubEndpoint
     config: RunConfig
+    signer: Signer
+    roster: Roster
     rejected: list[str] = field(default_factory=list)
     duplicates: int = 0
     late: int = 0
-    round: int = 0
-    participants: tuple[str, ...] = ()
-    public_keys: dict[str, str] = field(default_factory=dict)
-    key_round: int = -1
+    step: int = 0
+    alive: tuple[str, ...] = ()
+    adverts: dict[str, str] = field(default_factory=dict)
+    undelivered: dict[str, str] = field(default_factory=dict)  # "from>to" -> ciphertext
+    dropped: list[str] = field(default_factory=list)
+    slot: int = 0
     bytes_per_round: list[int] = field(default_factory=list)
-    dp_releases: int = 0  # differentially private rounds announced in this run
+    dp_multipliers: list[float] = field(default_factory=list)
+    _replays: ReplayGuard = field(default_factory=ReplayGuard)
 
     def __post_init__(self) -> None:
-        self.participants = tuple(sorted(self.config.nodes))
+        if self.roster.hub_key != self.signer.public_hex():
+            raise UserError("the hub's signing key is not the one pinned in the roster")
+        unknown = [n for n in self.config.nodes if self.roster.key_of(n) is None]
+        if unknown:
+            raise UserError(
+                f"{', '.join(unknown)} not in the roster; fix: pin their signing keys first"
+            )
+        self.alive = tuple(sorted(set(self.config.nodes)))
 
-    # --- rounds ---------------------------------------------------------------------------
+    # --- steps -------------------------------------------------------------------------------
 
-    def _announce(
-        self, algorithm: str, values: tuple[float, ...] = (), params: dict[str, str] | None = None
+    def _send(
+        self, kind: str, algorithm: str, to: tuple[str, ...], **payload: Any
     ) -> int:
-        self.round += 1
+        self.step += 1
         message = Message(
             run_id=self.config.run_id,
-            round=self.round,
+            round=self.step,
             node=HUB,
             algorithm=algorithm,
-            kind="announce",
-            to=self.participants,
-            values=values,
-            public_keys=dict(self.public_keys) if algorithm != "keys" else {},
-            params={**(params or {}), "key_round": str(self.key_round)},
+            kind=kind,
+            to=to,
+            **payload,
         )
-        self.endpoint.broadcast(message.encode())
-        return self.round
+        self.endpoint.broadcast(message.sign(self.signer).encode())
+        return self.step
 
-    def _collect(
-        self, round_: int, algorithm: str, kind: str, dim: int | None
-    ) -> dict[str, Message]:
+    def _collect(self, step: int, kind: str, expected: tuple[str, ...], dim: int | None = None,
+                 *, refusals: dict[str, str] | None = None) -> dict[str, Message]:
+        """One answer of `kind` per expected node, until all answered or the deadline.
+
+        A node's signed abort stops the run with its reason, unless `refusals` collects it.
+        """
         answers: dict[str, Message] = {}
         received = 0
         deadline = time.monotonic() + self.config.round_timeout
-        while len(answers) < len(self.participants):
+        while len(answers) < len(expected):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             for data in self.endpoint.receive(timeout=min(remaining, 1.0)):
                 received += len(data)
-                message = self._check(data, round_, algorithm, kind, dim)
+                message = self._check(data, step, kind, expected, dim)
                 if message is None:
                     continue
-                if message.node in answers:
-                    self.duplicates += 1
+                if message.kind == "abort":
+                    reason = message.params.get("reason", "no reason given")
+                    if refusals is None:
+                        self.stop(f"node {message.node} refused: {reason}")
+                        continue
+                    refusals[message.node] = reason
+                    expected = tuple(n for n in expected if n != message.node)
                     continue
                 answers[message.node] = message
         self.bytes_per_round.append(received)
-        log.debug(
-            "hub: round %d (%s): %d answers, %d bytes", round_, algorithm, len(answers), received
-        )
         return answers
 
-    def _check(
-        self, data: bytes, round_: int, algorithm: str, kind: str, dim: int | None
-    ) -> Message | None:
+    def _check(self, data: bytes, step: int, kind: str, expected: tuple[str, ...],
+               dim: int | None) -> Message | None:
         try:
             message = decode(data)
         except MessageRejectedError as exc:
             return self._reject(f"malformed upload: {exc}")
-        where = f"upload from {message.node!r} (run {message.run_id}, round {message.round})"
+        where = f"upload from {message.node!r} (run {message.run_id}, step {message.round})"
         if message.run_id != self.config.run_id:
             return self._reject(f"{where}: another run")
-        if message.node not in self.participants:
-            return self._reject(f"{where}: not a participant of this run")
-        if message.round < round_:
-            # A redelivered or late answer to a finished round: expected under
-            # at-least-once delivery; never aggregated into the current one.
+        if message.node not in expected:
+            if message.round < step:
+                self.late += 1  # e.g. the upload of a node declared dropped: never used
+                return None
+            return self._reject(f"{where}: not expected in this step")
+        if message.round < step:
             self.late += 1
-            log.info("hub: ignored late %s", where)
             return None
-        if message.round != round_:
-            return self._reject(f"{where}: not the current round {round_}")
-        if message.kind != kind or message.algorithm != algorithm:
-            return self._reject(f"{where}: expected {kind}/{algorithm}")
-        if dim is not None and len(message.masked) != dim:
+        if message.round != step:
+            return self._reject(f"{where}: not the current step {step}")
+        try:
+            message = accept(data, self.roster, self._replays)
+        except MessageRejectedError as exc:
+            if "replay" in str(exc):
+                self.duplicates += 1
+                return None
+            return self._reject(f"{where}: {exc}")
+        if message.kind != "abort" and message.kind != kind:
+            return self._reject(f"{where}: expected {kind}, got {message.kind}")
+        if dim is not None and message.kind == kind and len(message.masked) != dim:
             return self._reject(f"{where}: {len(message.masked)} masked values, expected {dim}")
         return message
 
     def _reject(self, reason: str) -> Message | None:
-        """Log and keep the reason; returns None so callers can `return self._reject(...)`."""
         log.warning("hub: rejected %s", reason)
         self.rejected.append(reason)
         return None
-
-    def _drop(self, missing: set[str], what: str) -> None:
-        survivors = tuple(n for n in self.participants if n not in missing)
-        quorum = len(self.config.nodes) if self.config.quorum is None else self.config.quorum
-        if len(survivors) < max(quorum, 2):
-            self.stop(
-                f"{what}: no answer from {', '.join(sorted(missing))} within "
-                f"{self.config.round_timeout:.0f} s; {len(survivors)} of "
-                f"{len(self.config.nodes)} nodes left, quorum is {max(quorum, 2)}"
-            )
-        log.warning(
-            "hub: %s: continuing without %s (quorum %d met)",
-            what,
-            ", ".join(sorted(missing)),
-            quorum,
-        )
-        self.participants = survivors
-        self.public_keys = {}
 
     def stop(self, reason: str) -> None:
         self._end("abort", reason)
@@ -199,152 +239,222 @@ class Coordinator:
         self._end("done", "")
 
     def _end(self, kind: str, reason: str) -> None:
-        message = Message(
-            run_id=self.config.run_id,
-            round=self.round + 1,
-            node=HUB,
-            algorithm="end",
-            kind=kind,
-            to=tuple(sorted(self.config.nodes)),
-            params={"reason": reason[:250]},
+        self._send(kind, "end", tuple(sorted(set(self.config.nodes))),
+                   params={"reason": reason[:1000]})
+
+    def _need(self, have: int, what: str, silent: list[str] | None = None) -> None:
+        t = secure_agg.threshold(len(self.config.nodes))
+        if have < t:
+            silent = sorted(silent or set(self.config.nodes) - set(self.alive))
+            self.stop(
+                f"{what}: {have} nodes answered within {self.config.round_timeout:.0f} s, "
+                f"the threshold is {t} (no answer from {', '.join(silent) or 'none'})"
+            )
+
+    # --- secure aggregation ------------------------------------------------------------------
+
+    def setup(self) -> None:
+        step = self._send("setup", SECAGG, self.alive, params={"slots": str(self.config.slots)})
+        keys = self._collect(step, "keys", self.alive)
+        self._mark_alive(keys, "key set-up")
+        adverts = {}
+        for node, message in keys.items():
+            c, s, sig = (message.keys.get(x, "") for x in ("c", "s", "sig"))
+            key = self.roster.key_of(node)
+            try:
+                genuine = key is not None and verify(
+                    key, advert_payload(self.config.run_id, node, c, s), bytes.fromhex(sig)
+                )
+            except ValueError:
+                genuine = False
+            if not genuine:
+                self.stop(f"node {node} sent keys without a valid signature")
+            adverts[node] = f"{c}:{s}:{sig}"
+        self.adverts = adverts
+        step = self._send("share", SECAGG, self.alive, keys=adverts)
+        shares = self._collect(step, "shares", self.alive)
+        self._mark_alive(shares, "share distribution")
+        self.undelivered = {
+            f"{sender}>{recipient}": blob
+            for sender, message in shares.items()
+            for recipient, blob in message.blobs.items()
+            if recipient in self.alive
+        }
+
+    def _mark_alive(self, answers: dict[str, Message], what: str) -> None:
+        missing = [n for n in self.alive if n not in answers]
+        if missing:
+            log.warning("hub: %s: no answer from %s", what, ", ".join(missing))
+            self.dropped += missing
+        self.alive = tuple(n for n in self.alive if n in answers)
+        self._need(len(self.alive), what)
+
+    def aggregate(
+        self, algorithm: algorithms.Algorithm, params: Any, model: tuple[float, ...] = ()
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The sum of the algorithm's release over the nodes that survive the round."""
+        if not self.adverts:
+            self.setup()
+        if self.slot >= self.config.slots:
+            self.stop(f"run used all {self.config.slots} aggregation slots")
+        slot, self.slot = self.slot, self.slot + 1
+        dim = algorithm.dimension(params)
+        members = self.alive
+        multiplier = algorithms.noise_of(params)
+        if multiplier is not None:
+            self.dp_multipliers.append(multiplier)
+        step = self._send(
+            "round",
+            algorithm.name,
+            members,
+            values=model,
+            params={**algorithms.to_wire(params), "slot": str(slot)},
+            blobs={r: b for r, b in self.undelivered.items() if r.split(">")[1] in members},
         )
-        self.endpoint.broadcast(message.encode())
+        self.undelivered = {}
+        uploads = self._collect(step, "masked", members, dim)
+        survivors = tuple(n for n in members if n in uploads)
+        dropped = tuple(n for n in members if n not in uploads)
+        self._need(len(survivors), f"{algorithm.name} round (step {step})", list(dropped))
+        proofs = {n: uploads[n].keys.get("receipt", "") for n in survivors}
+        if dropped:
+            log.warning("hub: step %d: %s dropped; recovering their masks", step,
+                        ", ".join(dropped))
+            self.dropped += list(dropped)
+            check = self._send("check", algorithm.name, survivors,
+                               keys={"survivors": ",".join(survivors)}, params={"of": str(step)})
+            commits = self._collect(check, "commit", survivors)
+            proofs = {n: m.keys.get("commit", "") for n, m in commits.items()}
+            self._need(len(proofs), "consistency check")
+        unmask = self._send(
+            "unmask",
+            algorithm.name,
+            survivors,
+            keys={"survivors": ",".join(survivors)},
+            blobs=proofs,
+            params={"of": str(step)},
+        )
+        reveals = self._collect(unmask, "reveal", survivors)
+        self._need(len(reveals), "unmasking")
+        total = secure_agg.aggregate([secure_agg.from_wire(uploads[n].masked) for n in survivors])
+        b_seeds = {n: self._reconstruct(reveals, f"b:{n}") for n in survivors}
+        s_secrets = {n: self._reconstruct(reveals, f"s:{n}") for n in dropped}
+        s_publics = {n: self.adverts[n].split(":")[1] for n in members}
+        total = secure_agg.unmask(total, b_seeds, s_secrets, s_publics,
+                                  f"{self.config.run_id}|{slot}")
+        self.alive = survivors
+        return secure_agg.decode(total), survivors
 
-    def _exchange_keys(self) -> None:
-        while True:
-            round_ = self._announce("keys")
-            answers = self._collect(round_, "keys", "public_key", None)
-            missing = set(self.participants) - set(answers)
-            if not missing:
-                break
-            self._drop(missing, "key exchange")
-        keys = {}
-        for node, message in answers.items():
-            if set(message.public_keys) != {node}:
-                self.stop(f"node {node} sent a key set for {sorted(message.public_keys)}")
-            keys[node] = message.public_keys[node]
-        self.public_keys, self.key_round = keys, round_
+    def _reconstruct(self, reveals: dict[str, Message], name: str) -> int:
+        indices = secure_agg.share_indices(tuple(sorted(self.adverts)))
+        shares = {}
+        for node, message in reveals.items():
+            if name in message.keys:
+                try:
+                    shares[indices[node]] = shamir.from_hex(message.keys[name])
+                except ValueError:
+                    self._reject(f"node {node} revealed a malformed share of {name}")
+        t = secure_agg.threshold(len(self.config.nodes))
+        if len(shares) < t:
+            self.stop(f"only {len(shares)} shares of {name} revealed; {t} needed")
+        # Any t shares determine the secret; using exactly t keeps it deterministic.
+        return shamir.combine(dict(sorted(shares.items())[:t]))
 
-    def secure_round(
-        self,
-        algorithm: str,
-        dim: int,
-        values: tuple[float, ...] = (),
-        params: dict[str, str] | None = None,
-    ) -> tuple[np.ndarray, dict[str, Message]]:
-        """One masked round; returns the decoded sum and each node's message."""
-        while True:
-            if not self.public_keys:
-                self._exchange_keys()
-            if self.config.dp and params and "noise_multiplier" in params:
-                # Every announcement is a release (a re-run after a dropout too): refused
-                # here, before announcing, if it would overspend the run's budget.
-                privacy.check_budget(
-                    float(params["noise_multiplier"]), self.dp_releases + 1, self.config.dp
-                )
-                self.dp_releases += 1
-            round_ = self._announce(algorithm, values, params)
-            answers = self._collect(round_, algorithm, "result", dim)
-            missing = set(self.participants) - set(answers)
-            if not missing:
-                total = secure_agg.aggregate(
-                    [secure_agg.from_wire(m.masked) for m in answers.values()]
-                )
-                return secure_agg.decode(total), answers
-            self._drop(missing, f"{algorithm} round {round_}")
+    def per_node(
+        self, algorithm: algorithms.Algorithm, params: Any, model: tuple[float, ...]
+    ) -> tuple[dict[str, Message], dict[str, str]]:
+        """A per-node release (a metric): the releases, and each refusing node's reason."""
+        step = self._send("round", algorithm.name, self.alive, values=model,
+                          params=algorithms.to_wire(params))
+        refusals: dict[str, str] = {}
+        answers = self._collect(step, "release", self.alive, refusals=refusals)
+        for node, reason in refusals.items():
+            log.warning("hub: node %s did not release %s: %s", node, algorithm.name, reason)
+        return answers, refusals
 
-    def clear_round(
-        self, algorithm: str, values: tuple[float, ...], params: dict[str, str]
-    ) -> dict[str, Message]:
-        """A round whose answers are per-node releases (no masking); missing nodes are absent."""
-        round_ = self._announce(algorithm, values, params)
-        return self._collect(round_, algorithm, "result", 0)
-
-    # --- products -------------------------------------------------------------------------
+    # --- products ----------------------------------------------------------------------------
 
     def statistics(self) -> list[StatsRow]:
-        """Per node and combined cells; with DP, every number is noisy (suppression is
-        decided on the noisy counts)."""
+        stats = algorithms.Stats()
         dp = self.config.dp
-        params = {"k": str(self.config.k)}
-        if dp:
-            params.update(dp_params(dp, privacy.calibrate(dp)))
-        total, answers = self.secure_round("stats", STATS_DIM, params=params)
-        width = len(local_stats.STATS_FIELDS)
-        node_cells = {}
-        for node, message in answers.items():
-            if len(message.values) != STATS_DIM:
-                self.stop(f"node {node} released {len(message.values)} statistics, not {STATS_DIM}")
-            node_cells[node] = np.asarray(message.values)
-        if not dp:
-            total = np.rint(total)  # exact integer counts (fixed point leaves ~1e-9)
-        combined, hidden = disclosure.combined_release(total, node_cells, self.config.k)
-        bounded = dp is not None
-        rows = []
-        for i, (column, level) in enumerate(local_stats.stats_cells()):
-            label = "all" if level is None else f"{column}={level}"
-            cells: dict[str, tuple[float, ...] | None] = {}
-            for node in sorted(node_cells):
-                cell = node_cells[node].reshape(-1, width)[i]
-                cells[node] = (
-                    None
-                    if cell[0] == disclosure.SUPPRESSED
-                    else local_stats.cell_summary(cell, bounded=bounded)
-                )
-            cells["combined"] = (
-                None if hidden[i] else local_stats.cell_summary(combined[i], bounded=bounded)
-            )
-            rows.append(StatsRow(label, cells))
-        return rows
+        params = algorithms.StatsParams(
+            k=self.config.k, noise_multiplier=dp.noise_multiplier if dp else 0.0
+        )
+        total, survivors = self.aggregate(stats, params)
+        rows = stats.combine(total, params, len(survivors), dp is not None)
+        return [StatsRow(label, {"combined": value}) for label, value in rows]
 
     def fit(self) -> FitResult:
         """Federated Newton-Raphson logistic regression (exact, or DP if configured)."""
-        beta = np.zeros(P)
+        glm = algorithms.GLM()
         dp = self.config.dp
-        multiplier = privacy.calibrate(dp) if dp else 0.0
-        # Under DP the run's planned releases (dp.rounds) that statistics left over.
-        max_rounds = dp.rounds - self.dp_releases if dp else self.config.max_rounds
+        params = algorithms.GLMParams(noise_multiplier=dp.noise_multiplier if dp else 0.0)
+        p = glm.size(params)
+        beta = np.zeros(p)
+        # Under DP: the releases the run planned that the statistics left over.
+        max_rounds = dp.releases - len(self.dp_multipliers) if dp else self.config.max_rounds
         if max_rounds < 1:
-            raise privacy.BudgetExceededError(
-                f"run {self.config.run_id} has no differentially private release left for the "
-                f"model ({self.dp_releases} of {dp.rounds if dp else 0} spent); fix: plan more "
-                f"rounds (--dp-rounds) in a new run"
-            )
-        converged, loglik, hessian = False, None, np.eye(P)
+            self.stop(f"the run's DP plan of {dp.releases if dp else 0} releases is spent; "
+                      f"fix: plan more (--dp-rounds) in a new run")
+        converged, loglik, hessian = False, None, np.eye(p)
+        last_model: tuple[float, ...] = tuple(beta)
         rounds = 0
-        epsilon = None
+        steps: list[float] = []
         for rounds in range(1, max_rounds + 1):
-            params = {"phase": "newton"}
+            last_model = tuple(float(v) for v in beta)
+            total, _ = self.aggregate(glm, params, last_model)
+            gradient, hessian, loglik = glm.split(total, params)
             if dp:
-                params.update(dp_params(dp, multiplier))
-            total, _ = self.secure_round("logreg", NEWTON_DIM, tuple(beta), params)
-            gradient = total[:P]
-            hessian = local_stats.from_upper(total[P:-1], P)
-            loglik = None if dp else float(total[-1])
+                hessian, loglik = _positive_definite(hessian), None
+            try:
+                step = np.linalg.solve(hessian, gradient)
+            except np.linalg.LinAlgError:
+                self.stop(f"the summed Hessian is singular in round {rounds}: a covariate is "
+                          f"constant or collinear over all nodes")
             if dp:
-                hessian = _positive_definite(hessian)
-            step = np.linalg.solve(hessian, gradient)
+                # Noise can make one step huge; a trust region keeps the scores of the next
+                # model inside the nodes' limits (post-processing: costs no privacy).
+                step = step * min(1.0, DP_MAX_STEP / max(float(np.linalg.norm(step)), 1e-12))
             beta = beta + step
-            if not np.all(np.isfinite(beta)):
-                self.stop(f"Newton step diverged in round {rounds}")
-            if not dp and np.max(np.abs(step)) < self.config.tolerance:
+            steps.append(float(np.max(np.abs(step))))
+            if not np.all(np.isfinite(beta)) or np.max(np.abs(beta)) > 1e3:
+                self.stop(f"Newton diverged in round {rounds}: coefficients {beta.round(2)} - "
+                          f"(quasi-)separation: some covariate pattern predicts the outcome "
+                          f"perfectly")
+            if not dp and steps[-1] < self.config.tolerance:
                 converged = True
                 break
-        converged = converged or bool(dp)
-        if dp:
-            epsilon = privacy.epsilon_spent(multiplier, self.dp_releases, dp.delta)
-        aucs = self.clear_round("logreg", tuple(beta), {"phase": "auc"})
-        transform = _to_original_scale()
+        if not dp and not converged:
+            growing = len(steps) > 2 and steps[-1] > steps[-2] * 0.5
+            self.stop(
+                f"the fit did not converge in {rounds} Newton rounds (last step "
+                f"{steps[-1]:.2g}); "
+                + ("the steps are not shrinking: (quasi-)separation is likely; fix: drop or "
+                   "merge the covariate that separates the outcome" if growing
+                   else "fix: allow more rounds")
+            )
+        epsilon = (
+            privacy.epsilon(self.dp_multipliers, dp.delta) if dp and self.dp_multipliers else None
+        )
+        metric = algorithms.AUC()
+        auc_params = algorithms.AUCParams(
+            params.table, params.outcome, params.covariates, params.family,
+            noise_multiplier=0.0,
+        )
+        releases, refusals = self.per_node(metric, auc_params, last_model)
+        transform = glm.to_original_scale(params)
         covariance = transform @ np.linalg.inv(hessian) @ transform.T
         return FitResult(
             coefficients=transform @ beta,
             standard_errors=np.sqrt(np.diag(covariance)),
             rounds=rounds,
-            converged=converged,
+            converged=converged or bool(dp),
             loglik=loglik,
-            auc={n: m.values[0] for n, m in sorted(aucs.items()) if len(m.values) == 1},
+            auc={n: m.values[0] for n, m in sorted(releases.items()) if len(m.values) == 1},
             epsilon=epsilon,
-            participants=self.participants,
+            participants=self.alive,
+            auc_refused=refusals,
+            names=("intercept", *params.covariates),
         )
 
 
@@ -354,12 +464,3 @@ def _positive_definite(matrix: np.ndarray, floor: float = 1.0) -> np.ndarray:
     values, vectors = np.linalg.eigh(symmetric)
     result: np.ndarray = (vectors * np.maximum(values, floor)) @ vectors.T
     return result
-
-
-def _to_original_scale() -> np.ndarray:
-    """beta_original = A @ beta_scaled for x_scaled = (x - centre) / scale."""
-    transform = np.zeros((P, P))
-    transform[0, 0] = 1.0
-    transform[0, 1:] = -local_stats.CENTRE / local_stats.SCALE
-    transform[1:, 1:] = np.diag(1.0 / local_stats.SCALE)
-    return transform

@@ -1,105 +1,88 @@
-"""Differential privacy for federated statistics and the model: clipping, Gaussian noise,
-accounting.
+"""Differential privacy: the discrete Gaussian sampler and the accountant.
 
-Statistics: age and BMI are clamped to public ranges and summed as fractions of the
-range, so a patient adds at most 1 to each of the 4 fields of the 4 cells it is in (L2
-sensitivity 4); the node adds Gaussian noise to the whole vector before suppression,
-release and masking.
+Neighbouring datasets: one node's table with one patient (row) added or removed. Every
+algorithm bounds the L2 norm of what one row changes in its release from the columns'
+public bounds (workloads/contracts), never from the data.
 
-The model: each round a node releases its Newton terms computed on rows whose design
-vector is clipped to L2 norm `clip`. One patient then moves the gradient by at most clip
-(|y - p| <= 1) and the Hessian by at most clip^2 / 4 (Frobenius; p(1-p) <= 1/4); the
-log-likelihood is not released under DP. So the released vector's L2 sensitivity is
-sqrt(clip^2 + clip^4 / 16).
-
-Each node adds Gaussian noise of standard deviation noise_multiplier * sensitivity to its
-own release: every node's guarantee holds on its own, without trusting the masking (the
-sum carries m times that noise variance). Each release is one GaussianDpEvent; releases
-compose in Google's dp-accounting RDP accountant, which reports (epsilon, delta). Both
-the hub and every node compute the run's epsilon BEFORE a release and refuse one that
-would exceed the budget.
+Noise: OpenDP's discrete Gaussian (`make_gaussian` over integer vectors), added to the
+release in fixed point (units of 2^-FRACTION_BITS), so it is sampled exactly, with no
+floating-point leakage (Mironov 2012). Accounting: each release is a Gaussian mechanism of
+noise multiplier sigma / sensitivity; releases compose in dp-accounting's RDP
+accountant. The discrete Gaussian satisfies the same zCDP bound as the continuous one up to
+a term that vanishes at these scales (Canonne, Kamath, Steinke 2020, Thm 14; sigma is
+>= 2^27 fixed-point units here), so the RDP Gaussian accountant applies to it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 import dp_accounting
 import numpy as np
 from dp_accounting import rdp
 
 from workloads.contracts.errors import UserError
+from workloads.federation import secure_agg
 
 
 class BudgetExceededError(UserError):
-    """A release would spend more privacy budget than the run allows."""
+    """A release would take the node past its lifetime privacy budget."""
 
 
-@dataclass(frozen=True)
-class DPConfig:
-    epsilon: float  # the run's total budget
-    delta: float = 1e-6
-    clip: float = 3.0  # L2 bound of each patient's (scaled) design vector
-    # Releases the budget is spread over: 1 for statistics, each Newton round 1 (a fixed
-    # number: no data-dependent stopping).
-    rounds: int = 6
-
-    def __post_init__(self) -> None:
-        if not (self.epsilon > 0 and 0 < self.delta < 1 and self.clip > 0 and self.rounds > 0):
-            raise UserError(
-                f"differential privacy settings {self} are invalid; fix: epsilon > 0, "
-                f"0 < delta < 1, clip > 0, rounds > 0"
-            )
-
-
-def epsilon_spent(noise_multiplier: float, rounds: int, delta: float) -> float:
-    if rounds == 0:
+def epsilon(multipliers: Iterable[float], delta: float) -> float:
+    """Epsilon at `delta` of Gaussian releases with these noise multipliers, composed."""
+    events = [m for m in multipliers]
+    if not events:
         return 0.0
     accountant = rdp.RdpAccountant()
-    accountant.compose(dp_accounting.GaussianDpEvent(noise_multiplier), rounds)
+    for multiplier in events:
+        accountant.compose(dp_accounting.GaussianDpEvent(multiplier))
     return float(accountant.get_epsilon(delta))
 
 
-def calibrate(config: DPConfig) -> float:
-    """The smallest noise multiplier whose `rounds` releases stay within the budget."""
-    low, high = 0.05, 1000.0
-    if epsilon_spent(high, config.rounds, config.delta) > config.epsilon:
-        raise BudgetExceededError(
-            f"epsilon {config.epsilon} cannot cover {config.rounds} rounds at delta "
-            f"{config.delta}; fix: raise epsilon or lower the rounds"
+def calibrate(epsilon_budget: float, releases: int, delta: float) -> float:
+    """The smallest noise multiplier whose `releases` releases stay within the budget."""
+    if not (epsilon_budget > 0 and 0 < delta < 1 and releases > 0):
+        raise UserError(
+            f"DP budget epsilon {epsilon_budget}, delta {delta}, {releases} releases is not "
+            f"valid; fix: epsilon > 0, 0 < delta < 1, releases > 0"
         )
-    for _ in range(60):
+    low, high = 0.05, 1000.0
+    if epsilon([high] * releases, delta) > epsilon_budget:
+        raise BudgetExceededError(
+            f"epsilon {epsilon_budget} cannot cover {releases} releases at delta {delta}; "
+            f"fix: raise epsilon or lower the rounds"
+        )
+    for _ in range(50):
         mid = math.sqrt(low * high)
-        if epsilon_spent(mid, config.rounds, config.delta) > config.epsilon:
+        if epsilon([mid] * releases, delta) > epsilon_budget:
             low = mid
         else:
             high = mid
     return high
 
 
-def check_budget(noise_multiplier: float, rounds_after: int, config: DPConfig) -> float:
-    """Epsilon after `rounds_after` releases; raises BudgetExceededError before overspending."""
-    spent = epsilon_spent(noise_multiplier, rounds_after, config.delta)
-    if rounds_after > config.rounds or spent > config.epsilon * (1 + 1e-9):
-        raise BudgetExceededError(
-            f"round {rounds_after} would bring epsilon to {spent:.3f} (budget "
-            f"{config.epsilon}, {config.rounds} rounds); refused before any release; "
-            f"fix: start a new run with a larger budget"
-        )
-    return spent
+def warm_up() -> None:
+    """Import OpenDP ahead of the first release (its import takes about a second)."""
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
 
 
-def sensitivity(clip: float) -> float:
-    """L2 sensitivity of (gradient, upper Hessian) to one patient."""
-    return math.sqrt(clip**2 + (clip**2 / 4.0) ** 2)
+def discrete_gaussian(encoded: np.ndarray, sigma: float) -> np.ndarray:
+    """encoded (fixed-point uint64 view) + discrete Gaussian noise of std `sigma` (in value
+    units, i.e. sigma * 2^FRACTION_BITS fixed-point units), sampled by OpenDP."""
+    import opendp.prelude as dp
 
-
-def stats_sensitivity(cells_per_patient: int, fields: int) -> float:
-    """L2 sensitivity of the bounded statistics vector: a patient adds at most 1 to each
-    field (count, case, scaled age, scaled BMI) of each cell it belongs to."""
-    return math.sqrt(cells_per_patient * fields)
-
-
-def noisy(vector: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    return vector + rng.normal(0.0, sigma, size=vector.shape)
+    dp.enable_features("contrib")
+    scale = sigma * 2.0**secure_agg.FRACTION_BITS
+    measurement = dp.m.make_gaussian(
+        dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64"), scale=scale
+    )
+    signed = np.asarray(encoded, dtype=np.uint64).view(np.int64)
+    noisy = np.asarray(measurement([int(v) for v in signed]), dtype=np.int64)
+    limit = secure_agg.VALUE_LIMIT * 2.0**secure_agg.FRACTION_BITS
+    if np.any(np.abs(noisy.astype(np.float64)) >= limit):
+        raise secure_agg.RangeError("a noisy value exceeds the fixed-point range")
+    return noisy.view(np.uint64)

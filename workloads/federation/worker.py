@@ -1,60 +1,166 @@
-"""A node's federation worker: answers the hub's rounds from its own warehouse only.
+"""A node's federation worker: answers the hub's steps from its own warehouse only.
 
-It reads nothing but its node's encrypted warehouse, releases only aggregates (masked,
-suppressed or noised as the round asks), ignores messages addressed to other nodes,
-answers a repeated announcement with the very same bytes (so a redelivery never
-releases a second noisy sample), ignores announcements older than `max_age_s`, and
-refuses a differentially private round that would take its run past its budget or the
-node's own epsilon ceiling. Differentially private releases are counted in a ledger in
-the node's folder (written before the release), so a restarted worker cannot be asked
-to spend a run's budget twice.
+It reads a message only after checking its signature against the pinned roster (the hub
+signs every step) and refusing replays; answers only steps addressed to it; signs every
+answer; hands every value it releases to the node guard (guard.py) first; and never dies
+on a message: whatever goes wrong becomes a signed `abort` carrying the reason, which the
+hub prints. A repeated step (at-least-once delivery) gets the very same bytes again.
+
+Secure aggregation, per run (secure_agg.py has the algebra):
+  setup  -> keys:   fresh X25519 keys c (share encryption) and s (pairwise masks), signed
+                    with the node's long-term key
+  share  -> shares: verify every peer's signed keys against the roster; Shamir-share the
+                    s key and one self-mask seed per slot (threshold t) to every peer,
+                    encrypted to the peer's c key
+  round  -> masked: the algorithm's release through the guard, double masked for the
+                    round's participants, and a signed receipt of that participant set
+  check  -> commit: sign the set of survivors (once per round: never two sets)
+  unmask -> reveal: given receipts from everyone (no dropout) or t commits to one survivor
+                    set, reveal b shares of survivors and s shares of the dropped, never
+                    both for one node, and never again for a node whose s was revealed
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from workloads.federation import disclosure, local_stats, privacy, secure_agg
-from workloads.federation.protocol import HUB, Message, MessageRejectedError, decode
+from workloads.contracts.errors import UserError
+from workloads.federation import algorithms, privacy, secure_agg, shamir
+from workloads.federation import data as node_data
+from workloads.federation.guard import Guard, NodePolicy, RefusedError, Release, load_policy
+from workloads.federation.identity import Signer, local_signer, verify
+from workloads.federation.protocol import (
+    Message,
+    MessageRejectedError,
+    ReplayGuard,
+    accept,
+)
+from workloads.federation.roster import HUB, Roster
+from workloads.federation.roster import load as load_roster
 from workloads.federation.transport import NodeEndpoint
 from workloads.local_node import LocalNode
+from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 log = logging.getLogger(__name__)
-DEFAULT_MAX_EPSILON = 10.0
-DEFAULT_MAX_AGE_S = 3600.0
-LEDGER_NAME = "dp_ledger.json"
+MAX_SLOTS = 64
+SECAGG = "secagg"  # the algorithm name of the key set-up steps
+
+
+def advert_payload(run_id: str, node: str, c_public: str, s_public: str) -> bytes:
+    return f"sovereign-federation-advert|{run_id}|{node}|{c_public}|{s_public}".encode()
+
+
+def receipt_payload(run_id: str, round_: int, members: tuple[str, ...]) -> bytes:
+    return f"sovereign-federation-receipt|{run_id}|{round_}|{','.join(sorted(members))}".encode()
+
+
+def commit_payload(run_id: str, round_: int, members: tuple[str, ...]) -> bytes:
+    return f"sovereign-federation-commit|{run_id}|{round_}|{','.join(sorted(members))}".encode()
+
+
+def members_of(text: str) -> tuple[str, ...]:
+    return tuple(sorted(n for n in text.split(",") if n)) if text else ()
+
+
+@dataclass
+class Pending:
+    """A masked release waiting for its unmask step."""
+
+    release: Release
+    members: tuple[str, ...]  # the round's participants (the masks cover them)
+    slot: int
+    exact: bool
+
+
+@dataclass
+class RunState:
+    members: tuple[str, ...]  # who was asked to set up (U0)
+    slots: int
+    threshold: int
+    c_key: X25519PrivateKey
+    s_secret: int
+    b_seeds: list[int]
+    adverts: dict[str, tuple[str, str]] = field(default_factory=dict)  # node -> (c, s)
+    shares: dict[str, dict[str, Any]] = field(default_factory=dict)  # from node -> shares
+    used_slots: set[int] = field(default_factory=set)
+    pending: dict[int, Pending] = field(default_factory=dict)  # round -> release
+    views: dict[int, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    revealed_s: set[str] = field(default_factory=set)
+    last_glm: tuple[str, tuple[float, ...]] | None = None
+    metric_done: bool = False
+
+    @property
+    def s_key(self) -> X25519PrivateKey:
+        return secure_agg.private_from_secret(self.s_secret)
 
 
 @dataclass
 class NodeWorker:
     node: LocalNode
     endpoint: NodeEndpoint
-    max_epsilon: float = DEFAULT_MAX_EPSILON
-    max_age_s: float = DEFAULT_MAX_AGE_S
-    min_k: int = disclosure.DEFAULT_K  # the node's own floor: the hub may ask for more only
+    signer: Signer
+    roster: Roster
+    policy: NodePolicy = field(default_factory=NodePolicy)
     rejected: list[str] = field(default_factory=list)
-    _data: local_stats.NodeData | None = None
-    _keys: dict[tuple[str, int], X25519PrivateKey] = field(default_factory=dict)
-    _answers: dict[tuple[str, int], bytes] = field(default_factory=dict)
-    _rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    refused: list[str] = field(default_factory=list)
+    _runs: dict[str, RunState] = field(default_factory=dict)
+    _answers: dict[tuple[str, int, str], bytes] = field(default_factory=dict)
+    _data: dict[tuple[str, tuple[str, ...]], node_data.NodeData] = field(default_factory=dict)
+    _replays: ReplayGuard = field(default_factory=ReplayGuard)
+    _warehouse: DuckDBWarehouse | None = None  # open while serving (guard and data share it)
+    _guard: Guard | None = None
+
+    @classmethod
+    def local(cls, node: LocalNode, endpoint: NodeEndpoint) -> NodeWorker:
+        """A worker of a local node: its key file, the roster and policy beside it."""
+        return cls(
+            node,
+            endpoint,
+            local_signer(node.root, node.name, create=False),
+            load_roster(node.root),
+            load_policy(node),
+        )
+
+    def __post_init__(self) -> None:
+        if self.roster.key_of(self.name) != self.signer.public_hex():
+            raise UserError(
+                f"node {self.name!r}: its signing key is not the one pinned in the roster; "
+                f"fix: pin this node's public key {self.signer.public_hex()} in the roster"
+            )
 
     @property
     def name(self) -> str:
         return self.node.name
 
-    def data(self) -> local_stats.NodeData:
-        if self._data is None:
-            self._data = local_stats.load(self.node)
-        return self._data
+    @property
+    def guard(self) -> Guard:
+        if self._guard is None or self._guard.warehouse is not self._warehouse:
+            self._guard = Guard(self.node, self.policy, self._warehouse)
+        return self._guard
+
+    def data(self, table: str, columns: tuple[str, ...]) -> node_data.NodeData:
+        key = (table, columns)
+        if key not in self._data:
+            self._data[key] = node_data.load(self.node, table, columns, self._warehouse)
+        return self._data[key]
+
+    def close(self) -> None:
+        if self._warehouse is not None:
+            self._warehouse.close()
+            self._warehouse = None
+
+    def preload(self) -> None:
+        """Read the rows of the default model and load the noise sampler before any step."""
+        glm = algorithms.GLMParams()
+        self.data(glm.table, algorithms.GLM().columns(glm))
+        privacy.warm_up()
 
     def serve(
         self,
@@ -63,26 +169,58 @@ class NodeWorker:
         exit_after_run: bool = False,
         idle_timeout: float | None = None,
     ) -> None:
-        """Answer rounds until `stop` is set, a run ends (if exit_after_run) or idle."""
+        """Answer steps until `stop` is set, a run ends (if exit_after_run) or idle.
+
+        The node's warehouse stays open while serving (one connection for reads, the
+        odometer and the release log) and is closed when serving ends.
+        """
+        if self._warehouse is None:
+            self._warehouse = self.node.open_warehouse(create=False)
+            # The guard's small writes need no thread pool; DuckDB's would compete with the
+            # node's own numpy work (and other nodes' workers, in-process).
+            self._warehouse.query("SET threads = 1")
+        try:
+            self._serve(stop, exit_after_run=exit_after_run, idle_timeout=idle_timeout)
+        finally:
+            self.close()
+
+    def _serve(
+        self,
+        stop: threading.Event | None,
+        *,
+        exit_after_run: bool,
+        idle_timeout: float | None,
+    ) -> None:
         last = time.monotonic()
         while stop is None or not stop.is_set():
             batch = self.endpoint.receive(timeout=0.2)
             if batch:
                 last = time.monotonic()
             for data in batch:
-                ended = self.handle(data)
-                if ended and exit_after_run:
+                if self.handle(data) and exit_after_run:
                     return
             if idle_timeout is not None and time.monotonic() - last > idle_timeout:
                 log.info("node %s: idle for %.0f s, stopping", self.name, idle_timeout)
                 return
 
     def handle(self, data: bytes) -> bool:
-        """Process one broadcast message; True when it ends a run addressed to this node."""
+        """Process one broadcast message; True when it ends a run addressed to this node.
+
+        Never raises: anything wrong with the message is a logged rejection, anything this
+        node will not or cannot answer is a signed abort with the reason.
+        """
         try:
-            message = decode(data)
+            return self._handle(data)
+        except Exception as exc:  # the last line of defence: a worker never dies on input
+            log.exception("node %s: unexpected error", self.name)
+            self._reject(f"internal error on a message: {type(exc).__name__}: {exc}")
+            return False
+
+    def _handle(self, data: bytes) -> bool:
+        try:
+            message = accept(data, self.roster, self._replays)
         except MessageRejectedError as exc:
-            self._reject(f"malformed broadcast: {exc}")
+            self._reject(f"broadcast rejected: {exc}")
             return False
         if message.node != HUB:
             self._reject(f"broadcast from {message.node!r}, not the hub")
@@ -93,24 +231,18 @@ class NodeWorker:
             log.info("node %s: run %s %s", self.name, message.run_id, message.kind)
             self._forget(message.run_id)
             return True
-        if message.kind != "announce":
-            self._reject(f"unexpected {message.kind} on the broadcast topic")
-            return False
-        age = time.time() - message.sent_at / 1000.0
-        if age > self.max_age_s:
-            self._reject(f"run {message.run_id} round {message.round}: announced {age:.0f} s ago")
-            return False
-        answer_key = (message.run_id, message.round)
-        if answer_key not in self._answers:
+        key = (message.run_id, message.round, message.kind)
+        if key not in self._answers:
             try:
                 reply = self._answer(message)
-            except (ValueError, KeyError, privacy.BudgetExceededError) as exc:
-                self._reject(f"run {message.run_id} round {message.round} refused: {exc}")
-                return False
-            if reply is None:
-                return False
-            self._answers[answer_key] = reply.encode()
-        self.endpoint.upload(self._answers[answer_key])
+            except (RefusedError, UserError, ValueError, KeyError) as exc:
+                reason = str(exc) or type(exc).__name__
+                self.refused.append(reason)
+                log.warning("node %s: refused %s step %d: %s", self.name, message.kind,
+                            message.round, reason)
+                reply = self._reply(message, "abort", params={"reason": reason[:1000]})
+            self._answers[key] = reply.sign(self.signer).encode()
+        self.endpoint.upload(self._answers[key])
         return False
 
     def _reject(self, reason: str) -> None:
@@ -118,135 +250,304 @@ class NodeWorker:
         self.rejected.append(reason)
 
     def _forget(self, run_id: str) -> None:
-        for store in (self._keys, self._answers):
-            for key in [k for k in store if k[0] == run_id]:
-                del store[key]
+        self._runs.pop(run_id, None)
+        for key in [k for k in self._answers if k[0] == run_id]:
+            del self._answers[key]
 
-    def _reply(
-        self,
-        announce: Message,
-        *,
-        kind: str = "result",
-        values: tuple[float, ...] = (),
-        masked: tuple[int, ...] = (),
-        public_keys: dict[str, str] | None = None,
-    ) -> Message:
+    def _reply(self, announce: Message, kind: str, **payload: Any) -> Message:
         return Message(
             run_id=announce.run_id,
             round=announce.round,
             node=self.name,
             algorithm=announce.algorithm,
             kind=kind,
-            values=values,
-            masked=masked,
-            public_keys=public_keys or {},
+            **payload,
         )
 
-    def _answer(self, announce: Message) -> Message | None:
-        if announce.algorithm == "keys":
-            key = secure_agg.new_private_key()
-            self._keys[(announce.run_id, announce.round)] = key
-            return self._reply(
-                announce,
-                kind="public_key",
-                public_keys={self.name: secure_agg.public_hex(key)},
+    def _answer(self, m: Message) -> Message:
+        handlers = {
+            "setup": self._setup,
+            "share": self._share,
+            "round": self._round,
+            "check": self._check,
+            "unmask": self._unmask,
+        }
+        if m.kind not in handlers:
+            raise RefusedError(f"{m.kind!r} is not a step the hub sends")
+        return handlers[m.kind](m)
+
+    def _run(self, m: Message) -> RunState:
+        state = self._runs.get(m.run_id)
+        if state is None:
+            raise RefusedError(f"run {m.run_id} was not set up with this node")
+        return state
+
+    # --- set-up ------------------------------------------------------------------------------
+
+    def _setup(self, m: Message) -> Message:
+        if m.run_id in self._runs:
+            raise RefusedError(f"run {m.run_id} is already set up (a run id is used once)")
+        members = tuple(sorted(set(m.to)))
+        unknown = [n for n in members if self.roster.key_of(n) is None]
+        if unknown:
+            raise RefusedError(f"{', '.join(unknown)} not in this node's pinned roster")
+        slots = int(m.params.get("slots", "0"))
+        if not 1 <= slots <= MAX_SLOTS:
+            raise RefusedError(f"{slots} slots; 1-{MAX_SLOTS} allowed")
+        t = secure_agg.threshold(len(members))
+        if len(members) > secure_agg.MAX_NODES:
+            raise RefusedError(f"{len(members)} nodes; at most {secure_agg.MAX_NODES}")
+        c_key = X25519PrivateKey.generate()
+        state = RunState(
+            members=members,
+            slots=slots,
+            threshold=t,
+            c_key=c_key,
+            s_secret=shamir.random_secret(),
+            b_seeds=[shamir.random_secret() for _ in range(slots)],
+        )
+        self._runs[m.run_id] = state
+        c_public = secure_agg.public_hex(c_key)
+        s_public = secure_agg.public_hex(state.s_key)
+        signature = self.signer.sign(advert_payload(m.run_id, self.name, c_public, s_public))
+        return self._reply(m, "keys", keys={"c": c_public, "s": s_public, "sig": signature.hex()})
+
+    def _share(self, m: Message) -> Message:
+        state = self._run(m)
+        if state.adverts:
+            raise RefusedError("keys were already distributed for this run")
+        adverts: dict[str, tuple[str, str]] = {}
+        for node, text in m.keys.items():
+            parts = text.split(":")
+            key = self.roster.key_of(node)
+            if len(parts) != 3 or key is None or node not in state.members:
+                raise RefusedError(f"key advertisement of {node!r} is not from a set-up member")
+            c_public, s_public, signature = parts
+            if not verify(key, advert_payload(m.run_id, node, c_public, s_public),
+                          bytes.fromhex(signature)):
+                raise RefusedError(f"the keys said to be {node}'s are not signed by {node}")
+            adverts[node] = (c_public, s_public)
+        mine = (secure_agg.public_hex(state.c_key), secure_agg.public_hex(state.s_key))
+        if adverts.get(self.name) != mine:
+            raise RefusedError("the distributed key set does not hold this node's keys")
+        if len({s for _, s in adverts.values()}) != len(adverts):
+            raise RefusedError("two nodes advertise the same key")
+        members = tuple(sorted(adverts))
+        if len(members) < state.threshold:
+            raise RefusedError(
+                f"{len(members)} nodes sent keys; the threshold is {state.threshold}"
             )
-        if announce.algorithm == "stats":
-            dp = dp_config(announce.params)
-            vector = local_stats.stats_vector(self.data(), bounded=dp is not None)
-            if dp is not None:
-                sigma = self._spend(announce, dp) * privacy.stats_sensitivity(
-                    local_stats.CELLS_PER_PATIENT, len(local_stats.STATS_FIELDS)
+        state.adverts = adverts
+        s_shares = secure_agg.split(state.s_secret, members, state.threshold)
+        b_shares = [secure_agg.split(b, members, state.threshold) for b in state.b_seeds]
+        blobs = {}
+        for peer in members:
+            content: dict[str, object] = {
+                "s": shamir.to_hex(s_shares[peer]),
+                "b": [shamir.to_hex(shares[peer]) for shares in b_shares],
+            }
+            if peer == self.name:
+                state.shares[peer] = content
+                continue
+            sealing = secure_agg.share_key(state.c_key, adverts[peer][0], m.run_id)
+            blobs[peer] = secure_agg.seal(sealing, self.name, peer, m.run_id, content)
+        return self._reply(m, "shares", blobs=blobs)
+
+    def _receive_shares(self, m: Message, state: RunState) -> None:
+        """Open the shares peers sent this node (delivered with the first round)."""
+        for route, blob in m.blobs.items():
+            sender, _, recipient = route.partition(">")
+            if recipient != self.name or sender in state.shares or sender not in state.adverts:
+                continue
+            key = secure_agg.share_key(state.c_key, state.adverts[sender][0], m.run_id)
+            content = secure_agg.open_sealed(key, sender, self.name, m.run_id, blob)
+            b = content.get("b")
+            if not isinstance(b, list) or len(b) != state.slots or not isinstance(
+                content.get("s"), str
+            ):
+                raise RefusedError(f"shares from {sender} have the wrong shape")
+            state.shares[sender] = content
+
+    # --- a round -----------------------------------------------------------------------------
+
+    def _round(self, m: Message) -> Message:
+        state = self._run(m)
+        algorithm = algorithms.lookup(m.algorithm)
+        try:
+            params = algorithms.from_wire(
+                algorithm.params_type, {k: v for k, v in m.params.items() if k != "slot"}
+            )
+        except ValueError as exc:
+            raise RefusedError(f"{algorithm.name} parameters: {exc}") from None
+        model = np.asarray(m.values, dtype=np.float64)
+        if model.shape != (algorithm.model_size(params),):
+            raise RefusedError(f"expected a model of {algorithm.model_size(params)} values")
+        data = self.data(params.table, algorithm.columns(params))
+        if algorithm.release_class == "metrics":
+            return self._metric(m, state, algorithm, params, data, model)
+        if not state.adverts:
+            raise RefusedError("no keys were distributed for this run")
+        self._receive_shares(m, state)
+        members = tuple(sorted(set(m.to)))
+        if not set(members) <= set(state.shares):
+            raise RefusedError("the round names nodes whose shares this node does not hold")
+        if gone := set(members) & state.revealed_s:
+            raise RefusedError(f"{', '.join(sorted(gone))} dropped earlier in this run")
+        if len(members) < state.threshold:
+            raise RefusedError(f"{len(members)} participants; the threshold is {state.threshold}")
+        slot = int(m.params.get("slot", "-1"))
+        if not 0 <= slot < state.slots or slot in state.used_slots:
+            raise RefusedError(f"slot {slot} is used or out of range")
+        vector = algorithm.compute(data, params, model, self.policy)
+        release = Release(
+            dataset=params.table,
+            algorithm=algorithm.name,
+            query=algorithms.query(algorithm, params, m.values),
+            release_class=algorithm.release_class,
+            participants=members,
+            run_id=m.run_id,
+            step=m.round,
+            sensitivity=algorithm.sensitivity(params),
+            noise_multiplier=algorithms.noise_of(params),
+        )
+        encoded = self.guard.release(release, vector, record=False)
+        state.used_slots.add(slot)
+        state.pending[m.round] = Pending(release, members, slot, release.noise_multiplier is None)
+        if algorithm.name == algorithms.GLM.name:
+            state.last_glm = (algorithms.query(algorithm, params, ()), tuple(m.values))
+        s_publics = {n: state.adverts[n][1] for n in members}
+        masked = secure_agg.mask(
+            encoded, self.name, state.b_seeds[slot], state.s_key, s_publics, f"{m.run_id}|{slot}"
+        )
+        receipt = self.signer.sign(receipt_payload(m.run_id, m.round, members))
+        return self._reply(
+            m, "masked", masked=tuple(secure_agg.to_wire(masked)), keys={"receipt": receipt.hex()}
+        )
+
+    def _metric(
+        self,
+        m: Message,
+        state: RunState,
+        algorithm: algorithms.Algorithm,
+        params: Any,
+        data: node_data.NodeData,
+        model: np.ndarray,
+    ) -> Message:
+        glm = algorithms.GLM()
+        glm_params = algorithms.GLMParams(params.table, params.outcome, params.covariates,
+                                          params.family)
+        if state.last_glm is None or state.last_glm != (
+            algorithms.query(glm, glm_params, ()), tuple(m.values)
+        ):
+            raise RefusedError(
+                "a metric is computed only for the final model of a run this node fitted "
+                "(the last model it answered in this run), never for other coefficients"
+            )
+        if state.metric_done:
+            raise RefusedError("this run's metric was already released")
+        vector = algorithm.compute(data, params, model, self.policy)
+        requested = algorithms.noise_of(params)
+        exact_ok = "metrics" in self.policy.exact_releases
+        multiplier = requested if (requested or not exact_ok) else None
+        if multiplier is None and not exact_ok:
+            multiplier = self.policy.metric_noise_multiplier
+        if multiplier is not None:
+            multiplier = max(multiplier, self.policy.metric_noise_multiplier)
+        release = Release(
+            dataset=params.table,
+            algorithm=algorithm.name,
+            query=algorithms.query(algorithm, params, m.values),
+            release_class="metrics",
+            participants=(self.name,),
+            run_id=m.run_id,
+            step=m.round,
+            sensitivity=1.0 / self.policy.metric_min_class,
+            noise_multiplier=multiplier,
+        )
+        encoded = self.guard.release(release, vector)
+        state.metric_done = True
+        value = float(np.clip(secure_agg.decode(encoded), 0.0, 1.0)[0])
+        return self._reply(
+            m, "release", values=(value,), params={"dp": "true" if multiplier else "false"}
+        )
+
+    # --- consistency and unmasking -----------------------------------------------------------
+
+    def _survivors(self, m: Message, state: RunState) -> tuple[Pending, tuple[str, ...]]:
+        pending = state.pending.get(int(m.params.get("of", "-1")))
+        if pending is None:
+            raise RefusedError("no masked release of this node waits for that round")
+        survivors = members_of(m.keys.get("survivors", ""))
+        if not set(survivors) <= set(pending.members) or self.name not in survivors:
+            raise RefusedError("the survivor set is not inside the round's participants")
+        if len(survivors) < state.threshold:
+            raise RefusedError(
+                f"{len(survivors)} survivors; unmasking needs at least {state.threshold}"
+            )
+        return pending, survivors
+
+    def _check(self, m: Message) -> Message:
+        state = self._run(m)
+        pending, survivors = self._survivors(m, state)
+        view = state.views.get(pending.slot)
+        if view is not None and view[1] != survivors:
+            raise RefusedError("this node already answered that round for another survivor set")
+        state.views[pending.slot] = ("commit", survivors)
+        signature = self.signer.sign(commit_payload(m.run_id, int(m.params["of"]), survivors))
+        return self._reply(m, "commit", keys={"commit": signature.hex()})
+
+    def _unmask(self, m: Message) -> Message:
+        state = self._run(m)
+        of = int(m.params.get("of", "-1"))
+        pending, survivors = self._survivors(m, state)
+        dropped = tuple(n for n in pending.members if n not in survivors)
+        view = state.views.get(pending.slot)
+        if view is not None and view[1] != survivors:
+            raise RefusedError("this node already answered that round for another survivor set")
+        if dropped:
+            proof = commit_payload(m.run_id, of, survivors)
+            signers = [
+                n for n in survivors
+                if (key := self.roster.key_of(n)) and n in m.blobs
+                and _verifies(verify, key, proof, m.blobs[n])
+            ]
+            if len(signers) < state.threshold or (view is None or view[0] != "commit"):
+                raise RefusedError(
+                    f"unmasking with dropouts needs commits of {state.threshold} survivors to "
+                    f"one set (got {len(signers)})"
                 )
-                vector = privacy.noisy(vector, sigma, self._rng)
-            k = max(int(announce.params.get("k", self.min_k)), self.min_k)
-            released = disclosure.node_release(vector, k)
-            return self._reply(
-                announce,
-                values=tuple(released),
-                masked=self._masked(announce, vector),
+        else:
+            proof = receipt_payload(m.run_id, of, pending.members)
+            missing = [
+                n for n in pending.members
+                if not ((key := self.roster.key_of(n)) and n in m.blobs
+                        and _verifies(verify, key, proof, m.blobs[n]))
+            ]
+            if missing:
+                raise RefusedError(f"no signed receipt of the round from {', '.join(missing)}")
+        # The sum becomes readable over `survivors`: the guard judges that set (and logs an
+        # exact release) before any share leaves.
+        if pending.exact:
+            self.guard.admit(replace(pending.release, participants=survivors), record=True)
+        elif len(survivors) < self.policy.min_participants:
+            raise RefusedError(
+                f"{len(survivors)} survivors: this node's policy needs "
+                f"{self.policy.min_participants} for a masked release"
             )
-        if announce.algorithm == "logreg":
-            beta = np.asarray(announce.values, dtype=np.float64)
-            if beta.shape != (len(local_stats.COEFFICIENT_NAMES),):
-                raise ValueError(f"expected {len(local_stats.COEFFICIENT_NAMES)} coefficients")
-            if announce.params.get("phase") == "auc":
-                return self._reply(announce, values=(local_stats.auc(self.data(), beta),))
-            return self._reply(announce, masked=self._masked(announce, self._newton(announce)))
-        raise ValueError(f"unknown algorithm {announce.algorithm!r}")
-
-    def _newton(self, announce: Message) -> np.ndarray:
-        beta = np.asarray(announce.values, dtype=np.float64)
-        dp = dp_config(announce.params)
-        if dp is None:
-            return local_stats.newton_vector(self.data(), beta)
-        sigma = self._spend(announce, dp) * privacy.sensitivity(dp.clip)
-        vector = local_stats.newton_vector(self.data(), beta, clip=dp.clip)
-        vector[-1] = 0.0  # the log-likelihood is not released under DP
-        return privacy.noisy(vector, sigma, self._rng)
-
-    def _spend(self, announce: Message, dp: privacy.DPConfig) -> float:
-        """Count one DP release of this run in the ledger, or refuse; the noise multiplier."""
-        if dp.epsilon > self.max_epsilon:
-            raise privacy.BudgetExceededError(
-                f"run budget epsilon {dp.epsilon} exceeds this node's ceiling {self.max_epsilon}"
-            )
-        multiplier = float(announce.params["noise_multiplier"])
-        ledger = self._ledger()
-        releases = ledger.get(announce.run_id, 0) + 1
-        # Checked before computing anything: refusal happens before any release.
-        privacy.check_budget(multiplier, releases, dp)
-        self._write_ledger({**ledger, announce.run_id: releases})
-        return multiplier
-
-    @property
-    def ledger_path(self) -> Path:
-        return self.node.folder / LEDGER_NAME
-
-    def _ledger(self) -> dict[str, int]:
-        """run id -> differentially private releases this node made for it."""
-        if not self.ledger_path.exists():
-            return {}
-        ledger: dict[str, int] = json.loads(self.ledger_path.read_text())
-        return ledger
-
-    def _write_ledger(self, ledger: dict[str, int]) -> None:
-        temporary = self.ledger_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(ledger, sort_keys=True))
-        os.replace(temporary, self.ledger_path)  # atomic: never a half-written ledger
-
-    def _masked(self, announce: Message, vector: np.ndarray) -> tuple[int, ...]:
-        key_round = int(announce.params["key_round"])
-        own = self._keys.get((announce.run_id, key_round))
-        if own is None:
-            raise KeyError(f"no key of ours for key round {key_round}")
-        peers = dict(announce.public_keys)
-        if peers.get(self.name) != secure_agg.public_hex(own):
-            raise ValueError("the announced key set does not hold our public key")
-        if len(peers) < 2:
-            raise ValueError("masking needs at least two participants (else the sum is ours)")
-        encoded = secure_agg.encode(vector)
-        context = f"{announce.run_id}|{announce.round}|{announce.algorithm}"
-        masked = secure_agg.mask(encoded, self.name, own, peers, context)
-        return tuple(secure_agg.to_wire(masked))
+        state.views[pending.slot] = ("reveal", survivors)
+        keys: dict[str, str] = {}
+        for node in survivors:
+            keys[f"b:{node}"] = str(state.shares[node]["b"][pending.slot])
+        for node in dropped:
+            keys[f"s:{node}"] = str(state.shares[node]["s"])
+            state.revealed_s.add(node)
+        return self._reply(m, "reveal", keys=keys, params={"of": str(of)})
 
 
-def dp_config(params: dict[str, str]) -> privacy.DPConfig | None:
-    if "dp_epsilon" not in params:
-        return None
-    return privacy.DPConfig(
-        epsilon=float(params["dp_epsilon"]),
-        delta=float(params["dp_delta"]),
-        clip=float(params["dp_clip"]),
-        rounds=int(params["dp_rounds"]),
-    )
 
+def _verifies(verify: Any, key: str, payload: bytes, signature_hex: str) -> bool:
+    try:
+        return bool(verify(key, payload, bytes.fromhex(signature_hex)))
+    except ValueError:
+        return False
 
-def dp_params(config: privacy.DPConfig, noise_multiplier: float) -> dict[str, str]:
-    return {
-        "dp_epsilon": repr(config.epsilon),
-        "dp_delta": repr(config.delta),
-        "dp_clip": repr(config.clip),
-        "dp_rounds": str(config.rounds),
-        "noise_multiplier": repr(noise_multiplier),
-    }

@@ -192,14 +192,22 @@ class SynthesisNode:
     # -- secure aggregation ------------------------------------------------------------------
     def public_key(self) -> str:
         """A fresh X25519 key for this aggregation (keys are never reused across rounds)."""
-        self._key = secure_agg.new_private_key()
+        self._key = X25519PrivateKey.generate()
         return secure_agg.public_hex(self._key)
 
     def masked(self, vector: np.ndarray, peers: dict[str, str], context: str) -> np.ndarray:
+        """Pairwise masks only (the in-process synthesis re-runs a round without a node that
+        drops out; the signed, double-masked protocol with recovery is the federation's)."""
         if self._key is None:
             raise RuntimeError("public_key() must be called before masking")
-        encoded = secure_agg.encode(vector)
-        return secure_agg.mask(encoded, self.name, self._key, peers, context)
+        out = secure_agg.encode(vector)
+        for peer, public in sorted(peers.items()):
+            if peer != self.name:
+                secret = secure_agg.agree(self._key, public)
+                out = secure_agg.add(
+                    out, secure_agg.pairwise(self.name, secret, peer, context, len(out))
+                )
+        return out
 
 
 def check_marginals(probabilities: Sequence[np.ndarray],

@@ -1,90 +1,130 @@
-"""Pairwise masking: masks cancel in the sum, and one upload alone looks uniform."""
+"""Secret sharing and double masking: properties (hypothesis) and uniformity."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
-from workloads.contracts.errors import UserError
-from workloads.federation import secure_agg
+from workloads.federation import secure_agg, shamir
+
+secrets_ = st.integers(min_value=0, max_value=shamir.PRIME - 1)
 
 
-def keys(names: list[str]) -> dict[str, X25519PrivateKey]:
-    # Fixed keys: the statistical tests below are deterministic.
-    return {
-        n: X25519PrivateKey.from_private_bytes(bytes([i + 1]) * 32) for i, n in enumerate(names)
+@settings(max_examples=40, deadline=None)
+@given(secret=secrets_, n=st.integers(3, 9), data=st.data())
+def test_any_threshold_shares_reconstruct_the_secret(secret: int, n: int, data: st.DataObject
+                                                     ) -> None:
+    t = secure_agg.threshold(n)
+    shares = shamir.split(secret, n, t)
+    chosen = data.draw(st.lists(st.sampled_from(sorted(shares)), min_size=t, max_size=n,
+                                unique=True))
+    assert shamir.combine({x: shares[x] for x in chosen}) == secret
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=secrets_, b=secrets_, n=st.integers(3, 9), data=st.data())
+def test_fewer_than_threshold_shares_fit_every_secret(a: int, b: int, n: int,
+                                                      data: st.DataObject) -> None:
+    """t-1 shares are consistent with any secret b: adding the degree t-1 polynomial g
+    with g = 0 on the held points and g(0) = b - a turns the sharing of a into a sharing
+    of b that agrees on every held share (so they reveal nothing about a)."""
+    t = secure_agg.threshold(n)
+    shares = shamir.split(a, n, t)
+    seen = data.draw(st.lists(st.sampled_from(sorted(shares)), min_size=t - 1,
+                              max_size=t - 1, unique=True))
+    held = {x: shares[x] for x in seen}
+    assert shamir.combine(held) != a  # interpolating too few shares misses the secret
+    p = shamir.PRIME
+
+    def g(x: int) -> int:
+        value = (b - a) % p
+        for xi in held:
+            value = value * (x - xi) % p * pow(-xi % p, -1, p) % p
+        return value
+
+    of_b = {x: (y + g(x)) % p for x, y in shares.items()}
+    assert all(of_b[x] == held[x] for x in held)
+    assert shamir.combine(dict(list(of_b.items())[:t])) == b
+
+
+def _keys(names: list[str]) -> tuple[dict[str, X25519PrivateKey], dict[str, str]]:
+    keys = {n: X25519PrivateKey.generate() for n in names}
+    return keys, {n: secure_agg.public_hex(k) for n, k in keys.items()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(3, 7),
+    data=st.data(),
+    values=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=12),
+)
+def test_masks_cancel_over_survivors_with_any_dropouts(n: int, data: st.DataObject,
+                                                       values: list[float]) -> None:
+    names = [f"n{i}" for i in range(n)]
+    keys, publics = _keys(names)
+    b = {name: shamir.random_secret() for name in names}
+    vectors = {name: np.asarray(values) * (i + 1) for i, name in enumerate(names)}
+    t = secure_agg.threshold(n)
+    survivors = data.draw(st.lists(st.sampled_from(names), min_size=t, max_size=n, unique=True))
+    uploads = {
+        name: secure_agg.mask(secure_agg.encode(vectors[name]), name, b[name], keys[name],
+                              publics, "run|0")
+        for name in survivors
     }
-
-
-def uploads(
-    vectors: dict[str, np.ndarray], context: str, private: dict[str, X25519PrivateKey]
-) -> dict[str, np.ndarray]:
-    public = {n: secure_agg.public_hex(k) for n, k in private.items()}
-    return {
-        n: secure_agg.mask(secure_agg.encode(v), n, private[n], public, context)
-        for n, v in vectors.items()
+    dropped = {
+        name: int.from_bytes(keys[name].private_bytes_raw(), "little") for name in names
+        if name not in survivors
     }
-
-
-def test_masks_cancel_and_the_sum_is_exact_to_fixed_point() -> None:
-    rng = np.random.default_rng(0)
-    names = ["eu", "sg", "us"]
-    vectors = {n: rng.normal(0, 1e6, 28) for n in names}
-    masked = uploads(vectors, "run|1|logreg", keys(names))
-    total = secure_agg.decode(secure_agg.aggregate(list(masked.values())))
-    assert np.allclose(
-        total, sum(vectors.values()), rtol=0, atol=3 * 2.0**-secure_agg.FRACTION_BITS
+    total = secure_agg.unmask(
+        secure_agg.aggregate(list(uploads.values())),
+        {name: b[name] for name in survivors},
+        dropped,
+        publics,
+        "run|0",
     )
-    # ... and no single upload decodes to anything near its input.
-    for n in names:
-        assert np.all(np.abs(secure_agg.decode(masked[n]) - vectors[n]) > 1e3)
+    expected = sum(vectors[name] for name in survivors)
+    np.testing.assert_allclose(secure_agg.decode(total), expected, atol=1e-6)
 
 
-def test_the_sum_is_unreadable_when_a_participant_is_missing() -> None:
-    names = ["eu", "sg", "us"]
-    vectors = {n: np.ones(6) for n in names}
-    masked = uploads(vectors, "run|1|stats", keys(names))
-    partial = secure_agg.decode(secure_agg.aggregate([masked["eu"], masked["us"]]))
-    assert np.all(np.abs(partial - 2.0) > 1e3)
+def test_a_masked_upload_is_uniform_whatever_the_input() -> None:
+    names = ["a", "b", "c"]
+    keys, publics = _keys(names)
+    uploads = {}
+    for label, value in (("zeros", 0.0), ("large", 1e6)):
+        vector = secure_agg.encode(np.full(4000, value))
+        uploads[label] = secure_agg.mask(vector, "a", shamir.random_secret(), keys["a"],
+                                         publics, f"run|{label}")
+    for masked in uploads.values():
+        top = (masked >> np.uint64(56)).astype(int)
+        assert stats.chisquare(np.bincount(top, minlength=256)).pvalue > 1e-4
+    assert stats.ks_2samp(uploads["zeros"].astype(float), uploads["large"].astype(float)
+                          ).pvalue > 1e-4
+    # Control: the same test sees an unmasked encoding at once.
+    plain = secure_agg.encode(np.full(4000, 1e6)).astype(float)
+    assert stats.ks_2samp(uploads["zeros"].astype(float), plain).pvalue < 1e-10
 
 
-def test_wire_round_trip_is_lossless() -> None:
-    values = np.array([0, 1, 2**63, 2**64 - 1], dtype=np.uint64)
-    assert np.array_equal(secure_agg.from_wire(secure_agg.to_wire(values)), values)
+def test_without_the_self_mask_seed_a_recovered_node_stays_hidden() -> None:
+    """Double masking: knowing a node's pairwise keys (as after it was declared dropped)
+    leaves its upload uniform while its self-mask seed is unknown."""
+    names = ["a", "b", "c"]
+    keys, publics = _keys(names)
+    vector = secure_agg.encode(np.full(2000, 5.0))
+    upload = secure_agg.mask(vector, "a", shamir.random_secret(), keys["a"], publics, "r|0")
+    pairwise_removed = upload
+    for peer in ("b", "c"):
+        m = secure_agg.pairwise("a", secure_agg.agree(keys["a"], publics[peer]), peer, "r|0",
+                                len(upload))
+        pairwise_removed = secure_agg.sub(pairwise_removed, m)
+    top = (pairwise_removed >> np.uint64(56)).astype(int)
+    assert stats.chisquare(np.bincount(top, minlength=256)).pvalue > 1e-4
 
 
-def test_values_outside_the_fixed_point_range_are_refused() -> None:
-    with pytest.raises(UserError, match="fixed-point range"):
-        secure_agg.encode(np.array([2.0**40]))
-
-
-def test_a_single_upload_is_uniform_whatever_the_input() -> None:
-    """8,000 slots of one node's masked upload (constant input) pass a chi-square test of
-    uniformity on their top byte and a KS test on [0, 1); masked uploads of two very
-    different inputs are indistinguishable (two-sample KS)."""
-    names = ["eu", "us"]
-    private = keys(names)
-    zeros = {"us": np.zeros(4000), "eu": np.zeros(4000)}
-    big = {"us": np.full(4000, 12345.678), "eu": np.zeros(4000)}
-    seen_zero = np.concatenate([uploads(zeros, f"run|{r}|logreg", private)["us"] for r in range(2)])
-    seen_big = np.concatenate([uploads(big, f"run|{r}|logreg", private)["us"] for r in range(2)])
-    top_byte = (seen_zero >> np.uint64(56)).astype(np.int64)
-    counts = np.bincount(top_byte, minlength=256)
-    assert stats.chisquare(counts).pvalue > 1e-3
-    unit = seen_zero.astype(np.float64) / 2.0**64
-    assert stats.kstest(unit, "uniform").pvalue > 1e-3
-    other = seen_big.astype(np.float64) / 2.0**64
-    assert stats.ks_2samp(unit, other, method="asymp").pvalue > 1e-3
-    # Control: the same tests do see the unmasked encoding (they can fail).
-    plain = secure_agg.encode(np.full(4000, 12345.678)).astype(np.float64) / 2.0**64
-    assert stats.kstest(plain, "uniform").pvalue < 1e-6
-
-
-def test_masks_differ_per_round() -> None:
-    secret = b"s" * 32
-    assert not np.array_equal(
-        secure_agg.pair_mask(secret, "run|1|x", 8), secure_agg.pair_mask(secret, "run|2|x", 8)
-    )
-    assert len(secure_agg.pair_mask(secret, "run|1|x", 3000)) == 3000
+def test_threshold_is_more_than_two_thirds_and_at_least_three() -> None:
+    for n in range(3, 17):
+        t = secure_agg.threshold(n)
+        assert t >= 3 and 3 * t > 2 * n and t <= n
+    assert [secure_agg.threshold(n) for n in (3, 4, 5)] == [3, 3, 4]

@@ -82,8 +82,8 @@ def test_profile_dir_overrides_builtin(write_profile: WriteProfile) -> None:
 
 
 def test_unknown_node_lists_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"unknown node 'sg'.*known: eu, us.*--profile-dir"):
-        find_profile("sg")
+    with pytest.raises(UserError, match=r"unknown node 'jp'.*known: eu, sg, us.*--profile-dir"):
+        find_profile("jp")
     with pytest.raises(UserError, match=r"profile folder .* does not exist"):
         find_profile("us", tmp_path / "missing")
 
