@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from workloads.cli.synth import add_synth_arguments
+from workloads.cli.synth import run as run_synth
 from workloads.contracts.errors import UserError
 from workloads.federation import defaults
 from workloads.federation.defaults import LOCAL_PROJECT, TRANSPORTS
@@ -40,6 +42,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                             "PUBSUB_EMULATOR_HOST is set)")
         _model_options(action)
         action.set_defaults(func=_run, product=name)
+
+    synth = commands.add_parser(
+        "synth",
+        help="federated DP synthetic data (Gaussian copula) over local nodes",
+        description="Each node releases DP histograms and DP normal-score sums of the table, "
+        "masked so that only their totals are read; writes the synthetic table (CSV, Parquet), "
+        "its metadata and an SDMetrics quality report into --out. Every run is charged to "
+        "every node's privacy ledger.",
+    )
+    add_synth_arguments(synth)
+    synth.set_defaults(func=run_synth)
 
     roster = commands.add_parser(
         "roster",
