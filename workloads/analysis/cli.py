@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,8 @@ def _opened(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
 
 def _fit(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    truth = _truth(args.truth) if args.truth else None
+    if args.truth:
+        _truth(args.truth)  # a bad file fails before any node is asked
     with _opened(args) as warehouses:
         result = glm.run_local_fit(warehouses, spec)
         comparisons: list[Estimates] = []
@@ -114,15 +115,26 @@ def _fit(args: argparse.Namespace) -> int:
                     notes.append(f"node {name} alone: not estimable ({exc})")
                     continue
                 comparisons.append(Estimates.of(f"{name} alone", alone))
+    print_fit(result)
+    write_outputs(result, args, comparisons=comparisons, notes=notes)
+    return 0
+
+
+def print_fit(result: glm.FitResult) -> None:
     print(_table(result))
+
+
+def write_outputs(result: glm.FitResult, args: argparse.Namespace, *,
+                  comparisons: Sequence[Estimates] = (), notes: Sequence[str] = ()) -> None:
+    """`--out` JSON and `--report` Markdown with the forest plot (shared with `federate`)."""
+    truth = _truth(args.truth) if getattr(args, "truth", None) else None
     if args.out:
         write_json(result, args.out, {"comparisons": {c.label: c.values for c in comparisons}})
         print(f"results: {args.out}")
     if args.report:
-        plot = write_report(result, args.report, comparisons=comparisons, truth=truth,
-                            notes=notes)
+        plot = write_report(result, args.report, comparisons=list(comparisons), truth=truth,
+                            notes=list(notes))
         print(f"report: {args.report} (forest plot {plot})")
-    return 0
 
 
 def _truth(path: Path) -> dict[str, float]:

@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                             "over the Pub/Sub emulator (started here unless "
                             "PUBSUB_EMULATOR_HOST is set)")
         _model_options(action)
+        if name == "fit":
+            _spec_options(action)
         action.set_defaults(func=_run, product=name)
 
     roster = commands.add_parser(
@@ -115,6 +117,47 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                         + ")")
 
 
+def _spec_options(parser: argparse.ArgumentParser) -> None:
+    from workloads.analysis.spec import add_spec_arguments
+
+    add_spec_arguments(parser)  # --spec FILE and the same as flags (docs/analysis.md)
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="write the spec fit's results as JSON here")
+    parser.add_argument("--report", type=Path, metavar="FILE",
+                        help="write a Markdown report here (and <stem>_forest.png beside it)")
+    parser.add_argument("--truth", type=Path, metavar="FILE",
+                        help="JSON of true coefficients by term, drawn on the forest plot")
+
+
+def _has_spec(args: argparse.Namespace) -> bool:
+    return any(getattr(args, key, None) is not None for key in ("spec", "table", "outcome"))
+
+
+def _spec_fit(args: argparse.Namespace, nodes: list[str]) -> int:
+    """A researcher's spec, fitted through the federation: signed steps, each node's guard,
+    secure aggregation; the hub sees only sums."""
+    from workloads.analysis.cli import print_fit, write_outputs
+    from workloads.analysis.spec import spec_from_args
+    from workloads.federation.analysis_hub import fit_spec
+    from workloads.federation.local import local_federation
+
+    spec = spec_from_args(args)
+    config = _config(args, nodes, "fit")
+    config.max_rounds = max(config.max_rounds, spec.max_iter)
+    with local_federation(args.root, nodes, transport=args.transport) as hub:
+        coordinator = hub.coordinator(config)
+        result = fit_spec(coordinator, spec)
+        coordinator.finish()
+    print_fit(result)
+    notes = [f"federated over {', '.join(nodes)} ({args.transport}); each node's rows are "
+             f"released only as a masked sum through its guard"]
+    if config.dp is not None:
+        notes.append(f"differentially private: epsilon {config.dp.epsilon:g} per node over "
+                     f"{config.dp.releases} noisy rounds (fixed rounds: not a convergence test)")
+    write_outputs(result, args, notes=notes)
+    return 0
+
+
 def _config(args: argparse.Namespace, nodes: list[str], product: str) -> Any:
     from workloads.federation.coordinator import DPRequest, RunConfig
     from workloads.federation.defaults import PLANNED_RELEASES
@@ -151,6 +194,8 @@ def _run(args: argparse.Namespace) -> int:
     from workloads.federation.local import local_federation
 
     nodes = _node_list(args.nodes)
+    if args.product == "fit" and _has_spec(args):
+        return _spec_fit(args, nodes)
     config = _config(args, nodes, args.product)
     with local_federation(args.root, nodes, transport=args.transport) as hub:
         _products(hub.coordinator(config), args.product)
