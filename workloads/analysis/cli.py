@@ -1,8 +1,10 @@
 """`python -m workloads analysis fit|stats|nodes`: researcher-specified analyses over the
 local nodes (folders under --root), computed inside each node's warehouse.
 
-This runs the node query and the hub step in one process (no transport); the federation
-engine (`federate`) runs the same two functions over signed, masked messages.
+`fit` goes through the federation engine in-process (the same as `federate fit --spec`):
+each node answers through its own guard, the hub reads only masked sums. `--pooled` and
+`--per-node` are the local demo's verification: they read the local warehouses directly
+(every node's rows, or one node alone), which a real federation never can.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from workloads.analysis import glm
 from workloads.analysis.report import Estimates, write_json, write_report
-from workloads.analysis.spec import add_spec_arguments, spec_from_args
+from workloads.analysis.spec import AnalysisSpec, add_spec_arguments, spec_from_args, validate
 from workloads.contracts.catalogue import ALL_TABLES
 from workloads.contracts.errors import UserError
 from workloads.local_node import DEFAULT_ROOT, LocalNode
@@ -99,8 +101,9 @@ def _fit(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.truth:
         _truth(args.truth)  # a bad file fails before any node is asked
+    validate(spec)  # a bad spec fails before any node is asked
+    result = _federated_fit(args, spec)
     with _opened(args) as warehouses:
-        result = glm.run_local_fit(warehouses, spec)
         comparisons: list[Estimates] = []
         notes: list[str] = []
         if args.pooled:
@@ -118,6 +121,21 @@ def _fit(args: argparse.Namespace) -> int:
     print_fit(result)
     write_outputs(result, args, comparisons=comparisons, notes=notes)
     return 0
+
+
+def _federated_fit(args: argparse.Namespace, spec: AnalysisSpec) -> glm.FitResult:
+    """Over several nodes the fit always goes through the federation (signed steps, each
+    node's guard and release log, secure aggregation), never straight at the warehouses."""
+    from workloads.federation.analysis_hub import fit_spec
+    from workloads.federation.coordinator import RunConfig
+    from workloads.federation.local import local_federation
+
+    nodes = _node_names(args)
+    with local_federation(Path(args.root), nodes) as hub:
+        coordinator = hub.coordinator(RunConfig(tuple(nodes), max_rounds=spec.max_iter))
+        result = fit_spec(coordinator, spec)
+        coordinator.finish()
+    return result
 
 
 def print_fit(result: glm.FitResult) -> None:
