@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         _model_options(action)
         if name == "fit":
             _spec_options(action)
+        else:
+            _stats_options(action)
         action.set_defaults(func=_run, product=name)
 
     roster = commands.add_parser(
@@ -129,6 +131,62 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
                         help="JSON of true coefficients by term, drawn on the forest plot")
 
 
+def _stats_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", type=Path, metavar="FILE",
+                        help="statistics spec (JSON/YAML; docs/analysis.md)")
+    parser.add_argument("--table", help="a declared table")
+    parser.add_argument("--numeric", help="numeric columns: count, mean, SD, histogram")
+    parser.add_argument("--bins", type=int, help="histogram bins over the public bounds")
+    parser.add_argument("--crosstab", action="append", metavar="A,B",
+                        help="cross-tabulate two declared categoricals (repeatable)")
+    parser.add_argument("--by", help="a declared categorical to split every statistic by")
+    parser.add_argument("--cohort", help="row filter (the cohort language)")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="write results as JSON here")
+
+
+def _spec_stats(args: argparse.Namespace, nodes: list[str]) -> int:
+    """A researcher's statistics spec through the federation: each node's small-cell rules
+    and guard, masked sums; '*' where a cell is not published."""
+    import json
+    import math
+
+    from workloads.analysis import statistics
+    from workloads.analysis.report import _atomic_write
+    from workloads.federation.analysis_hub import stats_spec
+    from workloads.federation.local import local_federation
+
+    spec = statistics.spec_from_args(args)
+    statistics.plan(spec)  # a bad spec fails before any node is asked
+    config = _config(args, nodes, "stats")
+    with local_federation(args.root, nodes, transport=args.transport) as hub:
+        coordinator = hub.coordinator(config)
+        result, shown = stats_spec(coordinator, spec)
+        coordinator.finish()
+    print(f"Federated statistics over {', '.join(nodes)} (k {config.k}; '*': not published)")
+    cells = []
+    for i, cell in enumerate(result.plan.cells):
+        value = float(result.combined[i]) if shown[i] else None
+        cells.append({"group": cell.group, "statistic": cell.statistic, "kind": cell.kind,
+                      "combined": value})
+        print(f"  [{cell.group}] {cell.statistic}: "
+              + ("*" if value is None else f"{value:,.6g}"))
+    summary = {g: {k: v for k, v in entry.items()} for g, entry in result.summary().items()}
+    for group, entry in summary.items():
+        for name in spec.numeric:
+            stats = entry[name]
+            if not any(math.isnan(v) for v in stats.values()):
+                print(f"  [{group}] {name}: mean {stats['mean']:.4g}, SD {stats['sd']:.4g} "
+                      f"(n {stats['count']:,.0f})")
+    if args.out:
+        clean = json.loads(json.dumps(summary).replace("NaN", "null"))
+        payload = {"spec": spec.to_dict(), "nodes": nodes, "k": config.k,
+                   "dp_epsilon": config.dp.epsilon if config.dp else None,
+                   "summary": clean, "cells": cells}
+        _atomic_write(args.out, (json.dumps(payload, indent=2) + "\n").encode())
+        print(f"results: {args.out}")
+    return 0
+
+
 def _has_spec(args: argparse.Namespace) -> bool:
     return any(getattr(args, key, None) is not None for key in ("spec", "table", "outcome"))
 
@@ -196,6 +254,8 @@ def _run(args: argparse.Namespace) -> int:
     nodes = _node_list(args.nodes)
     if args.product == "fit" and _has_spec(args):
         return _spec_fit(args, nodes)
+    if args.product == "stats" and (args.spec is not None or args.table is not None):
+        return _spec_stats(args, nodes)
     config = _config(args, nodes, args.product)
     with local_federation(args.root, nodes, transport=args.transport) as hub:
         _products(hub.coordinator(config), args.product)

@@ -21,12 +21,16 @@ from dataclasses import replace
 
 import numpy as np
 
-from workloads.analysis import glm
+from workloads.analysis import glm, statistics
 from workloads.analysis.spec import AnalysisSpec, validate
 from workloads.contracts.catalogue import ALL_TABLES
+from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
 from workloads.federation import coordinator as hub
 from workloads.federation.analysis_glm import AnalysisGLM, AnalysisGLMParams
+from workloads.federation.analysis_stats import AnalysisStats, AnalysisStatsParams
+from workloads.federation.analysis_stats import combine as combine_cells
+from workloads.federation.protocol import MAX_VALUES
 
 # Sums cross the wire in fixed point (2^-28 per node and value): Newton steps below ~1e-10
 # are rounding, not progress. At a step of 1e-8 (scaled) Newton's error is ~1e-16.
@@ -89,3 +93,23 @@ def _dp_fit(
     fitter.last = glm.Step(beta, total, np.zeros(p))
     result = glm.result_of(fitter, {rows_label(survivors): total})
     return replace(result, converged=False)
+
+
+def stats_spec(
+    coordinator: hub.Coordinator, spec: statistics.StatsSpec,
+    tables: Sequence[Table] = ALL_TABLES,
+) -> tuple[statistics.StatsResult, np.ndarray]:
+    """Federated statistics: the combined cells (a StatsResult without per-node values) and
+    the mask of the published ones (every node passed them, or above k on noisy sums)."""
+    algorithm = AnalysisStats(tables)
+    stats_plan = statistics.plan(spec, tables)  # at the hub first; each node checks again
+    dp = coordinator.config.dp
+    params = AnalysisStatsParams.of(spec, coordinator.config.k, dp.noise_multiplier if dp else 0.0)
+    if algorithm.dimension(params) > MAX_VALUES:
+        raise UserError(f"stats: {len(stats_plan.cells)} cells; fix: ask for at most "
+                        f"{MAX_VALUES // 2} over the federation")
+    total, survivors = coordinator.aggregate(algorithm, params)
+    values, shown = combine_cells(stats_plan, total, len(survivors), coordinator.config.k,
+                                  dp is not None)
+    published = np.where(shown, values, np.nan)
+    return statistics.StatsResult(stats_plan, {}, published), shown

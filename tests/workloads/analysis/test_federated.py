@@ -189,3 +189,41 @@ def test_cli_fit_through_the_federation(cli_root: Path, tmp_path: Path,
     assert (tmp_path / "report_forest.png").stat().st_size > 0
     assert "masked sum" in report.read_text()
     assert "logistic model of diagnosis_cancer" in capsys.readouterr().out
+
+
+def test_federated_statistics_publish_only_cells_every_node_passed(cli_root: Path) -> None:
+    from workloads.analysis import statistics
+    from workloads.federation.analysis_hub import stats_spec
+
+    spec = statistics.from_dict({
+        "table": VISITS.name, "numeric": ["age"], "bins": 6, "crosstabs": [["sex", "smoker"]],
+        "by": "region", "cohort": "age >= 20"})
+    with federation(cli_root) as hub:
+        coordinator = hub.coordinator(RunConfig(tuple(NODES), k=40))
+        result, shown = stats_spec(coordinator, spec, TABLES)
+        coordinator.finish()
+    with opened(cli_root) as warehouses:
+        local = statistics.run_local_stats(warehouses, spec, TABLES)
+    cells = result.plan.cells
+    assert shown.any() and not shown.all()  # sg (300 rows) fails some cells at k = 40
+    np.testing.assert_allclose(result.combined[shown], local.combined[shown], rtol=0, atol=1e-6)
+    assert np.isnan(result.combined[~shown]).all()
+    for i, cell in enumerate(cells):
+        if cell.kind == "count" and shown[i]:  # every published count passed on every node
+            assert min(v[i] for v in local.per_node.values()) == 0 or all(
+                v[i] >= 40 for v in local.per_node.values())
+
+
+def test_cli_stats_through_the_federation(cli_root: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from workloads.cli import main
+
+    out = tmp_path / "stats.json"
+    code = main(["federate", "stats", "--root", str(cli_root), "--nodes", ",".join(NODES),
+                 "--table", "patient_genomic_data", "--numeric", "age,bmi",
+                 "--crosstab", "variant_brca1,diagnosis_cancer", "--out", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    rows = next(c for c in data["cells"] if c["statistic"] == "rows" and c["group"] == "all")
+    assert rows["combined"] == sum(SIZES.values())
+    assert "[all] age: mean" in capsys.readouterr().out
