@@ -227,3 +227,13 @@ def test_cli_stats_through_the_federation(cli_root: Path, tmp_path: Path,
     rows = next(c for c in data["cells"] if c["statistic"] == "rows" and c["group"] == "all")
     assert rows["combined"] == sum(SIZES.values())
     assert "[all] age: mean" in capsys.readouterr().out
+
+
+def test_a_tiny_cohort_is_refused_by_the_nodes_policy(cli_root: Path) -> None:
+    """A cohort that singles out a handful of rows (a differencing probe) is refused by
+    each node's min_rows rule before anything is released."""
+    with pytest.raises(FederationStoppedError, match="policy minimum"):
+        _fit(cli_root, {"table": "patient_genomic_data", "outcome": "diagnosis_cancer",
+                        "covariates": ["bmi"], "cohort": "age = 37 AND bmi < 24"})
+    with opened(cli_root) as warehouses:
+        assert all(_releases(w) == 0 for w in warehouses.values())
