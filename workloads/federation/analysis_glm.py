@@ -27,9 +27,9 @@ default).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -88,6 +88,24 @@ class AnalysisGLMParams:
     @property
     def dp(self) -> bool:
         return self.noise_multiplier > 0
+
+
+T = TypeVar("T")
+
+
+def warehouse_answer(run: Callable[[], T], table: str) -> T:
+    """Run the node's query; an engine error (e.g. the table is not loaded here) becomes a
+    refusal the hub sees at once (a signed abort), named by its type only: engine messages
+    can quote stored values."""
+    try:
+        return run()
+    except (RefusedError, UserError):
+        raise
+    except Exception as exc:
+        raise RefusedError(
+            f"this node's warehouse could not answer over {table} ({type(exc).__name__}); "
+            f"fix: check the table is loaded on this node"
+        ) from None
 
 
 def size(params: AnalysisGLMParams, tables: Sequence[Table] = ALL_TABLES) -> int:
@@ -154,7 +172,9 @@ class AnalysisGLM:
             limit *= max(1.0, *(abs(float(b)) for b in design.outcome.bounds))
         if np.max(np.abs(model)) > limit:
             raise RefusedError(f"coefficients beyond +-{limit:g} (scaled): a probe, not a model")
-        aggregate = glm.node_aggregate(warehouse, spec, model, tables=tables, clip=params.dp)
+        aggregate = warehouse_answer(
+            lambda: glm.node_aggregate(warehouse, spec, model, tables=tables, clip=params.dp),
+            spec.table)
         if spec.family != "linear" and aggregate.max_abs_eta > policy.max_abs_score:
             raise RefusedError(
                 f"the model pushes a row's score to {aggregate.max_abs_eta:.1f} (policy limit "

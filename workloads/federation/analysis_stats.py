@@ -34,6 +34,7 @@ from workloads.contracts.catalogue import ALL_TABLES
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
 from workloads.federation import data as node_data
+from workloads.federation.analysis_glm import warehouse_answer
 from workloads.federation.defaults import DEFAULT_K
 from workloads.federation.guard import NodePolicy, RefusedError, ReleaseClass
 
@@ -146,7 +147,8 @@ class AnalysisStats:
             stats_plan = statistics.plan(spec, self.tables)  # this node's own catalogue
         except UserError as exc:
             raise RefusedError(f"the statistics are refused: {exc}") from None
-        values = statistics.node_statistics(warehouse, spec, self.tables)
+        values = warehouse_answer(
+            lambda: statistics.node_statistics(warehouse, spec, self.tables), spec.table)
         passed = np.ones(len(values))
         if params.noise_multiplier <= 0:
             hidden = suppressed(stats_plan, values, max(params.k, policy.min_k))

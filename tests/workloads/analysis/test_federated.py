@@ -237,3 +237,13 @@ def test_a_tiny_cohort_is_refused_by_the_nodes_policy(cli_root: Path) -> None:
                         "covariates": ["bmi"], "cohort": "age = 37 AND bmi < 24"})
     with opened(cli_root) as warehouses:
         assert all(_releases(w) == 0 for w in warehouses.values())
+
+
+def test_a_node_without_the_table_aborts_at_once(cli_root: Path) -> None:
+    with LocalNode("sg", cli_root).open_warehouse(create=False) as warehouse:
+        warehouse.query(f"DROP TABLE {warehouse.table_ref(VISITS)}")
+    started = time.monotonic()
+    with pytest.raises(FederationStoppedError, match="could not answer"):
+        _fit(cli_root, {"table": VISITS.name, "outcome": "visits", "covariates": ["age"],
+                        "family": "poisson"})
+    assert time.monotonic() - started < 20  # a signed abort, not a 30 s round timeout
