@@ -29,6 +29,8 @@ import numpy as np
 from workloads.contracts.errors import UserError
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.federation import data as node_data
+from workloads.federation.analysis_glm import AnalysisGLM
+from workloads.federation.analysis_stats import AnalysisStats
 from workloads.federation.defaults import DEFAULT_K
 from workloads.federation.guard import NodePolicy, RefusedError, ReleaseClass, query_digest
 
@@ -413,6 +415,8 @@ def auc(score: np.ndarray, positives: np.ndarray) -> float:
 
 
 REGISTRY: dict[str, Algorithm] = {a.name: a for a in (Stats(), GLM(), AUC())}
+REGISTRY[AnalysisGLM.name] = AnalysisGLM()  # a researcher's spec, pushed down (issue #11)
+REGISTRY[AnalysisStats.name] = AnalysisStats()
 
 
 def lookup(name: str) -> Algorithm:

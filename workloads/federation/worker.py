@@ -25,15 +25,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from workloads.contracts.catalogue import ALL_TABLES
 from workloads.contracts.errors import UserError
+from workloads.contracts.schema import Table
 from workloads.federation import algorithms, privacy, secure_agg, shamir
 from workloads.federation import data as node_data
+from workloads.federation.analysis_glm import PushDown
 from workloads.federation.guard import Guard, NodePolicy, RefusedError, Release, load_policy
 from workloads.federation.identity import Signer, local_signer, verify
 from workloads.federation.protocol import (
@@ -116,6 +120,8 @@ class NodeWorker:
     _replays: ReplayGuard = field(default_factory=ReplayGuard)
     _warehouse: DuckDBWarehouse | None = None  # open while serving (guard and data share it)
     _guard: Guard | None = None
+    # The node's own catalogue: push-down analyses are re-validated against it.
+    tables: Sequence[Table] = ALL_TABLES
 
     @classmethod
     def local(cls, node: LocalNode, endpoint: NodeEndpoint) -> NodeWorker:
@@ -373,6 +379,8 @@ class NodeWorker:
     def _round(self, m: Message) -> Message:
         state = self._run(m)
         algorithm = algorithms.lookup(m.algorithm)
+        if isinstance(algorithm, PushDown):
+            algorithm = algorithm.for_catalogue(self.tables)  # this node's own declarations
         try:
             params = algorithms.from_wire(
                 algorithm.params_type, {k: v for k, v in m.params.items() if k != "slot"}
@@ -382,8 +390,8 @@ class NodeWorker:
         model = np.asarray(m.values, dtype=np.float64)
         if model.shape != (algorithm.model_size(params),):
             raise RefusedError(f"expected a model of {algorithm.model_size(params)} values")
-        data = self.data(params.table, algorithm.columns(params))
         if algorithm.release_class == "metrics":
+            data = self.data(params.table, algorithm.columns(params))
             return self._metric(m, state, algorithm, params, data, model)
         if not state.adverts:
             raise RefusedError("no keys were distributed for this run")
@@ -398,7 +406,7 @@ class NodeWorker:
         slot = int(m.params.get("slot", "-1"))
         if not 0 <= slot < state.slots or slot in state.used_slots:
             raise RefusedError(f"slot {slot} is used or out of range")
-        vector = algorithm.compute(data, params, model, self.policy)
+        vector = self._compute(algorithm, params, model)
         release = Release(
             dataset=params.table,
             algorithm=algorithm.name,
@@ -423,6 +431,17 @@ class NodeWorker:
         return self._reply(
             m, "masked", masked=tuple(secure_agg.to_wire(masked)), keys={"receipt": receipt.hex()}
         )
+
+    def _compute(self, algorithm: algorithms.Algorithm, params: Any, model: np.ndarray
+                 ) -> np.ndarray:
+        """Push-down algorithms query the warehouse; the others get the rows in numpy."""
+        if isinstance(algorithm, PushDown):
+            if self._warehouse is not None:
+                return algorithm.compute_in(self._warehouse, params, model, self.policy)
+            with self.node.open_warehouse(create=False) as warehouse:
+                return algorithm.compute_in(warehouse, params, model, self.policy)
+        data = self.data(params.table, algorithm.columns(params))
+        return algorithm.compute(data, params, model, self.policy)
 
     def _metric(
         self,
