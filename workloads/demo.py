@@ -302,6 +302,7 @@ class NodeBudget:
 def budgets(root: Path, nodes: Sequence[str]) -> list[NodeBudget]:
     from workloads.federation.guard import ODOMETER, RELEASE_LOG, Guard, load_policy
     from workloads.local_node import LocalNode
+    from workloads.synthetic.ledger import LEDGER as SYNTH_LEDGER
     from workloads.synthetic.ledger import WarehouseLedger
 
     out = []
@@ -313,10 +314,19 @@ def budgets(root: Path, nodes: Sequence[str]) -> list[NodeBudget]:
             epsilon = guard.lifetime_epsilon(PATIENTS)
             dp = warehouse.query(
                 f"SELECT count(*) FROM {warehouse.table_ref(ODOMETER)}").column(0)[0].as_py()
+            # One row per run and kind of release, in order: the exact masked sums of the
+            # release log, the noised releases of the odometer, the synthetic-data ledger.
             releases = warehouse.query(
-                f"SELECT run_id, step, dataset, release_class, participants, count(*) AS n "
-                f"FROM {warehouse.table_ref(RELEASE_LOG)} "
-                f"GROUP BY ALL ORDER BY min(released_at), step"
+                f"SELECT run_id, min(released_at) AS at, release_class AS what, "
+                f"participants AS summed_over, string_agg(CAST(step AS VARCHAR), ', ' "
+                f"ORDER BY step) AS steps, count(*) AS n, NULL AS epsilon "
+                f"FROM {warehouse.table_ref(RELEASE_LOG)} GROUP BY ALL "
+                f"UNION ALL SELECT run_id, min(released_at), algorithm || ' (noised)', '', "
+                f"string_agg(CAST(step AS VARCHAR), ', ' ORDER BY step), count(*), "
+                f"max(epsilon_after) FROM {warehouse.table_ref(ODOMETER)} GROUP BY ALL "
+                f"UNION ALL SELECT run_id, min(charged_at), 'synthetic table (noised)', '', "
+                f"'', count(*), NULL FROM {warehouse.table_ref(SYNTH_LEDGER)} GROUP BY ALL "
+                f"ORDER BY 2, 3"
             ).to_pylist()
             spent = WarehouseLedger(name, warehouse).spent()
         out.append(NodeBudget(name, epsilon, policy.lifetime_delta, int(dp), spent.epsilon,
@@ -455,13 +465,20 @@ def report_blocks(result: DemoResult) -> list[Block]:
               "them only as sums over at least three nodes; noised releases (the AUC, the "
               "synthetic table) are charged to the node's lifetime budget."),
         ("h2", "7. What each node released, step by step"),
-        ("p", "From each node's release log (written inside the node before each upload):"),
+        ("p", "From each node's own records, written inside the node before each upload: "
+              "the release log (exact masked sums: the statistics at the first step, then one "
+              "per Newton round of the model), the odometer (noised releases such as the "
+              "AUC) and the synthetic-data ledger (one event per noised marginal and "
+              "correlation release)."),
     ]
     for budget in result.budgets:
         blocks.append(("b", budget.node))
-        blocks.append(("table", (["run", "step", "dataset", "class", "summed over", "releases"], [
-            [r["run_id"], str(r["step"]), r["dataset"], r["release_class"], r["participants"],
-             str(r["n"])] for r in budget.releases
+        header = ["run", "first release (UTC)", "what", "readable only as a sum over", "steps",
+                  "releases", "lifetime epsilon after"]
+        blocks.append(("table", (header, [
+            [r["run_id"], str(r["at"])[:19], r["what"], r["summed_over"] or "-",
+             r["steps"] or "-", str(r["n"]),
+             "-" if r["epsilon"] is None else f"{r['epsilon']:.3f}"] for r in budget.releases
         ])))
     blocks += [
         ("h2", "8. Offline posture of the stacks"),
