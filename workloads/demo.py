@@ -148,6 +148,7 @@ class FederationResult:
     k: int
     run_id: str
     text: str
+    chart: Path | None = None
 
 
 def federate(
@@ -156,8 +157,10 @@ def federate(
     *,
     transport: str = "inprocess",
     out: TextIO | None = None,
+    chart: Path | None = None,
 ) -> FederationResult:
-    """Federated statistics + model over `nodes` under `root`; prints and returns them."""
+    """Federated statistics + model over `nodes` under `root`; prints and returns them
+    (and draws the forest plot into `chart` if given)."""
     import numpy as np
 
     from workloads.federation import report
@@ -185,9 +188,11 @@ def federate(
     )
     if out is not None:
         print(text, file=out)
+    if chart is not None:
+        write_chart(fit, pooled, pooled_se, chart)
     return FederationResult(stats, fit, pooled, pooled_se, diff, hub.endpoint.bytes_received,
                             len(coordinator.bytes_per_round), coordinator.config.k,
-                            coordinator.config.run_id, text)
+                            coordinator.config.run_id, text, chart)
 
 
 @dataclass
@@ -622,6 +627,9 @@ def run_demo(
         raise UserError(f"--nodes {','.join(config.nodes)}: the federation needs at least three "
                         f"nodes (a masked sum over two is the other node's value); fix: name "
                         f"three or more")
+    if config.rows < 1:
+        raise UserError(f"--rows {config.rows}: must be a positive number of patients per "
+                        f"node; fix: e.g. --rows {DEFAULT_ROWS}")
     for name in config.nodes:
         find_profile(name)  # every node checked before any work
     if fresh:
@@ -646,8 +654,9 @@ def run_demo(
                                          seed=config.seed, root=root, progress=False))
         for label, argv in node_steps(root, name, config):
             add(f"{name}: {label}", partial(_command, argv))
+    chart = out_dir / "federated_vs_pooled.png"
     add("federation: statistics + model", lambda: state.__setitem__(
-        "federation", federate(root, config.nodes, transport=config.transport)))
+        "federation", federate(root, config.nodes, transport=config.transport, chart=chart)))
     add("federation: synthetic table", lambda: state.__setitem__(
         "synthetic", synthesize(root, config.nodes, out_dir, seed=config.seed)))
     add("budgets + release logs", lambda: state.__setitem__(
@@ -663,8 +672,6 @@ def run_demo(
             bar.update()
 
     fed: FederationResult = state["federation"]
-    chart = out_dir / "federated_vs_pooled.png"
-    write_chart(fed.fit, fed.pooled, fed.pooled_se, chart)
     result = DemoResult(
         root=root, config=config, summaries=summarize_nodes(root, config.nodes),
         tables={n: node_tables(root, n) for n in config.nodes}, federation=fed,
