@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from workloads.demo import PATIENTS, DemoConfig, DemoResult, run_demo
+from workloads.demo import PATIENTS, QUICK_PROCEDURES, QUICK_ROWS, DemoConfig, DemoResult, run_demo
 from workloads.federation import privacy
 from workloads.federation import report as fed_report
 from workloads.federation.guard import ODOMETER, load_policy
@@ -32,7 +31,7 @@ SECTIONS = ("1. Inside each node", "2. Descriptive statistics, as released",
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, str]:
     root = tmp_path_factory.mktemp("demo")
     out = io.StringIO()
-    result = run_demo(root, replace(DemoConfig.quick(), rows=500), progress=False, out=out)
+    result = run_demo(root, DemoConfig.quick(), progress=False, out=out)
     assert result is not None
     return result, out.getvalue()
 
@@ -63,11 +62,11 @@ def test_every_node_built_every_domain(demo: tuple[DemoResult, str]) -> None:
     result, _ = demo
     for node in NODES:
         tables = result.tables[node]
-        assert tables[PATIENTS] == 500
-        assert tables["variant_features"] == 500  # the SQL-derived features of the VCF
+        assert tables[PATIENTS] == QUICK_ROWS
+        assert tables["variant_features"] == QUICK_ROWS  # the SQL-derived features of the VCF
         assert tables["processed_variants"] > 0
-        assert tables["clinical_features"] == 500  # FHIR flattened by the views
-        assert tables["surgical_procedures"] == 60
+        assert tables["clinical_features"] == QUICK_ROWS  # FHIR flattened by the views
+        assert tables["surgical_procedures"] == QUICK_PROCEDURES
 
 
 def test_the_federated_fit_equals_the_pooled_fit(demo: tuple[DemoResult, str]) -> None:
@@ -138,7 +137,7 @@ def test_a_rerun_changes_nothing_and_says_so(demo: tuple[DemoResult, str]) -> No
     before = fingerprint()
     report_before = result.html.read_bytes()
     out = io.StringIO()
-    again = run_demo(result.root, replace(DemoConfig.quick(), rows=500), progress=False,
+    again = run_demo(result.root, DemoConfig.quick(), progress=False,
                      out=out)
     assert again is None
     assert "Nothing changed" in out.getvalue() and "no privacy budget was spent" in out.getvalue()
