@@ -20,6 +20,8 @@ from workloads.federation.guard import ODOMETER, load_policy
 from workloads.local_node import LocalNode
 from workloads.synthetic.ledger import WarehouseLedger
 
+pytestmark = pytest.mark.slow  # one whole --quick run: ~30 s
+
 NODES = ("us", "eu", "sg")
 SECTIONS = ("1. Inside each node", "2. Descriptive statistics, as released",
             "3. Federated logistic model vs pooled", "4. Robotics statistic",
