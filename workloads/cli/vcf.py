@@ -171,13 +171,18 @@ def _process(args: argparse.Namespace) -> int:
 
 
 def _derive(args: argparse.Namespace) -> int:
-    from workloads.vcf.features import derive_features, feature_mismatches
+    from workloads.vcf.features import (
+        derive_features,
+        feature_mismatches,
+        unsequenced_patients,
+    )
 
     with _node(args).open_warehouse(create=False) as warehouse:
         result = derive_features(warehouse)
         mismatches = feature_mismatches(warehouse)
+        unsequenced = unsequenced_patients(warehouse)
     print(json.dumps({"patients": result.rows, "differ_from_patient_genomic_data":
-                      mismatches.num_rows}))
+                      mismatches.num_rows, "patients_without_variants": unsequenced}))
     return 0 if mismatches.num_rows == 0 else 1
 
 

@@ -60,17 +60,34 @@ FROM per_patient ORDER BY patient_id
 
 
 def mismatches_sql() -> str:
+    # Sequenced patients only (`vcf synth --samples N` covers a subset): a derived row with
+    # no patient, or other values than the patient's, is a mismatch; a patient without
+    # variants is counted apart (unsequenced_sql), not as one.
     return """
-SELECT p.patient_id,
+SELECT f.patient_id,
        p.variant_brca1, f.variant_brca1 AS derived_brca1,
        p.variant_tp53, f.variant_tp53 AS derived_tp53,
        p.variant_apoe4, f.variant_apoe4 AS derived_apoe4
-FROM patient_genomic_data AS p FULL OUTER JOIN variant_features AS f
+FROM variant_features AS f LEFT JOIN patient_genomic_data AS p
   ON p.patient_id = f.patient_id
-WHERE p.variant_brca1 IS DISTINCT FROM f.variant_brca1
+WHERE p.patient_id IS NULL
+   OR p.variant_brca1 IS DISTINCT FROM f.variant_brca1
    OR p.variant_tp53 IS DISTINCT FROM f.variant_tp53
    OR p.variant_apoe4 IS DISTINCT FROM f.variant_apoe4
 ORDER BY p.patient_id"""
+
+
+def unsequenced_sql() -> str:
+    return """
+SELECT COUNT(*) AS n FROM patient_genomic_data AS p
+WHERE NOT EXISTS (SELECT 1 FROM variant_features AS f WHERE f.patient_id = p.patient_id)"""
+
+
+def unsequenced_patients(warehouse: Warehouse) -> int:
+    """Patients of patient_genomic_data with no derived features (no calls loaded)."""
+    warehouse.ensure_tables([PATIENT_GENOMIC_DATA, VARIANT_FEATURES])
+    [sql] = warehouse.render(unsequenced_sql())
+    return int(warehouse.query(sql).column("n")[0].as_py())
 
 
 def derive_features(warehouse: Warehouse) -> LoadResult:

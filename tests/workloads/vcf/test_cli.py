@@ -25,7 +25,8 @@ def test_synth_process_derive(node: LocalNode, capsys: pytest.CaptureFixture[str
     assert json.loads(again.out)["loaded"] is False and "already loaded" in again.err
     assert main(["vcf", "derive", *base]) == 0
     assert json.loads(capsys.readouterr().out) == {
-        "patients": 40, "differ_from_patient_genomic_data": 0}
+        "patients": 40, "differ_from_patient_genomic_data": 0,
+        "patients_without_variants": 0}
 
 
 def test_process_of_a_bad_file_exits_2_and_names_it(
@@ -86,7 +87,8 @@ def test_batch_run_local_runs_the_vcf_kind_through_the_generic_runner(
     assert [s["status"] for s in shards] == ["staged", "staged"]
     assert main(["vcf", "derive", *base]) == 0  # finish_local loaded and derived them
     assert json.loads(capsys.readouterr().out) == {
-        "patients": 40, "differ_from_patient_genomic_data": 0}
+        "patients": 40, "differ_from_patient_genomic_data": 0,
+        "patients_without_variants": 0}
 
 
 def test_the_shipped_example_stack_outputs_drive_a_dry_run(
@@ -109,3 +111,26 @@ def test_the_shipped_example_is_what_the_us_stack_exports() -> None:
         "print(json.dumps(capture(\"us\").outputs, indent=2, sort_keys=True))' > "
         "docs/examples/us.outputs.json"
     )
+
+
+def test_derive_over_a_sequenced_subset_counts_the_rest_apart(
+    node: LocalNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vcf synth --samples N` sequences N of the node's patients: the others are not
+    mismatches, they have no variants; a derived row is still checked against its patient."""
+    base = ["--node", node.name, "--root", str(node.root)]
+    assert main(["vcf", "synth", *base, "--records", "120", "--shards", "1", "--samples", "15",
+                 "--no-progress"]) == 0
+    [path] = capsys.readouterr().out.split()
+    assert main(["vcf", "process", *base, path]) == 0
+    capsys.readouterr()
+    assert main(["vcf", "derive", *base]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "patients": 15, "differ_from_patient_genomic_data": 0,
+        "patients_without_variants": 25}
+    with node.open_warehouse() as wh, wh.transaction() as con:  # a changed patient row
+        con.execute("UPDATE node.main.patient_genomic_data SET variant_apoe4 = "
+                    "(variant_apoe4 + 1) % 3 WHERE patient_id IN "
+                    "(SELECT patient_id FROM node.main.variant_features LIMIT 1)")
+    assert main(["vcf", "derive", *base]) == 1
+    assert json.loads(capsys.readouterr().out)["differ_from_patient_genomic_data"] == 1
