@@ -433,7 +433,7 @@ def report_blocks(result: DemoResult) -> list[Block]:
               f"all rows (a local check only). {fed.fit.rounds} rounds; max |federated - "
               f"pooled| = {fed.max_abs_diff:.1e}."),
         ("img", ("forest", "forest plot: federated vs pooled")),
-        ("table", (["term", "federated", "std err", "95% CI", "pooled", "|diff|"], [
+        ("table", (["term", "federated", "std err", "95% CI", "pooled", "abs. difference"], [
             [name, f"{c:.6f}", f"{e:.6f}", f"[{c - 1.96 * e:.4f}, {c + 1.96 * e:.4f}]",
              f"{p:.6f}", f"{abs(c - p):.1e}"]
             for name, c, e, p in zip(fed.fit.names, fed.fit.coefficients,
