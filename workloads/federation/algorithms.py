@@ -31,6 +31,7 @@ from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.federation import data as node_data
 from workloads.federation.defaults import DEFAULT_K
 from workloads.federation.guard import NodePolicy, RefusedError, ReleaseClass, query_digest
+from workloads.robotics.federated import RoboticsCells
 
 P = TypeVar("P")
 PATIENTS = PATIENT_GENOMIC_DATA.name
@@ -98,9 +99,18 @@ class Algorithm(Protocol):
     ) -> np.ndarray: ...
 
 
+@typing.runtime_checkable
+class InWarehouse(Protocol):
+    """An algorithm a node computes by SQL in its own warehouse (no rows are loaded)."""
+
+    def compute_in_warehouse(self, warehouse: Any, params: Any, policy: NodePolicy
+                             ) -> np.ndarray: ...
+
+
 def query(algorithm: Algorithm, params: Any, model: tuple[float, ...]) -> str:
     """The release log's identity of a question: algorithm, what it reads, the model."""
     ignored = {"k", "noise_multiplier"}  # do not change the underlying sums
+    ignored |= set(getattr(algorithm, "query_ignores", ()))  # same sums under other names
     wire = {k: v for k, v in to_wire(params).items() if k not in ignored}
     return query_digest(algorithm.name, wire, model)
 
@@ -413,6 +423,7 @@ def auc(score: np.ndarray, positives: np.ndarray) -> float:
 
 
 REGISTRY: dict[str, Algorithm] = {a.name: a for a in (Stats(), GLM(), AUC())}
+REGISTRY[RoboticsCells.name] = RoboticsCells()  # robotics domain: workloads/robotics/federated.py
 
 
 def lookup(name: str) -> Algorithm:

@@ -151,6 +151,12 @@ class NodeWorker:
             self._data[key] = node_data.load(self.node, table, columns, self._warehouse)
         return self._data[key]
 
+    def warehouse(self) -> DuckDBWarehouse:
+        """The node's warehouse, kept open (opened here if not serving)."""
+        if self._warehouse is None:
+            self._warehouse = self.node.open_warehouse(create=False)
+        return self._warehouse
+
     def close(self) -> None:
         if self._warehouse is not None:
             self._warehouse.close()
@@ -382,8 +388,9 @@ class NodeWorker:
         model = np.asarray(m.values, dtype=np.float64)
         if model.shape != (algorithm.model_size(params),):
             raise RefusedError(f"expected a model of {algorithm.model_size(params)} values")
-        data = self.data(params.table, algorithm.columns(params))
-        if algorithm.release_class == "metrics":
+        in_warehouse = isinstance(algorithm, algorithms.InWarehouse)
+        data = None if in_warehouse else self.data(params.table, algorithm.columns(params))
+        if algorithm.release_class == "metrics" and data is not None:
             return self._metric(m, state, algorithm, params, data, model)
         if not state.adverts:
             raise RefusedError("no keys were distributed for this run")
@@ -398,7 +405,11 @@ class NodeWorker:
         slot = int(m.params.get("slot", "-1"))
         if not 0 <= slot < state.slots or slot in state.used_slots:
             raise RefusedError(f"slot {slot} is used or out of range")
-        vector = algorithm.compute(data, params, model, self.policy)
+        if isinstance(algorithm, algorithms.InWarehouse):
+            vector = algorithm.compute_in_warehouse(self.warehouse(), params, self.policy)
+        else:
+            assert data is not None  # loaded above for every algorithm not in the warehouse
+            vector = algorithm.compute(data, params, model, self.policy)
         release = Release(
             dataset=params.table,
             algorithm=algorithm.name,
