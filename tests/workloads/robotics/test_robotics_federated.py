@@ -12,19 +12,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import linprog
 
+from tests.workloads.federation.federation_data import make_node
 from workloads.cli import main
 from workloads.federation.coordinator import DPRequest, FederationStoppedError, RunConfig
 from workloads.federation.guard import Guard, NodePolicy, write_policy
 from workloads.federation.local import local_federation
 from workloads.local_node import LocalNode
 from workloads.robotics import federated
-from workloads.robotics.aggregate import MEASURES, CellCounts, node_cell_counts
+from workloads.robotics.aggregate import (
+    COLUMN_LEVELS,
+    MEASURES,
+    ROW_LEVELS,
+    CellCounts,
+    node_cell_counts,
+)
 from workloads.robotics.profile import load_profile
 from workloads.robotics.run import generate_fleet
-
-from tests.workloads.federation.federation_data import make_node
 
 from .conftest import SMALL, STRESS, write_fleet_profile
 
@@ -173,7 +180,6 @@ def test_dp_charges_each_odometer_and_needs_a_cap(root: Path) -> None:
     for n in nodes:
         assert before[n] == 0.0 < after[n] <= 5.0 + 1e-9, (n, before, after)
     truth = pooled(root, nodes, cap=2)
-    print(table.text())
     grand = table.counts["procedures"][-1][-1]
     assert grand is not None
     # Noise sigma = multiplier x sensitivity (2 x sqrt(12) x ~1) per node: well within 60.
@@ -181,3 +187,63 @@ def test_dp_charges_each_odometer_and_needs_a_cap(root: Path) -> None:
     with LocalNode("us", root).open_warehouse(create=False) as wh:
         rows = wh.query("SELECT algorithm FROM federation_odometer").column(0).to_pylist()
     assert rows == ["robotics_cells"]
+
+
+def as_published(counts: dict[str, np.ndarray], hidden: np.ndarray) -> dict[str, object]:
+    """An extended table in the published JSON shape, suppressed cells None."""
+    rows, cols = [*ROW_LEVELS, federated.ALL], [*COLUMN_LEVELS, federated.ALL]
+    return {"rows": rows, "columns": cols, "cells": [
+        {"robot_model": rows[i], "procedure_category": cols[j],
+         **{m: None if hidden[i, j] else float(v[i, j]) for m, v in counts.items()}}
+        for i in range(len(rows)) for j in range(len(cols))]}
+
+
+def assert_protected(counts: dict[str, np.ndarray], hidden: np.ndarray, k: int) -> None:
+    """Play the reader: no suppressed cell is pinned down by the margins; a line whose margin
+    is published hides at least k in each measure (or nothing)."""
+    table = as_published(counts, hidden)
+    for key in map(tuple, np.argwhere(hidden)):
+        for m in counts:
+            low, high = attacker_interval(table, m, key)  # type: ignore[arg-type]
+            assert low <= counts[m][key] <= high
+            assert high - low >= 1, (key, m, low, high)
+    n, c = counts["procedures"], counts["with_complications"]
+    for line in federated.lines():
+        inside = [cell for cell in line if hidden[cell]]
+        if inside and not hidden[line[-1]]:
+            for values in (n, c, n - c):
+                assert sum(int(values[cell]) for cell in inside) >= k
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.05, 0.9), st.sampled_from([3, 5, 10]))
+def test_suppression_protects_any_table(seed: int, density: float, k: int) -> None:
+    """Random sparse tables (many small and empty cells): whatever the pattern, the margins
+    never give a suppressed cell away (linear programming over non-negative tables)."""
+    rng = np.random.default_rng(seed)
+    shape = (len(ROW_LEVELS), len(COLUMN_LEVELS))
+    n = np.where(rng.random(shape) < density, rng.integers(1, 40, shape), 0)
+    c = rng.binomial(n, rng.uniform(0.05, 0.6))
+    counts = {"procedures": federated.extend(n), "with_complications": federated.extend(c)}
+    hidden = federated.suppress(counts, k)
+    assert not (hidden & (counts["procedures"] == 0)).any() or hidden.all()
+    assert_protected(counts, hidden, k)
+
+
+def test_each_nodes_own_release_is_protected(root: Path) -> None:
+    """What a node masks, read alone (as colluding peers could, subtracting their own):
+    its suppressed cells are zeroed and cannot be derived from its own margins."""
+    algorithm = federated.RoboticsCells()
+    params = federated.RoboticsParams(k=K)
+    for name in ("us", "eu", "sg"):
+        with LocalNode(name, root).open_warehouse(create=False) as wh:
+            vector = algorithm.compute_in_warehouse(wh, params, NodePolicy(min_k=K))
+            cells = node_cell_counts(wh)
+        parts = vector.reshape(len(MEASURES) + 1, federated.ROWS, federated.COLS)
+        hidden = parts[-1] == 0
+        truth = {m: federated.extend(cells.counts[m]) for m in MEASURES}
+        assert hidden.any() and not hidden.all()
+        for i, m in enumerate(MEASURES):
+            assert (parts[i][hidden] == 0).all()
+            assert (parts[i][~hidden] == truth[m][~hidden]).all()
+        assert_protected({m: truth[m] for m in ("procedures", "with_complications")}, hidden, K)
