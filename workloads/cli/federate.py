@@ -162,6 +162,9 @@ def _robotics(coordinator: Any, args: argparse.Namespace) -> None:
 
     from workloads.robotics import federated
 
+    if args.max_per_patient < 0:
+        raise UserError(f"--max-per-patient {args.max_per_patient}: must be >= 0; fix: a count "
+                        f"of procedures per patient (0: all)")
     if coordinator.config.dp is not None and args.max_per_patient < 1:
         raise UserError("DP robotics statistics need a per-patient cap; fix: add "
                         "--max-per-patient M (e.g. 2)")

@@ -167,10 +167,20 @@ def test_federated_cells_equal_pooled_and_suppressed_cells_stay_hidden(
     assert again.to_json()["cells"] == table["cells"]
 
 
-def test_dp_charges_each_odometer_and_needs_a_cap(root: Path) -> None:
+def test_dp_charges_each_odometer_and_needs_a_cap(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     nodes = ("us", "eu", "sg")
     before = {n: Guard(LocalNode(n, root)).lifetime_epsilon("surgical_procedures")
               for n in nodes}
+    for extra, text in ((["--dp-epsilon", "2"], "need a per-patient cap; fix: add "
+                         "--max-per-patient M"),
+                        (["--max-per-patient", "-1"], "--max-per-patient -1: must be >= 0")):
+        code = main(["federate", "robotics", "--root", str(root), "--nodes", ",".join(nodes),
+                     "--k", str(K), *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and text in err, err
+        assert [line for line in err.splitlines() if line.startswith("error:")] == [
+            err.splitlines()[-1]]
     with pytest.raises(FederationStoppedError, match="per-patient cap"):
         run(root, nodes, dp=DPRequest(5.0, 1))
     table = run(root, nodes, dp=DPRequest(5.0, 1), max_per_patient=2)
