@@ -41,12 +41,15 @@ from workloads.warehouse.base import Warehouse
 ROWS, COLS = len(ROW_LEVELS) + 1, len(COLUMN_LEVELS) + 1  # the last row/column: margins
 CELLS = ROWS * COLS
 ALL = "all"
+RATE_MEASURES = ("procedures", "with_complications")  # what the complication rate needs
 
 
 @dataclass(frozen=True)
 class RoboticsParams:
     table: str = SURGICAL_PROCEDURES.name  # the dataset charged on the node's odometer
-    measures: tuple[str, ...] = MEASURES  # which of MEASURES (procedures always)
+    # Which of MEASURES (procedures always). `failed` is rare: it gets its own pattern
+    # (k failed and k not failed besides the rate's rules), which hides more cells.
+    measures: tuple[str, ...] = RATE_MEASURES
     max_per_patient: int = 0  # count each patient's first m procedures; 0: all (exact only)
     k: int = DEFAULT_K  # small-cell threshold (a node applies at least its policy's min_k)
     noise_multiplier: float = 0.0  # 0: exact masked sums; else DP (sigma / sensitivity)
@@ -151,12 +154,41 @@ def suppress(counts: dict[str, np.ndarray], k: int, hidden: np.ndarray | None = 
             return hidden
         _, where = need[0]
         # Suppress the smallest published cell in such a line (interior cells first); never
-        # an empty one: a reader may know it is empty (what the fleet's models can do).
-        candidates = [c for line in where for c in line if not hidden[c] and n[c] > 0]
-        if not candidates:
-            hidden[:] = True
-            return hidden
+        # an empty one: a reader may know it is empty (what the fleet's models can do). If
+        # those lines have none left, look one step further: the lines of the suppressed
+        # cells in them (e.g. a model used in one category: its cell equals its margin).
+        candidates: list[tuple[int, int]] = []
+        while not candidates:
+            candidates = [c for line in where for c in line if not hidden[c] and n[c] > 0]
+            wider = [line for line in lines()
+                     if any(hidden[c] and c in line for w in where for c in w)]
+            if not candidates and len(wider) == len(where):
+                hidden[:] = True  # nothing left to pair with: suppress the table
+                return hidden
+            where = wider
         hidden[min(candidates, key=lambda c: (c[0] == ROWS - 1 or c[1] == COLS - 1, n[c]))] = True
+
+
+def patterns(counts: dict[str, np.ndarray], k: int,
+             start: dict[str, np.ndarray] | None = None, *, secondary: bool = True
+             ) -> dict[str, np.ndarray]:
+    """The suppressed cells of each measure. procedures and with_complications share one
+    pattern (the rate needs both), always computed from both, whatever was asked, so the
+    pattern does not depend on the request; failed has its own (its rare events add k failed
+    and k not failed), which contains the first."""
+    none = np.zeros((ROWS, COLS), dtype=bool)
+    begin = start or {}
+
+    def rule(table: dict[str, np.ndarray], hidden: np.ndarray) -> np.ndarray:
+        return suppress(table, k, hidden) if secondary else hidden | primary(table, k)
+
+    rate = {m: counts[m] for m in RATE_MEASURES if m in counts}
+    first = rule(rate, begin.get("procedures", none).copy())
+    out = {m: first for m in rate}
+    if "failed" in counts:
+        out["failed"] = rule({"procedures": counts["procedures"], "failed": counts["failed"]},
+                             first | begin.get("failed", none))
+    return out
 
 
 class RoboticsCells:
@@ -175,7 +207,7 @@ class RoboticsCells:
         return ()  # computed by SQL in the warehouse: no rows are loaded
 
     def dimension(self, params: RoboticsParams) -> int:
-        return (len(set(params.measures)) + 1) * CELLS
+        return 2 * len(set(params.measures)) * CELLS  # values, then pass indicators
 
     def model_size(self, params: RoboticsParams) -> int:
         return 0
@@ -196,15 +228,17 @@ class RoboticsCells:
         check(params)
         measures = ordered(params.measures)
         cells = node_cell_counts(warehouse, params.max_per_patient or None)
-        counts = {m: extend(cells.counts[m]) for m in measures}
-        passes = np.ones((ROWS, COLS))
+        counts = {m: extend(cells.counts[m]) for m in MEASURES}
+        passes = {m: np.ones((ROWS, COLS)) for m in measures}
         if params.noise_multiplier <= 0:
-            hidden = suppress(counts, max(params.k, policy.min_k))
+            # The node's own floor, not the hub's k: a pattern that moved with the request
+            # would let two answers to the same question be combined.
+            hidden = patterns(counts, policy.min_k)
             for m in measures:
-                counts[m] = np.where(hidden, 0, counts[m])
-            passes[hidden] = 0.0
+                counts[m] = np.where(hidden[m], 0, counts[m])
+                passes[m][hidden[m]] = 0.0
         return np.concatenate([*(counts[m].ravel().astype(float) for m in measures),
-                               passes.ravel()])
+                               *(passes[m].ravel() for m in measures)])
 
 
 @dataclass(frozen=True)
@@ -266,23 +300,26 @@ def combine(total: np.ndarray, params: RoboticsParams, participants: tuple[str, 
             dp: bool) -> RoboticsTable:
     """The hub's table from the sum of the nodes' releases."""
     measures = ordered(params.measures)
-    parts = total.reshape(len(measures) + 1, ROWS, COLS)
+    parts = total.reshape(2 * len(measures), ROWS, COLS)
     counts = {m: np.rint(parts[i]).astype(np.int64) for i, m in enumerate(measures)}
     if dp:
         # Every noisy cell is already DP; a cell derived from noisy margins is only another
         # noisy value: primary suppression only, for readability (no secondary needed).
         counts = {m: np.maximum(v, 0) for m, v in counts.items()}
-        hidden = primary(counts, params.k)
+        hidden = patterns(counts, params.k, secondary=False)
     else:
-        everyone = np.rint(parts[-1]) == len(participants)
-        hidden = suppress(counts, params.k, ~everyone)
-    published = {m: [[None if hidden[i, j] else float(v[i, j]) for j in range(COLS)]
+        # A cell is shown only if every node passed it (each node applied all its rules,
+        # also those of measures not asked for: its pass flags say so).
+        failing = {m: np.rint(parts[len(measures) + i]) != len(participants)
+                   for i, m in enumerate(measures)}
+        hidden = patterns(counts, params.k, failing)
+    published = {m: [[None if hidden[m][i, j] else float(v[i, j]) for j in range(COLS)]
                      for i in range(ROWS)] for m, v in counts.items()}
     return RoboticsTable(measures, published, params.k, participants, dp, params.max_per_patient)
 
 
 def run(coordinator: Any, *, max_per_patient: int = 0,
-        measures: tuple[str, ...] = MEASURES) -> RoboticsTable:
+        measures: tuple[str, ...] = RATE_MEASURES) -> RoboticsTable:
     """One robotics_cells aggregation on a coordinator (its run's k and DP request)."""
     from workloads.federation.algorithms import REGISTRY
 

@@ -124,10 +124,11 @@ def test_federated_cells_equal_pooled_and_suppressed_cells_stay_hidden(
         i, j = rows.index(cell["robot_model"]), cols.index(cell["procedure_category"])
         if cell["suppressed"]:
             suppressed += 1
-            assert all(cell[m] is None for m in MEASURES) and cell["complication_rate"] is None
+            assert all(cell[m] is None for m in federated.RATE_MEASURES)
+            assert cell["complication_rate"] is None
             continue
         released += 1
-        for m in MEASURES:
+        for m in federated.RATE_MEASURES:
             assert cell[m] == truth[m][i, j], (cell, m)
         if truth["procedures"][i, j]:
             rate = truth["with_complications"][i, j] / truth["procedures"][i, j]
@@ -162,9 +163,24 @@ def test_federated_cells_equal_pooled_and_suppressed_cells_stay_hidden(
     ):
         with pytest.raises(FederationStoppedError, match="answered before over"):
             run(root, nodes, **kwargs)
-    # The same node set may ask again (the same answer).
+    # The same node set may ask again (the same answer), also with failed procedures,
+    # whose own small-cell rule hides more cells.
     again = run(root, NODES)
     assert again.to_json()["cells"] == table["cells"]
+    with_failed = run(root, NODES, measures=MEASURES)
+    # Asking for more measures must not move the rate's pattern (two patterns of the same
+    # cells could be combined): the procedures and complications published are identical.
+    for m in federated.RATE_MEASURES:
+        assert with_failed.counts[m] == again.counts[m]
+    shown = 0
+    for i in range(federated.ROWS):
+        for j in range(federated.COLS):
+            failed = with_failed.counts["failed"][i][j]
+            if failed is not None:
+                shown += 1
+                assert failed == truth["failed"][i, j]
+                assert table["cells"][i * federated.COLS + j]["procedures"] is not None
+    assert shown >= 1
 
 
 def test_dp_charges_each_odometer_and_needs_a_cap(
@@ -249,11 +265,13 @@ def test_each_nodes_own_release_is_protected(root: Path) -> None:
         with LocalNode(name, root).open_warehouse(create=False) as wh:
             vector = algorithm.compute_in_warehouse(wh, params, NodePolicy(min_k=K))
             cells = node_cell_counts(wh)
-        parts = vector.reshape(len(MEASURES) + 1, federated.ROWS, federated.COLS)
-        hidden = parts[-1] == 0
-        truth = {m: federated.extend(cells.counts[m]) for m in MEASURES}
+        measures = federated.RATE_MEASURES
+        parts = vector.reshape(2 * len(measures), federated.ROWS, federated.COLS)
+        hidden = parts[len(measures)] == 0
+        assert (parts[len(measures) + 1] == parts[len(measures)]).all()  # one rate pattern
+        truth = {m: federated.extend(cells.counts[m]) for m in measures}
         assert hidden.any() and not hidden.all()
-        for i, m in enumerate(MEASURES):
+        for i, m in enumerate(measures):
             assert (parts[i][hidden] == 0).all()
             assert (parts[i][~hidden] == truth[m][~hidden]).all()
         assert_protected({m: truth[m] for m in ("procedures", "with_complications")}, hidden, K)
