@@ -51,7 +51,9 @@ class RoboticsParams:
     # (k failed and k not failed besides the rate's rules), which hides more cells.
     measures: tuple[str, ...] = RATE_MEASURES
     max_per_patient: int = 0  # count each patient's first m procedures; 0: all (exact only)
-    k: int = DEFAULT_K  # small-cell threshold (a node applies at least its policy's min_k)
+    # The hub's threshold on the combined table; each node suppresses its own at its
+    # policy's min_k (a pattern that moved with the request could be combined with another).
+    k: int = DEFAULT_K
     noise_multiplier: float = 0.0  # 0: exact masked sums; else DP (sigma / sensitivity)
 
 
@@ -253,8 +255,9 @@ class RoboticsTable:
     max_per_patient: int
 
     def rate(self, i: int, j: int) -> float | None:
-        n, c = self.counts["procedures"][i][j], self.counts.get("with_complications",
-                                                                 [[None] * COLS] * ROWS)[i][j]
+        if "with_complications" not in self.counts:
+            return None
+        n, c = self.counts["procedures"][i][j], self.counts["with_complications"][i][j]
         if n is None or c is None or n <= 0:
             return None
         return min(max(c / n, 0.0), 1.0)
