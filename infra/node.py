@@ -15,6 +15,7 @@ from infra.perimeter import Perimeter
 from infra.registry import Registry
 from infra.services import NODE_APIS, NODE_AUDITED_APIS, NODE_RESTRICTED_APIS
 from infra.signing_key import SigningKey
+from infra.warehouse import COMPONENT_NAME as WAREHOUSE_COMPONENT
 from infra.warehouse import Warehouse
 from workloads.contracts import catalogue
 from workloads.contracts.batch import BatchTarget, JobSettings, TaskRequest, image_uri
@@ -52,7 +53,7 @@ def declare_node(cfg: NodeConfig) -> None:
         opts=encrypted_with("storage"),
     )
     warehouse = Warehouse(
-        "warehouse",
+        WAREHOUSE_COMPONENT,
         project=cfg.project,
         region=cfg.region,
         kms_key=keys.key_id("bigquery"),

@@ -30,7 +30,7 @@ from infra.capture import REPO_ROOT, CapturedResource, capture_stack, stack_conf
 from workloads.contracts.errors import UserError
 
 GOLDEN_DIR = REPO_ROOT / "tests" / "infra" / "golden"
-GOLDEN_STACKS = ("us", "eu", "hub")
+GOLDEN_STACKS = ("us", "eu", "sg", "hub")
 DEFAULT_OUT = REPO_ROOT / "out" / "infra"
 VERDICTS_HEADING = "## Policy verdicts"
 

@@ -126,7 +126,7 @@ def _references(inputs: Mapping[str, Any], targets: Mapping[str, str], own: str)
 def plan(stack: str, resources: Sequence[CapturedResource]) -> dict[str, Any]:
     """`terraform show -json` shaped plan of every gcp resource of a captured stack, with
     the Checkov findings it accepts (infra/checkov_skips.py) listed for the reader."""
-    from infra.checkov_skips import SKIPS
+    from infra.checkov_skips import SKIPS, covers
 
     planned: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
@@ -186,7 +186,7 @@ def plan(stack: str, resources: Sequence[CapturedResource]) -> dict[str, Any]:
         "checkov_skips": [
             {"address": c["address"], "check": check, "reason": reason}
             for c in changes
-            for (tf_type, check), reason in sorted(SKIPS.items())
-            if c["type"] == tf_type
+            for (target, check), reason in sorted(SKIPS.items())
+            if covers((target, check), c["address"], check)
         ],
     }

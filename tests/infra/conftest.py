@@ -8,7 +8,7 @@ import pytest
 
 from infra.capture import CapturedResource, capture_stack
 
-NODE_STACKS = ("us", "eu")
+NODE_STACKS = ("us", "eu", "sg")
 ALL_STACKS = (*NODE_STACKS, "hub")
 
 

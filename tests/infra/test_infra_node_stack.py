@@ -17,7 +17,7 @@ KEYLESS_TABLES = {v.name for d in DOMAINS for v in d.views} | {
     t.name for t in ALL_TABLES if t.external is not None
 }
 
-NODES = ("us", "eu")
+NODES = ("us", "eu", "sg")
 MAX_ROTATION_S = 90 * 24 * 3600
 
 # Where each data-bearing resource type names its customer-managed key.

@@ -1,8 +1,10 @@
 """`python -m workloads analysis fit|stats|nodes`: researcher-specified analyses over the
 local nodes (folders under --root), computed inside each node's warehouse.
 
-This runs the node query and the hub step in one process (no transport); the federation
-engine (`federate`) runs the same two functions over signed, masked messages.
+`fit` goes through the federation engine in-process (the same as `federate fit --spec`):
+each node answers through its own guard, the hub reads only masked sums. `--pooled` and
+`--per-node` are the local demo's verification: they read the local warehouses directly
+(every node's rows, or one node alone), which a real federation never can.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from workloads.analysis import glm
 from workloads.analysis.report import Estimates, write_json, write_report
-from workloads.analysis.spec import add_spec_arguments, spec_from_args
+from workloads.analysis.spec import AnalysisSpec, add_spec_arguments, spec_from_args, validate
 from workloads.contracts.catalogue import ALL_TABLES
 from workloads.contracts.errors import UserError
 from workloads.local_node import DEFAULT_ROOT, LocalNode
@@ -97,9 +99,11 @@ def _opened(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
 
 def _fit(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    truth = _truth(args.truth) if args.truth else None
+    if args.truth:
+        _truth(args.truth)  # a bad file fails before any node is asked
+    validate(spec)  # a bad spec fails before any node is asked
+    result = _federated_fit(args, spec)
     with _opened(args) as warehouses:
-        result = glm.run_local_fit(warehouses, spec)
         comparisons: list[Estimates] = []
         notes: list[str] = []
         if args.pooled:
@@ -114,15 +118,41 @@ def _fit(args: argparse.Namespace) -> int:
                     notes.append(f"node {name} alone: not estimable ({exc})")
                     continue
                 comparisons.append(Estimates.of(f"{name} alone", alone))
+    print_fit(result)
+    write_outputs(result, args, comparisons=comparisons, notes=notes)
+    return 0
+
+
+def _federated_fit(args: argparse.Namespace, spec: AnalysisSpec) -> glm.FitResult:
+    """Over several nodes the fit always goes through the federation (signed steps, each
+    node's guard and release log, secure aggregation), never straight at the warehouses."""
+    from workloads.federation.analysis_hub import fit_spec
+    from workloads.federation.coordinator import RunConfig
+    from workloads.federation.local import local_federation
+
+    nodes = _node_names(args)
+    with local_federation(Path(args.root), nodes) as hub:
+        coordinator = hub.coordinator(RunConfig(tuple(nodes), max_rounds=spec.max_iter))
+        result = fit_spec(coordinator, spec)
+        coordinator.finish()
+    return result
+
+
+def print_fit(result: glm.FitResult) -> None:
     print(_table(result))
+
+
+def write_outputs(result: glm.FitResult, args: argparse.Namespace, *,
+                  comparisons: Sequence[Estimates] = (), notes: Sequence[str] = ()) -> None:
+    """`--out` JSON and `--report` Markdown with the forest plot (shared with `federate`)."""
+    truth = _truth(args.truth) if getattr(args, "truth", None) else None
     if args.out:
         write_json(result, args.out, {"comparisons": {c.label: c.values for c in comparisons}})
         print(f"results: {args.out}")
     if args.report:
-        plot = write_report(result, args.report, comparisons=comparisons, truth=truth,
-                            notes=notes)
+        plot = write_report(result, args.report, comparisons=list(comparisons), truth=truth,
+                            notes=list(notes))
         print(f"report: {args.report} (forest plot {plot})")
-    return 0
 
 
 def _truth(path: Path) -> dict[str, float]:

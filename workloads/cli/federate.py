@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from workloads.cli.synth import add_synth_arguments
+from workloads.cli.synth import run as run_synth
 from workloads.contracts.errors import UserError
 from workloads.federation import defaults
 from workloads.federation.defaults import LOCAL_PROJECT, TRANSPORTS
@@ -41,6 +43,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                             "over the Pub/Sub emulator (started here unless "
                             "PUBSUB_EMULATOR_HOST is set)")
         _model_options(action)
+        if name == "fit":
+            _spec_options(action)
+        elif name == "stats":
+            _stats_options(action)
         action.set_defaults(func=_run, product=name)
         if name == "robotics":
             action.add_argument("--max-per-patient", type=int, default=0, metavar="M",
@@ -48,6 +54,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                                 "for DP: the sensitivity is proportional to M; 0: all)")
             action.add_argument("--out", type=Path, default=None,
                                 help="also write the published table as JSON to this file")
+
+    synth = commands.add_parser(
+        "synth",
+        help="federated DP synthetic data (Gaussian copula) over local nodes",
+        description="Each node releases DP histograms and DP normal-score sums of the table, "
+        "masked so that only their totals are read; writes the synthetic table (CSV, Parquet), "
+        "its metadata and an SDMetrics quality report into --out. Every run is charged to "
+        "every node's privacy ledger.",
+    )
+    add_synth_arguments(synth)
+    synth.set_defaults(func=run_synth)
 
     roster = commands.add_parser(
         "roster",
@@ -123,6 +140,103 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                         + ")")
 
 
+def _spec_options(parser: argparse.ArgumentParser) -> None:
+    from workloads.analysis.spec import add_spec_arguments
+
+    add_spec_arguments(parser)  # --spec FILE and the same as flags (docs/analysis.md)
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="write the spec fit's results as JSON here")
+    parser.add_argument("--report", type=Path, metavar="FILE",
+                        help="write a Markdown report here (and <stem>_forest.png beside it)")
+    parser.add_argument("--truth", type=Path, metavar="FILE",
+                        help="JSON of true coefficients by term, drawn on the forest plot")
+
+
+def _stats_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", type=Path, metavar="FILE",
+                        help="statistics spec (JSON/YAML; docs/analysis.md)")
+    parser.add_argument("--table", help="a declared table")
+    parser.add_argument("--numeric", help="numeric columns: count, mean, SD, histogram")
+    parser.add_argument("--bins", type=int, help="histogram bins over the public bounds")
+    parser.add_argument("--crosstab", action="append", metavar="A,B",
+                        help="cross-tabulate two declared categoricals (repeatable)")
+    parser.add_argument("--by", help="a declared categorical to split every statistic by")
+    parser.add_argument("--cohort", help="row filter (the cohort language)")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="write results as JSON here")
+
+
+def _spec_stats(args: argparse.Namespace, nodes: list[str]) -> int:
+    """A researcher's statistics spec through the federation: each node's small-cell rules
+    and guard, masked sums; '*' where a cell is not published."""
+    import json
+    import math
+
+    from workloads.analysis import statistics
+    from workloads.analysis.report import _atomic_write
+    from workloads.federation.analysis_hub import stats_spec
+    from workloads.federation.local import local_federation
+
+    spec = statistics.spec_from_args(args)
+    statistics.plan(spec)  # a bad spec fails before any node is asked
+    config = _config(args, nodes, "stats")
+    with local_federation(args.root, nodes, transport=args.transport) as hub:
+        coordinator = hub.coordinator(config)
+        result, shown = stats_spec(coordinator, spec)
+        coordinator.finish()
+    print(f"Federated statistics over {', '.join(nodes)} (k {config.k}; '*': not published)")
+    cells = []
+    for i, cell in enumerate(result.plan.cells):
+        value = float(result.combined[i]) if shown[i] else None
+        cells.append({"group": cell.group, "statistic": cell.statistic, "kind": cell.kind,
+                      "combined": value})
+        print(f"  [{cell.group}] {cell.statistic}: "
+              + ("*" if value is None else f"{value:,.6g}"))
+    summary = {g: {k: v for k, v in entry.items()} for g, entry in result.summary().items()}
+    for group, entry in summary.items():
+        for name in spec.numeric:
+            stats = entry[name]
+            if not any(math.isnan(v) for v in stats.values()):
+                print(f"  [{group}] {name}: mean {stats['mean']:.4g}, SD {stats['sd']:.4g} "
+                      f"(n {stats['count']:,.0f})")
+    if args.out:
+        clean = json.loads(json.dumps(summary).replace("NaN", "null"))
+        payload = {"spec": spec.to_dict(), "nodes": nodes, "k": config.k,
+                   "dp_epsilon": config.dp.epsilon if config.dp else None,
+                   "summary": clean, "cells": cells}
+        _atomic_write(args.out, (json.dumps(payload, indent=2) + "\n").encode())
+        print(f"results: {args.out}")
+    return 0
+
+
+def _has_spec(args: argparse.Namespace) -> bool:
+    return any(getattr(args, key, None) is not None for key in ("spec", "table", "outcome"))
+
+
+def _spec_fit(args: argparse.Namespace, nodes: list[str]) -> int:
+    """A researcher's spec, fitted through the federation: signed steps, each node's guard,
+    secure aggregation; the hub sees only sums."""
+    from workloads.analysis.cli import print_fit, write_outputs
+    from workloads.analysis.spec import spec_from_args
+    from workloads.federation.analysis_hub import fit_spec
+    from workloads.federation.local import local_federation
+
+    spec = spec_from_args(args)
+    config = _config(args, nodes, "fit")
+    config.max_rounds = max(config.max_rounds, spec.max_iter)
+    with local_federation(args.root, nodes, transport=args.transport) as hub:
+        coordinator = hub.coordinator(config)
+        result = fit_spec(coordinator, spec)
+        coordinator.finish()
+    print_fit(result)
+    notes = [f"federated over {', '.join(nodes)} ({args.transport}); each node's rows are "
+             f"released only as a masked sum through its guard"]
+    if config.dp is not None:
+        notes.append(f"differentially private: epsilon {config.dp.epsilon:g} per node over "
+                     f"{config.dp.releases} noisy rounds (fixed rounds: not a convergence test)")
+    write_outputs(result, args, notes=notes)
+    return 0
+
+
 def _config(args: argparse.Namespace, nodes: list[str], product: str) -> Any:
     from workloads.federation.coordinator import DPRequest, RunConfig
     from workloads.federation.defaults import PLANNED_RELEASES
@@ -160,6 +274,7 @@ def _products(coordinator: Any, product: str, args: argparse.Namespace) -> None:
 def _robotics(coordinator: Any, args: argparse.Namespace) -> None:
     import json
 
+    from workloads.analysis.report import _atomic_write
     from workloads.robotics import federated
 
     if args.max_per_patient < 0:
@@ -172,9 +287,7 @@ def _robotics(coordinator: Any, args: argparse.Namespace) -> None:
     print(table.text())
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.out.with_name(args.out.name + ".tmp")
-        temporary.write_text(json.dumps(table.to_json(), indent=1) + "\n")
-        temporary.replace(args.out)  # old or new, never half
+        _atomic_write(args.out, (json.dumps(table.to_json(), indent=1) + "\n").encode())
         print(f"wrote {args.out}")
 
 
@@ -182,6 +295,10 @@ def _run(args: argparse.Namespace) -> int:
     from workloads.federation.local import local_federation
 
     nodes = _node_list(args.nodes)
+    if args.product == "fit" and _has_spec(args):
+        return _spec_fit(args, nodes)
+    if args.product == "stats" and (args.spec is not None or args.table is not None):
+        return _spec_stats(args, nodes)
     config = _config(args, nodes, args.product)
     with local_federation(args.root, nodes, transport=args.transport) as hub:
         _products(hub.coordinator(config), args.product, args)

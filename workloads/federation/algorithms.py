@@ -29,6 +29,8 @@ import numpy as np
 from workloads.contracts.errors import UserError
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
 from workloads.federation import data as node_data
+from workloads.federation.analysis_glm import AnalysisGLM
+from workloads.federation.analysis_stats import AnalysisStats
 from workloads.federation.defaults import DEFAULT_K
 from workloads.federation.guard import NodePolicy, RefusedError, ReleaseClass, query_digest
 from workloads.robotics.federated import RoboticsCells
@@ -97,14 +99,6 @@ class Algorithm(Protocol):
     def compute(
         self, data: node_data.NodeData, params: Any, model: np.ndarray, policy: NodePolicy
     ) -> np.ndarray: ...
-
-
-@typing.runtime_checkable
-class InWarehouse(Protocol):
-    """An algorithm a node computes by SQL in its own warehouse (no rows are loaded)."""
-
-    def compute_in_warehouse(self, warehouse: Any, params: Any, policy: NodePolicy
-                             ) -> np.ndarray: ...
 
 
 def query(algorithm: Algorithm, params: Any, model: tuple[float, ...]) -> str:
@@ -423,6 +417,8 @@ def auc(score: np.ndarray, positives: np.ndarray) -> float:
 
 
 REGISTRY: dict[str, Algorithm] = {a.name: a for a in (Stats(), GLM(), AUC())}
+REGISTRY[AnalysisGLM.name] = AnalysisGLM()  # a researcher's spec, pushed down (issue #11)
+REGISTRY[AnalysisStats.name] = AnalysisStats()
 REGISTRY[RoboticsCells.name] = RoboticsCells()  # robotics domain: workloads/robotics/federated.py
 
 

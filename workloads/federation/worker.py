@@ -25,15 +25,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from workloads.contracts.catalogue import ALL_TABLES
 from workloads.contracts.errors import UserError
+from workloads.contracts.schema import Table
 from workloads.federation import algorithms, privacy, secure_agg, shamir
 from workloads.federation import data as node_data
+from workloads.federation.analysis_glm import PushDown
 from workloads.federation.guard import Guard, NodePolicy, RefusedError, Release, load_policy
 from workloads.federation.identity import Signer, local_signer, verify
 from workloads.federation.protocol import (
@@ -116,6 +120,8 @@ class NodeWorker:
     _replays: ReplayGuard = field(default_factory=ReplayGuard)
     _warehouse: DuckDBWarehouse | None = None  # open while serving (guard and data share it)
     _guard: Guard | None = None
+    # The node's own catalogue: push-down analyses are re-validated against it.
+    tables: Sequence[Table] = ALL_TABLES
 
     @classmethod
     def local(cls, node: LocalNode, endpoint: NodeEndpoint) -> NodeWorker:
@@ -150,12 +156,6 @@ class NodeWorker:
         if key not in self._data:
             self._data[key] = node_data.load(self.node, table, columns, self._warehouse)
         return self._data[key]
-
-    def warehouse(self) -> DuckDBWarehouse:
-        """The node's warehouse, kept open (opened here if not serving)."""
-        if self._warehouse is None:
-            self._warehouse = self.node.open_warehouse(create=False)
-        return self._warehouse
 
     def close(self) -> None:
         if self._warehouse is not None:
@@ -379,6 +379,8 @@ class NodeWorker:
     def _round(self, m: Message) -> Message:
         state = self._run(m)
         algorithm = algorithms.lookup(m.algorithm)
+        if isinstance(algorithm, PushDown):
+            algorithm = algorithm.for_catalogue(self.tables)  # this node's own declarations
         try:
             params = algorithms.from_wire(
                 algorithm.params_type, {k: v for k, v in m.params.items() if k != "slot"}
@@ -388,9 +390,8 @@ class NodeWorker:
         model = np.asarray(m.values, dtype=np.float64)
         if model.shape != (algorithm.model_size(params),):
             raise RefusedError(f"expected a model of {algorithm.model_size(params)} values")
-        in_warehouse = isinstance(algorithm, algorithms.InWarehouse)
-        data = None if in_warehouse else self.data(params.table, algorithm.columns(params))
-        if algorithm.release_class == "metrics" and data is not None:
+        if algorithm.release_class == "metrics":
+            data = self.data(params.table, algorithm.columns(params))
             return self._metric(m, state, algorithm, params, data, model)
         if not state.adverts:
             raise RefusedError("no keys were distributed for this run")
@@ -405,11 +406,7 @@ class NodeWorker:
         slot = int(m.params.get("slot", "-1"))
         if not 0 <= slot < state.slots or slot in state.used_slots:
             raise RefusedError(f"slot {slot} is used or out of range")
-        if isinstance(algorithm, algorithms.InWarehouse):
-            vector = algorithm.compute_in_warehouse(self.warehouse(), params, self.policy)
-        else:
-            assert data is not None  # loaded above for every algorithm not in the warehouse
-            vector = algorithm.compute(data, params, model, self.policy)
+        vector = self._compute(algorithm, params, model)
         release = Release(
             dataset=params.table,
             algorithm=algorithm.name,
@@ -434,6 +431,17 @@ class NodeWorker:
         return self._reply(
             m, "masked", masked=tuple(secure_agg.to_wire(masked)), keys={"receipt": receipt.hex()}
         )
+
+    def _compute(self, algorithm: algorithms.Algorithm, params: Any, model: np.ndarray
+                 ) -> np.ndarray:
+        """Push-down algorithms query the warehouse; the others get the rows in numpy."""
+        if isinstance(algorithm, PushDown):
+            if self._warehouse is not None:
+                return algorithm.compute_in(self._warehouse, params, model, self.policy)
+            with self.node.open_warehouse(create=False) as warehouse:
+                return algorithm.compute_in(warehouse, params, model, self.policy)
+        data = self.data(params.table, algorithm.columns(params))
+        return algorithm.compute(data, params, model, self.policy)
 
     def _metric(
         self,

@@ -195,7 +195,7 @@ def patterns(counts: dict[str, np.ndarray], k: int,
 
 class RoboticsCells:
     """Per extended cell: the requested measures and a pass indicator (1 if the node did
-    not suppress it). Computed in the node's warehouse (`compute_in_warehouse`)."""
+    not suppress it). Computed in the node's warehouse (`compute_in`, a push-down)."""
 
     name: ClassVar[str] = "robotics_cells"
     params_type: ClassVar[type[Any]] = RoboticsParams
@@ -225,8 +225,13 @@ class RoboticsCells:
                 policy: NodePolicy) -> np.ndarray:
         raise RefusedError("robotics_cells is computed in the node's warehouse")
 
-    def compute_in_warehouse(self, warehouse: Warehouse, params: RoboticsParams,
-                             policy: NodePolicy) -> np.ndarray:
+    # Push-down (workloads.federation.analysis_glm.PushDown): the worker hands the node's
+    # open warehouse instead of loading rows.
+    def for_catalogue(self, tables: Any) -> RoboticsCells:
+        return self  # reads the robotics domain's declared view, the same on every node
+
+    def compute_in(self, warehouse: Warehouse, params: RoboticsParams, model: np.ndarray,
+                   policy: NodePolicy) -> np.ndarray:
         check(params)
         measures = ordered(params.measures)
         cells = node_cell_counts(warehouse, params.max_per_patient or None)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from workloads.cli.synth import add_synth_arguments
 from workloads.contracts.errors import UserError
-from workloads.synthetic.run import add_synth_arguments, run_synth_command
+from workloads.synthetic.run import run_synth_command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,13 +49,14 @@ import opendp.prelude as dp
 from dp_accounting import rdp
 
 from workloads.contracts.errors import UserError
+from workloads.federation.defaults import SYNTH_CLIP, SYNTH_DELTA, SYNTH_MARGINAL_SHARE
 
 dp.enable_features("contrib")
 
 NEIGHBOURS = "add or remove one row of the node's table"
-DEFAULT_DELTA = 1e-6
-DEFAULT_MARGINAL_SHARE = 0.5
-DEFAULT_CLIP = 3.0
+DEFAULT_DELTA = SYNTH_DELTA
+DEFAULT_MARGINAL_SHARE = SYNTH_MARGINAL_SHARE
+DEFAULT_CLIP = SYNTH_CLIP
 
 
 class BudgetExceededError(UserError):

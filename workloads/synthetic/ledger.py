@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from workloads.contracts.schema import Column, Table
+from workloads.federation.defaults import SYNTH_DELTA, SYNTH_NODE_EPSILON
 from workloads.synthetic.dp import BudgetExceededError, DPEvent, Spent, epsilon_of, rho_for
 
 LEDGER = Table(
@@ -54,8 +55,8 @@ class LedgerStore(Protocol):
 class NodeBudget:
     """A node's own lifetime cap on synthesis releases (its policy, not the hub's)."""
 
-    epsilon: float = 10.0
-    delta: float = 1e-6
+    epsilon: float = SYNTH_NODE_EPSILON
+    delta: float = SYNTH_DELTA
 
     @property
     def rho(self) -> float:

@@ -198,42 +198,6 @@ def federated_synthesis(
 # --- CLI ---------------------------------------------------------------------------------
 
 
-def register_synth_command(sub: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
-    """Adds `synth` to a sub-command group (the lead wires it into `federate`)."""
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "synth",
-        help="federated DP synthetic data (Gaussian copula) over local nodes",
-        description="Each node releases DP histograms and DP normal-score sums of the table, "
-        "masked so that only their totals are read; writes the synthetic table (CSV, Parquet), "
-        "its metadata and an SDMetrics quality report into --out. Every run is charged to "
-        "every node's privacy ledger.",
-    )
-    add_synth_arguments(parser)
-    parser.set_defaults(func=run_synth_command)
-    return parser
-
-
-def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
-                        help=f"folder of local nodes (default: {DEFAULT_ROOT})")
-    parser.add_argument("--nodes", default="us,eu", help="comma-separated node names")
-    parser.add_argument("--table", default="patient_genomic_data", help="a declared table")
-    parser.add_argument("--rows", type=int, default=10_000, help="synthetic rows (default 10000)")
-    parser.add_argument("--epsilon", type=float, default=1.0, help="this run's epsilon per node")
-    parser.add_argument("--delta", type=float, default=DEFAULT_DELTA)
-    parser.add_argument("--out", type=Path, default=Path("synthetic-out"),
-                        help="folder for the export (default: ./synthetic-out)")
-    parser.add_argument("--marginal-share", type=float, default=DEFAULT_MARGINAL_SHARE,
-                        help="share of the budget spent on the marginals (default 0.5)")
-    parser.add_argument("--clip", type=float, default=DEFAULT_CLIP,
-                        help="normal-score clip (default 3)")
-    parser.add_argument("--node-max-epsilon", type=float, default=NodeBudget().epsilon,
-                        help="each node's lifetime cap on synthesis releases (default 10)")
-    parser.add_argument("--seed", type=int, default=None, help="sampling seed (not the noise)")
-    parser.add_argument("--no-quality", action="store_true",
-                        help="skip the per-node SDMetrics scores (they are not DP)")
-
-
 def run_synth_command(args: argparse.Namespace) -> int:
     nodes = [n.strip() for n in args.nodes.split(",") if n.strip()]
     result = federated_synthesis(

@@ -30,7 +30,7 @@ def test_fit_writes_results_report_and_plot(
     assert spec.read_bytes() == before  # the user's file is read, never changed
     results = json.loads(out.read_text())
     assert results["converged"] is True
-    assert set(results["rows_per_node"]) == {"us", "eu", "sg"}
+    assert results["rows_per_node"] == {"masked sum of eu, sg, us": results["n"]}
     terms = {t["term"]: t for t in results["terms"]}
     assert "odds_ratio" in terms["age"] and "odds_ratio" not in terms["intercept"]
     pooled = results["comparisons"]["pooled (statsmodels)"]
@@ -68,7 +68,7 @@ def test_fit_writes_results_report_and_plot(
 def test_errors_are_one_line_with_exit_2(
     cli_root: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    code = main(["analysis", "fit", *argv, "--root", str(cli_root), "--nodes", "us,eu"])
+    code = main(["analysis", "fit", *argv, "--root", str(cli_root), "--nodes", "us,eu,sg"])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("error: ") and message in err and "fix" in err
@@ -89,7 +89,7 @@ def test_unwritable_out_is_one_line(
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code = main(["analysis", "fit", "--table", "patient_genomic_data", "--outcome",
-                 "diagnosis_cancer", "--root", str(cli_root), "--nodes", "us,eu",
+                 "diagnosis_cancer", "--root", str(cli_root), "--nodes", "us,eu,sg",
                  "--out", str(blocker / "results.json")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: cannot write") and "fix" in err

@@ -72,23 +72,6 @@ def test_a_new_node_is_a_profile_file(
     assert committed(LocalNode("sg", root))["generations"][0]["files"] == {}  # type: ignore[index]
 
 
-def test_demo_generates_both_nodes_and_is_idempotent(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    args = ("demo", "--root", str(tmp_path), "--rows", "400", "--no-progress")
-    code, first, _ = run(capsys, *args)
-    assert code == 0
-    nodes = [line.split()[:2] for line in first.splitlines()[1:3]]
-    assert nodes == [["us", "400"], ["eu", "400"]]
-    assert "identical to 1e-6" in first and "Data never left the nodes" in first
-    code, second, _ = run(capsys, *args)
-    # Same data, same statistics and model; only the masked bytes' encoded size varies.
-    def stable(out: str) -> list[str]:
-        return [line for line in out.splitlines() if "bytes in" not in line]
-
-    assert code == 0 and stable(second) == stable(first)
-
-
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

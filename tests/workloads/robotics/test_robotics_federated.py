@@ -263,7 +263,7 @@ def test_each_nodes_own_release_is_protected(root: Path) -> None:
     params = federated.RoboticsParams(k=K)
     for name in ("us", "eu", "sg"):
         with LocalNode(name, root).open_warehouse(create=False) as wh:
-            vector = algorithm.compute_in_warehouse(wh, params, NodePolicy(min_k=K))
+            vector = algorithm.compute_in(wh, params, np.zeros(0), NodePolicy(min_k=K))
             cells = node_cell_counts(wh)
         measures = federated.RATE_MEASURES
         parts = vector.reshape(2 * len(measures), federated.ROWS, federated.COLS)

@@ -101,14 +101,10 @@ def test_command_line_and_its_errors(root: Path, capsys: pytest.CaptureFixture[s
     assert events() == before
 
 
-def test_register_synth_command_wires_into_a_parser(root: Path) -> None:
-    import argparse
+def test_federate_synth_runs_the_command(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from workloads.cli import main
 
-    from workloads.synthetic.run import register_synth_command
-
-    parser = argparse.ArgumentParser()
-    register_synth_command(parser.add_subparsers(dest="cmd"))
-    args = parser.parse_args(["synth", "--root", str(root), "--nodes", "us,eu", "--rows", "50",
-                              "--epsilon", "2", "--out", str(root / "reg"), "--no-quality"])
-    assert args.func(args) == 0
+    assert main(["federate", "synth", "--root", str(root), "--nodes", "us,eu", "--rows", "50",
+                 "--epsilon", "2", "--out", str(root / "reg"), "--no-quality"]) == 0
+    assert "wrote 50 synthetic rows" in capsys.readouterr().out
     assert LocalNode("us", root).warehouse_path.exists()
