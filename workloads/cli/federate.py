@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     for name, help_text in (
         ("stats", "federated counts, means and cancer rates with small-cell suppression"),
         ("fit", "federated logistic regression of diagnosis_cancer (exact, or DP)"),
+        ("robotics", "federated complication rate by robot model x procedure category "
+         "(small-cell and secondary suppression; exact, or DP with --max-per-patient)"),
     ):
         action = commands.add_parser(name, help=help_text, description=help_text)
         _root(action)
@@ -43,9 +45,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         _model_options(action)
         if name == "fit":
             _spec_options(action)
-        else:
+        elif name == "stats":
             _stats_options(action)
         action.set_defaults(func=_run, product=name)
+        if name == "robotics":
+            action.add_argument("--max-per-patient", type=int, default=0, metavar="M",
+                                help="count only each patient's first M procedures (needed "
+                                "for DP: the sensitivity is proportional to M; 0: all)")
+            action.add_argument("--out", type=Path, default=None,
+                                help="also write the published table as JSON to this file")
 
     synth = commands.add_parser(
         "synth",
@@ -251,14 +259,36 @@ def _node_list(text: str) -> list[str]:
     return nodes
 
 
-def _products(coordinator: Any, product: str) -> None:
+def _products(coordinator: Any, product: str, args: argparse.Namespace) -> None:
     from workloads.federation import report
 
     if product in ("stats", "both"):
         print(report.stats_table(coordinator.statistics(), coordinator.config.k))
     if product in ("fit", "both"):
         print(report.fit_table(coordinator.fit()))
+    if product == "robotics":
+        _robotics(coordinator, args)
     coordinator.finish()
+
+
+def _robotics(coordinator: Any, args: argparse.Namespace) -> None:
+    import json
+
+    from workloads.analysis.report import _atomic_write
+    from workloads.robotics import federated
+
+    if args.max_per_patient < 0:
+        raise UserError(f"--max-per-patient {args.max_per_patient}: must be >= 0; fix: a count "
+                        f"of procedures per patient (0: all)")
+    if coordinator.config.dp is not None and args.max_per_patient < 1:
+        raise UserError("DP robotics statistics need a per-patient cap; fix: add "
+                        "--max-per-patient M (e.g. 2)")
+    table = federated.run(coordinator, max_per_patient=args.max_per_patient)
+    print(table.text())
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(args.out, (json.dumps(table.to_json(), indent=1) + "\n").encode())
+        print(f"wrote {args.out}")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -271,7 +301,7 @@ def _run(args: argparse.Namespace) -> int:
         return _spec_stats(args, nodes)
     config = _config(args, nodes, args.product)
     with local_federation(args.root, nodes, transport=args.transport) as hub:
-        _products(hub.coordinator(config), args.product)
+        _products(hub.coordinator(config), args.product, args)
     return 0
 
 
@@ -337,5 +367,5 @@ def _coordinator(args: argparse.Namespace) -> int:
         create_resources(args.project, nodes)
     coordinator = Coordinator(PubSubHub(args.project), config, _signer(args, HUB),
                               _load_roster(args))
-    _products(coordinator, "both")
+    _products(coordinator, "both", args)
     return 0

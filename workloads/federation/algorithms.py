@@ -33,6 +33,7 @@ from workloads.federation.analysis_glm import AnalysisGLM
 from workloads.federation.analysis_stats import AnalysisStats
 from workloads.federation.defaults import DEFAULT_K
 from workloads.federation.guard import NodePolicy, RefusedError, ReleaseClass, query_digest
+from workloads.robotics.federated import RoboticsCells
 
 P = TypeVar("P")
 PATIENTS = PATIENT_GENOMIC_DATA.name
@@ -103,6 +104,7 @@ class Algorithm(Protocol):
 def query(algorithm: Algorithm, params: Any, model: tuple[float, ...]) -> str:
     """The release log's identity of a question: algorithm, what it reads, the model."""
     ignored = {"k", "noise_multiplier"}  # do not change the underlying sums
+    ignored |= set(getattr(algorithm, "query_ignores", ()))  # same sums under other names
     wire = {k: v for k, v in to_wire(params).items() if k not in ignored}
     return query_digest(algorithm.name, wire, model)
 
@@ -417,6 +419,7 @@ def auc(score: np.ndarray, positives: np.ndarray) -> float:
 REGISTRY: dict[str, Algorithm] = {a.name: a for a in (Stats(), GLM(), AUC())}
 REGISTRY[AnalysisGLM.name] = AnalysisGLM()  # a researcher's spec, pushed down (issue #11)
 REGISTRY[AnalysisStats.name] = AnalysisStats()
+REGISTRY[RoboticsCells.name] = RoboticsCells()  # robotics domain: workloads/robotics/federated.py
 
 
 def lookup(name: str) -> Algorithm:

@@ -7,7 +7,8 @@ DEFAULT_K = 10  # small-cell threshold the hub asks for (nodes apply their own f
 DEFAULT_ROUND_TIMEOUT = 30.0  # seconds a step waits before silent nodes count as dropped
 DEFAULT_MAX_ROUNDS = 10  # Newton rounds of an exact fit before it is declared non-converged
 DEFAULT_DP_DELTA = 1e-6
-PLANNED_RELEASES = {"stats": 1, "fit": 6, "both": 7}  # DP: releases a run's budget covers
+# DP: releases a run's budget covers
+PLANNED_RELEASES = {"stats": 1, "fit": 6, "both": 7, "robotics": 1}
 LOCAL_PROJECT = "sovereign-local"  # the Pub/Sub emulator's project id
 TRANSPORTS = ("inprocess", "pubsub")
 
