@@ -145,3 +145,35 @@ def test_a_rerun_changes_nothing_and_says_so(demo: tuple[DemoResult, str]) -> No
     assert "Nothing changed" in out.getvalue() and "no privacy budget was spent" in out.getvalue()
     assert fingerprint() == before
     assert result.html.read_bytes() == report_before
+
+
+def test_the_robotics_table_shows_only_what_every_node_passed_and_equals_the_fleets(
+    demo: tuple[DemoResult, str],
+) -> None:
+    """Section 4: each published cell (and margin) equals the sum of the nodes' own counts;
+    a cell some node could not release is '*', never a number."""
+    from workloads.robotics.aggregate import node_cell_counts
+
+    result, printed = demo
+    table = result.federation.robotics
+    assert table is not None and not table.dp and "Robotics statistic:" in printed
+    pooled = {m: 0 for m in ("procedures", "with_complications")}
+    cells: dict[str, np.ndarray] = {}
+    for name in NODES:
+        with LocalNode(name, result.root).open_warehouse(create=False) as wh:
+            counts = node_cell_counts(wh).counts
+        for m in pooled:
+            cells[m] = cells.get(m, 0) + counts[m]
+    for m in pooled:
+        full = np.zeros((cells[m].shape[0] + 1, cells[m].shape[1] + 1), dtype=np.int64)
+        full[:-1, :-1] = cells[m]
+        full[-1, :-1], full[:-1, -1], full[-1, -1] = (
+            cells[m].sum(axis=0), cells[m].sum(axis=1), cells[m].sum())
+        published = table.counts[m]
+        shown = [(i, j) for i, row in enumerate(published) for j, v in enumerate(row)
+                 if v is not None]
+        assert shown, "nothing released at all"
+        for i, j in shown:
+            assert published[i][j] == full[i, j], (m, i, j)
+    markdown = result.markdown.read_text()
+    assert "| robot model |" in markdown.split("4. Robotics statistic", 1)[1]
