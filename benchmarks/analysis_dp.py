@@ -8,7 +8,7 @@ second run). Prints, per epsilon and term, the median over repeats of
 |DP estimate - exact estimate| in units of the exact standard error, and the noise
 multiplier the nodes applied.
 
-    flock /tmp/heavy.lock .venv/bin/python -m benchmarks.analysis_dp --repeats 5
+    .venv/bin/python -m benchmarks.analysis_dp --repeats 5
 """
 
 from __future__ import annotations
