@@ -159,9 +159,10 @@ def federate(
     transport: str = "inprocess",
     out: TextIO | None = None,
     chart: Path | None = None,
+    robotics: bool = False,
 ) -> FederationResult:
-    """Federated statistics + model over `nodes` under `root`; prints and returns them
-    (and draws the forest plot into `chart` if given)."""
+    """Federated statistics + model (+ the robotics table when the nodes hold fleets) over
+    `nodes` under `root`; prints and returns them (and draws the forest plot into `chart`)."""
     import numpy as np
 
     from workloads.federation import report
@@ -177,7 +178,7 @@ def federate(
         # through the same guard (each node's small-cell floor and margins rules).
         from workloads.robotics import federated as robotics_federated
 
-        robotics = robotics_federated.run(coordinator)
+        table = robotics_federated.run(coordinator) if robotics else None
         coordinator.finish()
     pooled, pooled_se = report.pooled_fit([LocalNode(n, root) for n in nodes])
     diff = float(np.max(np.abs(fit.coefficients - pooled)))
@@ -185,7 +186,7 @@ def federate(
         [
             report.stats_table(stats, coordinator.config.k),
             report.fit_table(fit, pooled),
-            robotics.text(),
+            *([table.text()] if table is not None else []),
             f"Federated vs pooled: max |coefficient difference| = {diff:.1e} "
             f"({'identical to 1e-6' if diff < 1e-6 else 'DIFFERENT'})",
             f"Data never left the nodes: the hub received {hub.endpoint.bytes_received} bytes "
@@ -199,7 +200,7 @@ def federate(
         write_chart(fit, pooled, pooled_se, chart)
     return FederationResult(stats, fit, pooled, pooled_se, diff, hub.endpoint.bytes_received,
                             len(coordinator.bytes_per_round), coordinator.config.k,
-                            coordinator.config.run_id, text, chart, robotics)
+                            coordinator.config.run_id, text, chart, table)
 
 
 @dataclass
@@ -680,7 +681,8 @@ def run_demo(
             add(f"{name}: {label}", partial(_command, argv))
     chart = out_dir / "federated_vs_pooled.png"
     add("federation: statistics + model", lambda: state.__setitem__(
-        "federation", federate(root, config.nodes, transport=config.transport, chart=chart)))
+        "federation", federate(root, config.nodes, transport=config.transport, chart=chart,
+                                       robotics=True)))
     add("federation: synthetic table", lambda: state.__setitem__(
         "synthetic", synthesize(root, config.nodes, out_dir, seed=config.seed)))
     add("budgets + release logs", lambda: state.__setitem__(

@@ -247,6 +247,14 @@ class NodeWorker:
                 log.warning("node %s: refused %s step %d: %s", self.name, message.kind,
                             message.round, reason)
                 reply = self._reply(message, "abort", params={"reason": reason[:1000]})
+            except Exception as exc:  # the node cannot answer: say so now, not by silence
+                # Only the error's type leaves: an engine's message can quote stored values.
+                log.exception("node %s: cannot answer %s step %d", self.name, message.kind,
+                              message.round)
+                reason = (f"internal error ({type(exc).__name__}); the node's log has the "
+                          "details")
+                self.refused.append(reason)
+                reply = self._reply(message, "abort", params={"reason": reason[:1000]})
             self._answers[key] = reply.sign(self.signer).encode()
         self.endpoint.upload(self._answers[key])
         return False

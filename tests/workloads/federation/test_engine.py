@@ -100,6 +100,26 @@ def test_too_few_survivors_stop_with_the_silent_nodes_named(
             coordinator.statistics()
 
 
+def test_a_node_that_cannot_answer_says_so_at_once_without_leaking_the_engine_message(
+    make_federation: Callable[[dict[str, int]], Federation],
+) -> None:
+    """A failure inside the node (here: no robotics fleet, so the engine raises its own
+    catalog error) is a signed abort naming only the error's type, so the hub stops with
+    the cause at once instead of waiting out the round timeout ("no answer from ...")."""
+    import time
+
+    from workloads.robotics import federated as robotics_federated
+
+    root, _ = make_federation({"us": 300, "eu": 300, "sg": 300})
+    with local_federation(root, list(NAMES)) as hub:
+        coordinator = hub.coordinator(RunConfig(nodes=NAMES, round_timeout=20))
+        started = time.monotonic()
+        with pytest.raises(FederationStoppedError, match=r"internal error \(\w+\)") as caught:
+            robotics_federated.run(coordinator)
+    assert time.monotonic() - started < 10
+    assert "complications_by_model_category" not in str(caught.value)  # no engine text
+
+
 def test_dp_releases_are_charged_to_each_node_for_life(
     make_federation: Callable[[dict[str, int]], Federation],
 ) -> None:
