@@ -9,8 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from workloads.cli.batch_job import add_job_commands
 from workloads.contracts.errors import UserError
+from workloads.generator.sampling import DEFAULT_SEED
 from workloads.local_node import DEFAULT_ROOT
+
+FHIR_KIND = "fhir"  # the task kind registered by workloads/clinical/task.py
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -25,7 +29,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     synth = cmds.add_parser("synth", help="write Synthea-shaped bundles for the node's patients "
                                           "into its bucket (fhir/input/)")
     node_args(synth)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                       help=f"bundles' seed (default {DEFAULT_SEED}, the generator's)")
     synth.add_argument("--no-progress", action="store_true")
     synth.set_defaults(func=_synth)
 
@@ -54,22 +59,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     batch = cmds.add_parser("batch", help="the 'fhir' task kind as a Confidential Cloud Batch job")
     bcmds = batch.add_subparsers(dest="batch_command", required=True, metavar="BATCH_COMMAND")
-    for name, func, text in (("dry-run", _dry_run, "print the job as JSON"),
-                             ("submit", _submit, "create the job with BatchServiceClient")):
-        p = bcmds.add_parser(name, help=text, description="Load hospital and practitioner "
-                             "bundles in a job before the patients' bundles.")
-        p.add_argument("--stack-outputs", type=Path, required=True,
-                       help="JSON from `pulumi stack output --json -s <node>`")
-        p.add_argument("--item", action="append", dest="items", required=True,
-                       help="object key of a bundle or NDJSON file in the raw-input bucket "
-                            "(repeatable; one task each)")
-        p.add_argument("--image-tag", default="latest")
-        p.add_argument("--location", help="region (default and only allowed: the node's)")
-        p.add_argument("--parallelism", type=int, default=4)
-        p.add_argument("--max-retries", type=int, default=2)
-        p.add_argument("--max-run-hours", type=float, default=4.0)
-        p.add_argument("--job-id", help="default: derived from the inputs")
-        p.set_defaults(func=func)
+    add_job_commands(bcmds, kind=FHIR_KIND, item_flag="item",
+                     item_help="object key of a bundle or NDJSON file in the raw-input bucket "
+                               "(repeatable; one task each)",
+                     description="Load hospital and practitioner bundles in a job before the "
+                                 "patients' bundles.")
     local = bcmds.add_parser("run-local", help="run the task kind on the bucket's fhir/input/ "
                                                "files in parallel processes, then merge")
     node_args(local)
@@ -155,54 +149,9 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _job(args: argparse.Namespace) -> tuple[Any, Any]:
-    from workloads.batch.job import build_job, create_job_request
-    from workloads.clinical.task import FHIR_TASK
-    from workloads.contracts.batch import (
-        BatchTarget,
-        JobSettings,
-        TaskRequest,
-        check_location,
-        default_job_id,
-    )
-
-    try:
-        outputs = json.loads(args.stack_outputs.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{args.stack_outputs}: cannot read stack outputs ({exc}); fix: "
-                        f"pulumi stack output --json -s <node> > outputs.json") from exc
-    target = BatchTarget.from_stack_outputs(outputs, image_tag=args.image_tag)
-    check_location(target, args.location)  # refused here, before anything is built or sent
-    settings = JobSettings(parallelism=args.parallelism, max_retry_count=args.max_retries,
-                           max_run_duration_s=int(args.max_run_hours * 3600))
-    request = TaskRequest(FHIR_TASK.name, tuple(args.items))
-    job = build_job(target, request, settings=settings, location=args.location)
-    job_id = args.job_id or default_job_id(target, request)
-    return job, create_job_request(target, job, job_id, location=args.location)
-
-
-def _dry_run(args: argparse.Namespace) -> int:
-    from workloads.batch.job import job_json
-
-    job, request = _job(args)
-    print(json.dumps({"parent": request.parent, "jobId": request.job_id,
-                      "job": json.loads(job_json(job))}, indent=2, sort_keys=True))
-    return 0
-
-
-def _submit(args: argparse.Namespace) -> int:
-    from workloads.batch.job import submit
-
-    _, request = _job(args)
-    created = submit(request)
-    print(f"submitted {created.name or request.job_id} ({created.uid})")
-    return 0
-
-
 def _run_local(args: argparse.Namespace) -> int:
     from workloads.batch.local import input_items, run_local
     from workloads.clinical.load import INPUT_PREFIX
-    from workloads.clinical.task import FHIR_TASK
     from workloads.contracts.batch import TaskRequest
 
     node = _node(args)
@@ -210,7 +159,7 @@ def _run_local(args: argparse.Namespace) -> int:
     if not items:
         raise UserError(f"no FHIR files under {node.bucket / INPUT_PREFIX}; fix: "
                         f"python -m workloads fhir synth --node {node.name}")
-    run = run_local(node, TaskRequest(FHIR_TASK.name, tuple(items)), workers=args.workers,
+    run = run_local(node, TaskRequest(FHIR_KIND, tuple(items)), workers=args.workers,
                     progress=not args.no_progress)
     print(json.dumps(run.finished, sort_keys=True))
     return 1 if run.finished and run.finished.get("quarantined") else 0

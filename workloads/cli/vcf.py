@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from workloads.cli.args import DefaultsHelp, non_negative_int, positive_int
+from workloads.cli.batch_job import add_job_commands
 from workloads.contracts.errors import UserError
 from workloads.generator.sampling import DEFAULT_SEED
 from workloads.local_node import DEFAULT_ROOT
@@ -64,27 +65,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     batch = cmds.add_parser("batch", help="the Confidential Cloud Batch job")
     bcmds = batch.add_subparsers(dest="batch_command", required=True, metavar="BATCH_COMMAND")
-    for name, func, text in (("dry-run", _dry_run, "print the job as JSON"),
-                             ("submit", _submit, "create the job with BatchServiceClient")):
-        p = bcmds.add_parser(name, help=text,
-                             formatter_class=DefaultsHelp)
-        p.add_argument("--stack-outputs", type=Path, required=True,
-                       help="JSON from `pulumi stack output --json -s <node>`")
-        p.add_argument("--shard", action="append", dest="shards", required=True,
-                       help="object key in the raw-input bucket (repeatable)")
-        p.add_argument("--image-tag", default="latest",
-                       help="tag of the vcf-processor image in the node's registry")
-        p.add_argument("--location", help="region (default and only allowed: the node's)")
-        # None = the job builder's own default (workloads.batch.job.JobSettings).
-        p.add_argument("--parallelism", type=positive_int,
-                       help="tasks running at once (default: JobSettings.parallelism, 4)")
-        p.add_argument("--max-retries", type=non_negative_int,
-                       help="retries per task (default: JobSettings.max_retry_count, 2)")
-        p.add_argument("--max-run-hours", type=float,
-                       help="a task running longer is stopped (default: "
-                            "JobSettings.max_run_duration_s, 4 h)")
-        p.add_argument("--job-id", help="default: derived from the inputs")
-        p.set_defaults(func=func)
+    add_job_commands(bcmds, kind=TASK_KIND, item_flag="shard",
+                     item_help="object key in the raw-input bucket (repeatable)")
     local = bcmds.add_parser("run-local", help="run every shard's task in parallel processes",
                              formatter_class=DefaultsHelp,
                              description=f"Process every VCF under {BUCKET_PREFIX}"
@@ -184,51 +166,6 @@ def _derive(args: argparse.Namespace) -> int:
     print(json.dumps({"patients": result.rows, "differ_from_patient_genomic_data":
                       mismatches.num_rows, "patients_without_variants": unsequenced}))
     return 0 if mismatches.num_rows == 0 else 1
-
-
-def _job(args: argparse.Namespace) -> tuple[Any, Any]:
-    from workloads.batch.job import build_job, create_job_request
-    from workloads.contracts.batch import (
-        BatchTarget,
-        JobSettings,
-        TaskRequest,
-        check_location,
-        default_job_id,
-    )
-
-    try:
-        outputs = json.loads(args.stack_outputs.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{args.stack_outputs}: cannot read stack outputs ({exc}); fix: "
-                        f"pulumi stack output --json -s <node> > outputs.json") from exc
-    target = BatchTarget.from_stack_outputs(outputs, image_tag=args.image_tag)
-    check_location(target, args.location)  # refused here, before anything is built or sent
-    overrides = {"parallelism": args.parallelism, "max_retry_count": args.max_retries,
-                 "max_run_duration_s": None if args.max_run_hours is None
-                 else int(args.max_run_hours * 3600)}
-    settings = JobSettings(**{k: v for k, v in overrides.items() if v is not None})
-    request = TaskRequest(TASK_KIND, tuple(args.shards))
-    job = build_job(target, request, settings=settings, location=args.location)
-    job_id = args.job_id or default_job_id(target, request)
-    return job, create_job_request(target, job, job_id, location=args.location)
-
-
-def _dry_run(args: argparse.Namespace) -> int:
-    from workloads.batch.job import job_json
-
-    job, request = _job(args)
-    print(json.dumps({"parent": request.parent, "jobId": request.job_id,
-                      "job": json.loads(job_json(job))}, indent=2, sort_keys=True))
-    return 0
-
-
-def _submit(args: argparse.Namespace) -> int:
-    from workloads.batch.job import submit
-
-    _, request = _job(args)
-    created = submit(request)
-    print(f"submitted {created.name or request.job_id} ({created.uid})")
-    return 0
 
 
 def _run_local(args: argparse.Namespace) -> int:

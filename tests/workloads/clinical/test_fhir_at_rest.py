@@ -25,3 +25,25 @@ def test_no_plaintext_record_under_the_node_after_synth_and_ingest(
         data = path.read_bytes()
         found = [m for m in markers if m in data]
         assert not found, f"{path} holds plaintext {found[:3]}"
+
+
+def test_the_cli_names_the_registered_fhir_kind() -> None:
+    from workloads.cli.fhir import FHIR_KIND
+    from workloads.clinical.task import FHIR_TASK
+
+    assert FHIR_KIND == FHIR_TASK.name
+
+
+def test_fhir_batch_dry_run_builds_a_fhir_job_from_the_shipped_outputs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[3] / "docs" / "examples" / "us.outputs.json"
+    assert main(["fhir", "batch", "dry-run", "--stack-outputs", str(example),
+                 "--item", "fhir/input/a.json", "--item", "fhir/input/b.json"]) == 0
+    job = json.loads(capsys.readouterr().out)
+    assert job["parent"] == "projects/fed-node-us/locations/us-central1"
+    assert job["job"]["taskGroups"][0]["taskCount"] == "2"
+    assert "fhir" in json.dumps(job["job"]["taskGroups"][0])
