@@ -31,7 +31,7 @@ def test_the_cli_names_the_registered_fhir_kind() -> None:
     from workloads.cli.fhir import FHIR_KIND
     from workloads.clinical.task import FHIR_TASK
 
-    assert FHIR_KIND == FHIR_TASK.name
+    assert FHIR_TASK.name == FHIR_KIND
 
 
 def test_fhir_batch_dry_run_builds_a_fhir_job_from_the_shipped_outputs(
