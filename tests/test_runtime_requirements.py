@@ -87,7 +87,9 @@ def imported_modules() -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
+                # `from google.cloud import bigquery` needs google-cloud-bigquery, not just
+                # some package of the google.cloud namespace.
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
             else:
                 continue
             for name in names:
