@@ -34,7 +34,8 @@ from typing import Literal
 import numpy as np
 
 from workloads.contracts.errors import UserError
-from workloads.contracts.federation_service import ODOMETER, RELEASE_LOG
+from workloads.contracts.federation_service import ODOMETER as ODOMETER  # re-exported
+from workloads.contracts.federation_service import RELEASE_LOG as RELEASE_LOG
 from workloads.federation import privacy, secure_agg
 from workloads.federation.node_handle import NodeHandle
 from workloads.local_node import LocalNode
