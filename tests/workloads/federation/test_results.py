@@ -91,3 +91,33 @@ def test_an_exact_run_charges_nothing_and_a_stopped_run_is_recorded(
     assert list(stopped["result"]) == ["stats"]  # published before the stop
     assert stopped["released_from"] and results.verify_record(stopped, hub.roster) == []
     assert isinstance(FederationStoppedError("x"), UserError)
+
+
+def test_records_are_created_once_in_gcs_and_in_sealed_folders(tmp_path: Path) -> None:
+    from unittest import mock
+
+    from google.api_core.exceptions import PreconditionFailed
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    from workloads.objectstore.gcs import GcsStore
+
+    client = storage.Client(project="hub", credentials=AnonymousCredentials())
+    store = GcsStore.from_uri("gs://hub-federation-results", client=client)
+    with mock.patch.object(storage.Blob, "upload_from_string") as upload:
+        store.write_new("runs/r1.json", b"{}")
+    assert upload.call_args.args == (b"{}",)
+    assert upload.call_args.kwargs == {"if_generation_match": 0}  # create, never replace
+    with mock.patch.object(storage.Blob, "upload_from_string",
+                           side_effect=PreconditionFailed("exists")), \
+            pytest.raises(UserError, match=r"gs://hub-federation-results/runs/r1\.json exists"):
+        store.write_new("runs/r1.json", b"{}")
+
+    sealed = FolderStore(tmp_path / "sealed", b"k" * 32)
+    sealed.write_new("runs/r1.json", b'{"a": 1}')
+    assert sealed.read_bytes("runs/r1.json") == b'{"a": 1}'
+    assert b'"a"' not in (tmp_path / "sealed" / "runs" / "r1.json").read_bytes()
+    with pytest.raises(UserError, match="never replaced"):
+        sealed.write_new("runs/r1.json", b"{}")
+    assert sealed.read_bytes("runs/r1.json") == b'{"a": 1}'
+    assert [p.name for p in (tmp_path / "sealed" / "runs").iterdir()] == ["r1.json"]
