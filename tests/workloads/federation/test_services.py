@@ -130,3 +130,28 @@ def test_settings_errors_are_one_line_with_a_fix(
     assert code == 2 and "roster SOVEREIGN_ROSTER is not valid" in err
     code, err = _run(["coordinator", "fit"], {"SOVEREIGN_LOCAL_ROOT": str(root)}, capsys)
     assert code == 2 and "CoordinatorSettings (local mode) lacks SOVEREIGN_HUB_PROJECT" in err
+
+
+@pytest.mark.emulator
+@pytest.mark.slow
+def test_the_local_coordinator_command_keeps_the_same_record_under_the_hub_folder(
+    pubsub_emulator: str, three_nodes: Federation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workloads.cli import main as cli
+    from workloads.federation.local import worker_processes
+
+    root, nodes = three_nodes
+    names = [n.name for n in nodes]
+    project = f"cli-{uuid.uuid4().hex[:8]}"
+    create_resources(project, names)
+    with worker_processes(root, names, project, pubsub_emulator) as workers:
+        code = cli(["federate", "coordinator", "--root", str(root), "--project", project,
+                    "--nodes", ",".join(names), "--round-timeout", "60"])
+    assert code == 0 and [w.returncode for w in workers] == [0, 0, 0]
+    out = capsys.readouterr().out
+    records = sorted((root / "hub" / "results" / "runs").glob("*.json"))
+    assert records and f"audit record {records[-1]}" in out
+    record = json.loads(records[-1].read_text())
+    assert record["product"] == "stats+fit" and set(record["result"]) == {"stats", "fit"}
+    assert record["hub_project"] == project
+    assert results.verify_record(record, roster.load(root)) == []
