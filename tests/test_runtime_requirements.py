@@ -16,6 +16,7 @@ from requirements-runtime.in and requirements.txt.
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 import tomllib
 from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
@@ -97,11 +98,21 @@ def imported_modules() -> dict[str, set[str]]:
     return found
 
 
+@functools.cache
+def _files(dist: str) -> tuple[str, ...]:
+    return tuple(str(f) for f in distribution(dist).files or [])
+
+
+@functools.cache
+def _top_levels() -> dict[str, list[str]]:
+    return packages_distributions()
+
+
 def distributions_of(module: str) -> set[str]:
     """The distributions that provide `module` (namespace packages such as google.cloud are
     shared: the longest dotted prefix some distribution's files provide decides)."""
     top = module.split(".")[0]
-    candidates = packages_distributions().get(top, [])
+    candidates = _top_levels().get(top, [])
     if len(candidates) <= 1:
         return {canonicalize_name(c) for c in candidates}
     parts = module.split(".")
@@ -109,8 +120,7 @@ def distributions_of(module: str) -> set[str]:
         folder = "/".join(parts[:length])
         owners = set()
         for candidate in candidates:
-            files = distribution(candidate).files or []
-            if any(str(f).startswith(folder + "/") or str(f) == folder + ".py" for f in files):
+            if any(f.startswith(folder + "/") or f == folder + ".py" for f in _files(candidate)):
                 owners.add(canonicalize_name(candidate))
         if owners and length > 1:
             return owners
