@@ -12,6 +12,7 @@ with read-only roles) and the ledger is its LEDGER_DATASET, the one dataset it m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,11 +33,17 @@ class NodeHandle(Protocol):
     def open_ledger(self, data: Warehouse) -> Warehouse: ...
 
 
+_RESOURCE = re.compile(r"^projects/([^/]+)/datasets/([^/]+)$")
+
+
 def dataset_ref(text: str, project: str, what: str) -> tuple[str, str]:
-    """`dataset`, `project.dataset` or `project:dataset` -> (project, dataset)."""
+    """`dataset`, `project.dataset`, `project:dataset` or `projects/p/datasets/d` (a
+    Pulumi resource id) -> (project, dataset)."""
+    if match := _RESOURCE.match(text):
+        return match.group(1), match.group(2)
     head, sep, tail = text.replace(":", ".").rpartition(".")
     dataset, owner = (tail, head) if sep else (text, project)
-    if not dataset or not owner or "." in owner:
+    if not dataset or not owner or "." in owner or "/" in text:
         raise UserError(f"{what} {text!r} is not a BigQuery dataset id; fix: give "
                         f"'dataset' or 'project.dataset'")
     return owner, dataset

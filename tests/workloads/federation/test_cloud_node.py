@@ -162,3 +162,24 @@ def test_a_cloud_node_reads_bigquery_only_and_keeps_its_ledger_in_the_ledger_dat
     assert {t.table_id for t in standin.created} == {t.name for t in LEDGER_TABLES}
     assert {(t.dataset_id, t.encryption_configuration.kms_key_name)
             for t in standin.created} == {(LEDGER_DATASET, KEY)}
+
+
+def test_dataset_ids_in_every_form_the_stacks_may_give() -> None:
+    import pytest
+
+    from workloads.contracts.errors import UserError
+    from workloads.federation.node_handle import dataset_ref
+
+    for text in ("federation_ledger", "p1.federation_ledger", "p1:federation_ledger",
+                 "projects/p1/datasets/federation_ledger"):
+        expected = ("p0" if text == "federation_ledger" else "p1", "federation_ledger")
+        assert dataset_ref(text, "p0", "ledger") == expected
+    for bad in ("", "a.b.c", "projects/p1/tables/x", "p1."):
+        with pytest.raises(UserError, match="not a BigQuery dataset id"):
+            dataset_ref(bad, "p0", "ledger")
+    node = CloudNode("us", "p0", "us-central1", {"genomics": "hospital_data",
+                                                "robotics": "p2.robotics"}, "l", KEY)
+    assert node.table_datasets()["patient_genomic_data"] == "p0.hospital_data"
+    assert node.table_datasets()["surgical_procedures"] == "p2.robotics"
+    with pytest.raises(UserError, match="unknown domains"):
+        CloudNode("us", "p0", "r", {"genome": "x"}, "l", KEY)
