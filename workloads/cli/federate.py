@@ -99,7 +99,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "coordinator",
         help="the hub's coordinator over Pub/Sub (workers run elsewhere)",
         description="Runs statistics and the model against workers already pulling their "
-        "subscriptions. Needs PUBSUB_EMULATOR_HOST or Google credentials.",
+        "subscriptions, and writes the run's audit record to <root>/hub/results/runs/ "
+        "(docs/federation.md). Needs PUBSUB_EMULATOR_HOST or Google credentials.",
     )
     coordinator.add_argument("--nodes", default=DEFAULT_NODES, help="comma-separated node names")
     _root(coordinator)
@@ -367,5 +368,10 @@ def _coordinator(args: argparse.Namespace) -> int:
         create_resources(args.project, nodes)
     coordinator = Coordinator(PubSubHub(args.project), config, _signer(args, HUB),
                               _load_roster(args))
-    _products(coordinator, "both", args)
+    # The same audit record the cloud coordinator writes to the hub's results bucket.
+    from workloads.federation.service import run_and_record
+    from workloads.objectstore.folder import FolderStore
+
+    run_and_record(coordinator, ["stats", "fit"], None,
+                   FolderStore(args.root / "hub" / "results"), hub_project=args.project)
     return 0

@@ -40,6 +40,7 @@ from workloads.federation import data as node_data
 from workloads.federation.analysis_glm import PushDown
 from workloads.federation.guard import Guard, NodePolicy, RefusedError, Release, load_policy
 from workloads.federation.identity import Signer, local_signer, verify
+from workloads.federation.node_handle import NodeHandle
 from workloads.federation.protocol import (
     Message,
     MessageRejectedError,
@@ -50,7 +51,7 @@ from workloads.federation.roster import HUB, Roster
 from workloads.federation.roster import load as load_roster
 from workloads.federation.transport import NodeEndpoint
 from workloads.local_node import LocalNode
-from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
+from workloads.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 MAX_SLOTS = 64
@@ -107,7 +108,7 @@ class RunState:
 
 @dataclass
 class NodeWorker:
-    node: LocalNode
+    node: NodeHandle  # a local folder or a cloud node (node_handle.py)
     endpoint: NodeEndpoint
     signer: Signer
     roster: Roster
@@ -118,7 +119,8 @@ class NodeWorker:
     _answers: dict[tuple[str, int, str], bytes] = field(default_factory=dict)
     _data: dict[tuple[str, tuple[str, ...]], node_data.NodeData] = field(default_factory=dict)
     _replays: ReplayGuard = field(default_factory=ReplayGuard)
-    _warehouse: DuckDBWarehouse | None = None  # open while serving (guard and data share it)
+    _warehouse: Warehouse | None = None  # the node's tables, open while serving
+    _ledger: Warehouse | None = None  # the guard's (locally the same connection)
     _guard: Guard | None = None
     # The node's own catalogue: push-down analyses are re-validated against it.
     tables: Sequence[Table] = ALL_TABLES
@@ -147,8 +149,8 @@ class NodeWorker:
 
     @property
     def guard(self) -> Guard:
-        if self._guard is None or self._guard.warehouse is not self._warehouse:
-            self._guard = Guard(self.node, self.policy, self._warehouse)
+        if self._guard is None or self._guard.warehouse is not self._ledger:
+            self._guard = Guard(self.node, self.policy, self._ledger)
         return self._guard
 
     def data(self, table: str, columns: tuple[str, ...]) -> node_data.NodeData:
@@ -158,6 +160,9 @@ class NodeWorker:
         return self._data[key]
 
     def close(self) -> None:
+        if self._ledger is not None and self._ledger is not self._warehouse:
+            self._ledger.close()
+        self._ledger = None
         if self._warehouse is not None:
             self._warehouse.close()
             self._warehouse = None
@@ -182,9 +187,11 @@ class NodeWorker:
         """
         if self._warehouse is None:
             self._warehouse = self.node.open_warehouse(create=False)
-            # The guard's small writes need no thread pool; DuckDB's would compete with the
-            # node's own numpy work (and other nodes' workers, in-process).
-            self._warehouse.query("SET threads = 1")
+            self._ledger = self.node.open_ledger(self._warehouse)
+            if self._warehouse.dialect == "duckdb":
+                # The guard's small writes need no thread pool; DuckDB's would compete with
+                # the node's own numpy work (and other nodes' workers, in-process).
+                self._warehouse.query("SET threads = 1")
         try:
             self._serve(stop, exit_after_run=exit_after_run, idle_timeout=idle_timeout)
         finally:
@@ -437,8 +444,18 @@ class NodeWorker:
         )
         receipt = self.signer.sign(receipt_payload(m.run_id, m.round, members))
         return self._reply(
-            m, "masked", masked=tuple(secure_agg.to_wire(masked)), keys={"receipt": receipt.hex()}
+            m, "masked", masked=tuple(secure_agg.to_wire(masked)), keys={"receipt": receipt.hex()},
+            params=self._charge(release),
         )
+
+    def _charge(self, release: Release) -> dict[str, str]:
+        """What this run's DP releases of the dataset cost so far, from the node's own
+        odometer (the hub keeps it in the run's audit record); nothing for exact releases."""
+        if release.noise_multiplier is None:
+            return {}
+        return {"dp_dataset": release.dataset,
+                "dp_epsilon": repr(self.guard.run_epsilon(release.dataset, release.run_id)),
+                "dp_delta": repr(self.policy.lifetime_delta)}
 
     def _compute(self, algorithm: algorithms.Algorithm, params: Any, model: np.ndarray
                  ) -> np.ndarray:
@@ -446,8 +463,11 @@ class NodeWorker:
         if isinstance(algorithm, PushDown):
             if self._warehouse is not None:
                 return algorithm.compute_in(self._warehouse, params, model, self.policy)
-            with self.node.open_warehouse(create=False) as warehouse:
+            warehouse = self.node.open_warehouse(create=False)
+            try:
                 return algorithm.compute_in(warehouse, params, model, self.policy)
+            finally:
+                warehouse.close()
         data = self.data(params.table, algorithm.columns(params))
         return algorithm.compute(data, params, model, self.policy)
 
@@ -495,7 +515,9 @@ class NodeWorker:
         state.metric_done = True
         value = float(np.clip(secure_agg.decode(encoded), 0.0, 1.0)[0])
         return self._reply(
-            m, "release", values=(value,), params={"dp": "true" if multiplier else "false"}
+            m, "release", values=(value,),
+            params={"dp": "true" if multiplier else "false",
+                    **self._charge(release)},
         )
 
     # --- consistency and unmasking -----------------------------------------------------------
