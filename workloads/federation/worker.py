@@ -556,10 +556,10 @@ class NodeWorker:
         # exact release) before any share leaves.
         if pending.exact:
             self.guard.admit(replace(pending.release, participants=survivors), record=True)
-        elif len(survivors) < self.policy.min_participants:
+        elif len(survivors) < self.policy.min_dp_participants:
             raise RefusedError(
                 f"{len(survivors)} survivors: this node's policy needs "
-                f"{self.policy.min_participants} for a masked release"
+                f"{self.policy.min_dp_participants} for a DP masked release"
             )
         state.views[pending.slot] = ("reveal", survivors)
         keys: dict[str, str] = {}
