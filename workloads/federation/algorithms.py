@@ -34,7 +34,7 @@ from workloads.federation.analysis_stats import AnalysisStats
 from workloads.federation.defaults import DEFAULT_K
 from workloads.federation.guard import NodePolicy, RefusedError, ReleaseClass, query_digest
 from workloads.robotics.federated import RoboticsCells
-from workloads.synthetic.federated import SynthMarginals, SynthProducts
+from workloads.synthetic.federated import SynthMarginals, SynthMixture, SynthProducts
 
 P = TypeVar("P")
 PATIENTS = PATIENT_GENOMIC_DATA.name
@@ -423,6 +423,7 @@ REGISTRY[AnalysisStats.name] = AnalysisStats()
 REGISTRY[RoboticsCells.name] = RoboticsCells()  # robotics domain: workloads/robotics/federated.py
 REGISTRY[SynthMarginals.name] = SynthMarginals()  # synthesis: workloads/synthetic/federated.py
 REGISTRY[SynthProducts.name] = SynthProducts()
+REGISTRY[SynthMixture.name] = SynthMixture()
 
 
 def lookup(name: str) -> Algorithm:

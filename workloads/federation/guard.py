@@ -39,8 +39,10 @@ from workloads.local_node import LocalNode
 from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 POLICY_FILE = "federation_policy.toml"
-ReleaseClass = Literal["masked_sums", "clear_cells", "metrics"]
+ReleaseClass = Literal["masked_sums", "clear_cells", "metrics", "post_processing"]
 RELEASE_CLASSES: tuple[ReleaseClass, ...] = ("masked_sums", "clear_cells", "metrics")
+# post_processing: a masked sum computed only from this node's own earlier DP releases
+# (kept in its warehouse); it costs no privacy, so it is neither charged nor logged.
 
 
 class RefusedError(Exception):
@@ -220,6 +222,13 @@ class Guard:
         policy = self.policy
         members = tuple(sorted(set(release.participants)))
         dp = release.noise_multiplier is not None
+        if release.release_class == "post_processing":
+            if dp or len(members) < policy.min_dp_participants:
+                raise RefusedError(
+                    f"post-processing over {len(members)} participants: this node's policy "
+                    f"needs at least {policy.min_dp_participants} (and no noise request)"
+                )
+            return None
         needed = policy.min_dp_participants if dp else policy.min_participants
         if release.release_class == "masked_sums" and len(members) < needed:
             raise RefusedError(

@@ -427,6 +427,13 @@ class NodeWorker:
             noise_multiplier=algorithms.noise_of(params),
         )
         encoded = self.guard.release(release, vector, record=False)
+        keep = getattr(algorithm, "keep", None)  # its own DP release, for post-processing
+        if keep is not None and release.noise_multiplier is not None:
+            if self._warehouse is not None:
+                keep(self._warehouse, params, m.run_id, self.name, secure_agg.decode(encoded))
+            else:
+                with self.node.open_warehouse(create=False) as warehouse:
+                    keep(warehouse, params, m.run_id, self.name, secure_agg.decode(encoded))
         state.used_slots.add(slot)
         state.pending[m.round] = Pending(release, members, slot, release.noise_multiplier is None)
         if algorithm.name == algorithms.GLM.name:

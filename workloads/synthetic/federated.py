@@ -37,7 +37,7 @@ from scipy import stats
 
 from workloads.contracts.catalogue import ALL_TABLES
 from workloads.contracts.errors import UserError
-from workloads.contracts.schema import Table
+from workloads.contracts.schema import Column, Table
 from workloads.federation import privacy
 from workloads.federation.defaults import SYNTH_CLIP, SYNTH_DELTA, SYNTH_MARGINAL_SHARE
 from workloads.federation.guard import NodePolicy, RefusedError, ReleaseClass
@@ -160,7 +160,38 @@ class _Synthesis:
             raise RefusedError(f"fewer rows than this node's policy minimum ({policy.min_rows})")
 
 
-class SynthMarginals(_Synthesis):
+# A node keeps its own DP releases (encrypted in its warehouse) for post-processing.
+KEPT = Table(
+    name="synthesis_releases",
+    description="This node's own DP synthesis releases (noised), kept for post-processing.",
+    columns=(
+        Column("dataset", "STRING", "REQUIRED", "The table released from"),
+        Column("run_id", "STRING", "REQUIRED", "Run of the release"),
+        Column("node", "STRING", "REQUIRED", "This node's name"),
+        Column("algorithm", "STRING", "REQUIRED", "synth_marginals | synth_products"),
+        Column("request", "STRING", "REQUIRED", "The columns and bins (JSON)"),
+        Column("vector", "STRING", "REQUIRED", "The noisy released vector (JSON)"),
+        Column("released_at", "TIMESTAMP", "REQUIRED", "When"),
+    ),
+)
+
+
+def _request(params: SynthParams) -> str:
+    return json.dumps([params.table, list(params.columns), list(params.bins)])
+
+
+class _Kept(_Synthesis):
+    def keep(self, warehouse: Any, params: SynthParams, run_id: str, node: str,
+             noisy: np.ndarray) -> None:
+        """Called by the worker with what the guard released (noised): kept in the node."""
+        warehouse.ensure_tables([KEPT])
+        warehouse.query(
+            f"INSERT INTO {warehouse.table_ref(KEPT)} VALUES (?, ?, ?, ?, ?, ?, now())",
+            [params.table, run_id, node, self.name, _request(params),
+             json.dumps([float(v) for v in noisy])])
+
+
+class SynthMarginals(_Kept):
     """Per column, the histogram over its public bins (SQL GROUP BY in the warehouse)."""
 
     name: ClassVar[str] = "synth_marginals"
@@ -181,7 +212,7 @@ class SynthMarginals(_Synthesis):
         return np.concatenate(histograms(warehouse, table, columns)).astype(np.float64)
 
 
-class SynthProducts(_Synthesis):
+class SynthProducts(_Kept):
     """Sums of z_i z_j (i < j) of the rows' clipped normal scores under the public marginals."""
 
     name: ClassVar[str] = "synth_products"
@@ -204,6 +235,91 @@ class SynthProducts(_Synthesis):
         z = normal_scores(warehouse, table, columns, marginals, params.clip, params.jitter_seed)
         products: np.ndarray = (z.T @ z)[np.triu_indices(len(columns), k=1)]
         return products
+
+
+@dataclass(frozen=True)
+class MixtureParams:
+    """weight x (this node's kept DP histograms and product sums of `runs`) / its DP rows."""
+
+    table: str = ""
+    columns: tuple[str, ...] = ()
+    bins: tuple[str, ...] = ()
+    runs: tuple[str, ...] = ()
+    weights: tuple[str, ...] = ()  # "node=weight", weights summing to 1
+
+
+class SynthMixture:
+    """Post-processing of each node's own kept DP releases: no new privacy cost. The model
+    is the node's weight; the hub reads only the weighted sum (a mixture of populations)."""
+
+    name: ClassVar[str] = "synth_mixture"
+    params_type: ClassVar[type[Any]] = MixtureParams
+    release_class: ClassVar[ReleaseClass] = "post_processing"
+
+    def __init__(self, tables: Sequence[Table] = ALL_TABLES) -> None:
+        self.tables = tuple(tables)
+
+    def for_catalogue(self, tables: Sequence[Table]) -> SynthMixture:
+        return SynthMixture(tables)
+
+    def columns(self, params: MixtureParams) -> tuple[str, ...]:
+        return params.columns
+
+    def _specs(self, params: MixtureParams) -> tuple[SynthColumn, ...]:
+        try:
+            specs = [json.loads(s) for s in params.bins]
+            return tuple(SynthColumn(s["name"], s["kind"], s["type"], tuple(s["levels"]),
+                                     (float(s["bounds"][0]), float(s["bounds"][1])),
+                                     int(s["bins"])) for s in specs)
+        except (ValueError, KeyError, TypeError, IndexError):
+            raise RefusedError("the requested bins are not column specifications") from None
+
+    def dimension(self, params: MixtureParams) -> int:
+        d = len(params.columns)
+        return sum(c.bins for c in self._specs(params)) + d * (d - 1) // 2
+
+    def model_size(self, params: MixtureParams) -> int:
+        return 0
+
+    def sensitivity(self, params: MixtureParams) -> float:
+        return 0.0  # not a release of rows: post-processing of DP releases
+
+    def compute(self, data: Any, params: MixtureParams, model: np.ndarray, policy: NodePolicy
+                ) -> np.ndarray:
+        raise RefusedError(f"{self.name} runs inside the node's warehouse (compute_in)")
+
+    def compute_in(self, warehouse: Any, params: MixtureParams, model: np.ndarray,
+                   policy: NodePolicy) -> np.ndarray:
+        if not params.runs:
+            raise RefusedError("no runs named to mix")
+        request = json.dumps([params.table, list(params.columns), list(params.bins)])
+        warehouse.ensure_tables([KEPT])
+        marks = ", ".join("?" for _ in params.runs)
+        rows = warehouse.query(
+            f"SELECT node, algorithm, vector FROM {warehouse.table_ref(KEPT)} "
+            f"WHERE dataset = ? AND request = ? AND run_id IN ({marks})", [params.table, request, *params.runs]
+        ).to_pylist()
+        kept = {a: [np.asarray(json.loads(r["vector"])) for r in rows if r["algorithm"] == a]
+                for a in (SynthMarginals.name, SynthProducts.name)}
+        if not kept[SynthMarginals.name] or not kept[SynthProducts.name]:
+            raise RefusedError("this node kept no synthesis release of those runs")
+        weights = dict(w.partition("=")[::2] for w in params.weights)
+        try:
+            weight = float(weights[rows[0]["node"]])
+        except (KeyError, ValueError):
+            raise RefusedError("the request gives this node no weight") from None
+        if not (math.isfinite(weight) and 0 <= weight <= 1):
+            raise RefusedError(f"mixture weight {weight}: must be in [0, 1]")
+        columns = self._specs(params)
+        histogram = np.sum(kept[SynthMarginals.name], axis=0)
+        products = np.sum(kept[SynthProducts.name], axis=0)
+        if histogram.shape != (sum(c.bins for c in columns),):
+            raise RefusedError("the kept releases do not have the requested bins")
+        rows_estimate = float(np.median([h.sum() for h in split_histograms(histogram, columns)]))
+        if not rows_estimate > 0:
+            raise RefusedError("this node's noisy row count is <= 0 (raise epsilon)")
+        result: np.ndarray = weight * np.concatenate([histogram, products]) / rows_estimate
+        return result
 
 
 # --- the node's statistics (SQL in its warehouse, numpy inside the node) --------------------
@@ -248,7 +364,7 @@ def normal_scores(source: Any, table: Table, columns: Sequence[SynthColumn],
         keep &= ~np.asarray(result.column(f"b{j}").is_null())
     rng = np.random.default_rng()  # only for tables without a primary key
     scores = np.empty((int(keep.sum()), len(columns)))
-    for j, (column, p) in enumerate(zip(columns, marginals, strict=True)):
+    for j, p in enumerate(marginals):
         bins = np.asarray(result.column(f"b{j}").fill_null(0).to_numpy())[keep].astype(int)
         if f"f{j}" in result.column_names:
             fractions = np.asarray(result.column(f"f{j}").to_numpy())[keep]
@@ -301,40 +417,79 @@ class Training:
         return sorted({n for r in self.rounds for n in r["products"]})
 
 
-def train(coordinator: Any, table: Table, *, epsilon: float, delta: float = SYNTH_DELTA,
-          marginal_share: float = SYNTH_MARGINAL_SHARE, clip: float = SYNTH_CLIP,
-          rounds: int = 1, jitter_seed: int | None = None,
-          columns: tuple[SynthColumn, ...] | None = None) -> Training:
-    """The hub's side over a federation Coordinator: `rounds` x (marginals, products)."""
-    columns = columns or synth_columns(table)
-    if rounds < 1:
-        raise UserError(f"rounds {rounds} is invalid; fix: >= 1")
-    m_hist, m_prod = multipliers(epsilon, delta, marginal_share, rounds)
-    seed = int(np.random.default_rng().integers(1 << 62)) if jitter_seed is None else jitter_seed
-    common = {"clip": clip, "jitter_seed": seed,
-              "epsilon": 0.0 if math.isinf(epsilon) else epsilon, "delta": delta,
-              "marginal_share": marginal_share, "rounds": rounds}
-    training = Training(coordinator.config.run_id, columns, clip, (m_hist, m_prod),
-                        [np.zeros(c.bins) for c in columns])
-    for _ in range(rounds):
-        params = SynthParams.of(table, columns, noise_multiplier=m_hist, **common)
-        total, summed = coordinator.aggregate(SynthMarginals(), params)
-        for j, h in enumerate(split_histograms(total, columns)):
-            training.histogram_total[j] = training.histogram_total[j] + h
-        marginals = [probabilities(h, c.name)
-                     for h, c in zip(training.histogram_total, columns, strict=True)]
-        model = tuple(float(v) for v in np.concatenate(marginals))
-        params = SynthParams.of(table, columns, noise_multiplier=m_prod, **common)
-        products, summed_products = coordinator.aggregate(SynthProducts(), params, model)
-        training.product_total = (products if training.product_total is None
-                                  else training.product_total + products)
-        rows = float(np.median([max(float(h.sum()), 0.0)
-                                for h in split_histograms(total, columns)]))
-        training.rounds.append({"marginals": list(summed), "products": list(summed_products),
-                                "rows": rows})
-    training.model = build_model(columns, training.histogram_total, training.product_total,
-                                 clip)
+@dataclass(frozen=True)
+class Request:
+    """A run's synthesis request, the same for every round of it."""
+
+    table: Table
+    columns: tuple[SynthColumn, ...]
+    epsilon: float
+    delta: float = SYNTH_DELTA
+    marginal_share: float = SYNTH_MARGINAL_SHARE
+    clip: float = SYNTH_CLIP
+    rounds: int = 1
+    jitter_seed: int = 0
+    noise_multiplier: float | None = None  # fixed (both releases) instead of calibrated
+
+    def multipliers(self) -> tuple[float, float]:
+        if self.rounds < 1:
+            raise UserError(f"rounds {self.rounds} is invalid; fix: >= 1")
+        if self.noise_multiplier is None:
+            return multipliers(self.epsilon, self.delta, self.marginal_share, self.rounds)
+        m = self.noise_multiplier
+        spent = privacy.epsilon([m, m] * self.rounds, self.delta)
+        if spent > self.epsilon:
+            raise UserError(f"noise multiplier {m} spends epsilon {spent:.3f} over "
+                            f"{self.rounds} round(s), more than {self.epsilon}; fix: more noise")
+        return m, m
+
+    def params(self, noise_multiplier: float) -> SynthParams:
+        return SynthParams.of(
+            self.table, self.columns, clip=self.clip, jitter_seed=self.jitter_seed,
+            epsilon=0.0 if math.isinf(self.epsilon) else self.epsilon, delta=self.delta,
+            marginal_share=self.marginal_share, rounds=self.rounds,
+            noise_multiplier=noise_multiplier)
+
+
+def new_training(request: Request, run_id: str = "") -> Training:
+    return Training(run_id, request.columns, request.clip, request.multipliers(),
+                    [np.zeros(c.bins) for c in request.columns])
+
+
+def run_round(coordinator: Any, request: Request, training: Training) -> None:
+    """One round: the marginals' secure sum, then the products' under the new marginals."""
+    m_hist, m_prod = training.multipliers
+    columns = request.columns
+    total, summed = coordinator.aggregate(SynthMarginals(), request.params(m_hist))
+    histograms = split_histograms(total, columns)
+    marginals = [probabilities(training.histogram_total[j] + h, c.name)
+                 for j, (h, c) in enumerate(zip(histograms, columns, strict=True))]
+    model = tuple(float(v) for v in np.concatenate(marginals))
+    products, summed_products = coordinator.aggregate(SynthProducts(), request.params(m_prod),
+                                                      model)
+    for j, h in enumerate(histograms):
+        training.histogram_total[j] = training.histogram_total[j] + h
+    training.product_total = (products if training.product_total is None
+                              else training.product_total + products)
+    training.rounds.append({
+        "run_id": coordinator.config.run_id, "marginals": list(summed),
+        "products": list(summed_products),
+        "rows": float(np.median([max(float(h.sum()), 0.0) for h in histograms])),
+    })
+
+
+def finish(training: Training) -> Training:
+    training.model = build_model(training.columns, training.histogram_total,
+                                 training.product_total, training.clip)
     return training
+
+
+def train(coordinator: Any, request: Request) -> Training:
+    """The hub's side of a run over one Coordinator: `rounds` x (marginals, products)."""
+    training = new_training(request, coordinator.config.run_id)
+    for _ in range(request.rounds):
+        run_round(coordinator, request, training)
+    return finish(training)
 
 
 def build_model(columns: tuple[SynthColumn, ...], histograms: Sequence[np.ndarray],
@@ -347,3 +502,18 @@ def build_model(columns: tuple[SynthColumn, ...], histograms: Sequence[np.ndarra
     raw = correlation_from_products(products, len(columns), rows, clip)
     latent = latent_correlation(raw, columns, marginals)
     return CopulaModel(columns, marginals, nearest_correlation(latent), raw, rows)
+
+
+def mixture(coordinator: Any, table: Table, columns: tuple[SynthColumn, ...],
+            runs: Sequence[str], weights: dict[str, float], clip: float) -> CopulaModel:
+    """The copula of a weighted mixture of the nodes' populations (post-processing of what
+    they released in `runs`): one secure sum of weight_i x (kept DP statistics) / n_i."""
+    total_weight = sum(weights.values())
+    if not total_weight > 0:
+        raise UserError("no site has a positive weight; fix: give weights > 0")
+    params = MixtureParams(table.name, tuple(c.name for c in columns),
+                           tuple(column_spec(c) for c in columns), tuple(runs),
+                           tuple(f"{n}={w / total_weight!r}" for n, w in sorted(weights.items())))
+    total, _ = coordinator.aggregate(SynthMixture(), params)
+    cut = sum(c.bins for c in columns)
+    return build_model(columns, split_histograms(total[:cut], columns), total[cut:], clip)

@@ -34,13 +34,15 @@ import pyarrow.parquet as pq
 
 from workloads.contracts.catalogue import table_named
 from workloads.contracts.errors import UserError
-from workloads.federation.coordinator import FederationStoppedError
 from workloads.contracts.schema import Table
+from workloads.federation.coordinator import FederationStoppedError
+from workloads.federation.defaults import SYNTH_CLIP as DEFAULT_CLIP
+from workloads.federation.defaults import SYNTH_DELTA as DEFAULT_DELTA
+from workloads.federation.defaults import SYNTH_MARGINAL_SHARE as DEFAULT_MARGINAL_SHARE
 from workloads.local_node import DEFAULT_ROOT, LocalNode
 from workloads.synthetic.api import write_json_atomic
 from workloads.synthetic.columns import synth_columns
-from workloads.synthetic.dp import DEFAULT_CLIP, DEFAULT_DELTA, DEFAULT_MARGINAL_SHARE
-from workloads.synthetic.federated import train
+from workloads.synthetic.federated import Request, train
 from workloads.synthetic.quality import QualityEvaluator
 
 log = logging.getLogger(__name__)
@@ -145,9 +147,10 @@ def federated_synthesis(
     with local_federation(root, names, transport=transport) as hub:
         coordinator = hub.coordinator(config)
         try:
-            training = train(coordinator, spec, epsilon=epsilon, delta=delta,
-                             marginal_share=marginal_share, clip=clip, columns=columns,
-                             jitter_seed=None if seed is None else int(rng.integers(1 << 62)))
+            training = train(coordinator, Request(
+                spec, columns, epsilon, delta, marginal_share, clip,
+                jitter_seed=int(rng.integers(1 << 62)),
+            ))
         except FederationStoppedError:
             raise
         except UserError as exc:
