@@ -112,7 +112,8 @@ def write_policy(node: LocalNode, policy: NodePolicy) -> Path:
     lines = []
     for f in fields(NodePolicy):
         value = getattr(policy, f.name)
-        lines.append(f"{f.name} = {json.dumps(list(value) if isinstance(value, tuple) else value)}")
+        text = json.dumps(list(value) if isinstance(value, tuple) else value)
+        lines.append(f"{f.name} = {'inf' if value == float('inf') else text}")  # TOML's inf
     node.folder.mkdir(parents=True, exist_ok=True)
     path = node.folder / POLICY_FILE
     path.write_text("\n".join(lines) + "\n")

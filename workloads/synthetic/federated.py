@@ -297,7 +297,8 @@ class SynthMixture:
         marks = ", ".join("?" for _ in params.runs)
         rows = warehouse.query(
             f"SELECT node, algorithm, vector FROM {warehouse.table_ref(KEPT)} "
-            f"WHERE dataset = ? AND request = ? AND run_id IN ({marks})", [params.table, request, *params.runs]
+            f"WHERE dataset = ? AND request = ? AND run_id IN ({marks})",
+            [params.table, request, *params.runs],
         ).to_pylist()
         kept = {a: [np.asarray(json.loads(r["vector"])) for r in rows if r["algorithm"] == a]
                 for a in (SynthMarginals.name, SynthProducts.name)}
@@ -356,8 +357,10 @@ def normal_scores(source: Any, table: Table, columns: Sequence[SynthColumn],
         if column.kind == "continuous":
             exprs.append(f"{column.fraction_sql()} AS f{j}")
         elif key:
-            exprs.append(f"CAST(hash({int(jitter_seed)}, {j}, {key}) >> 11 AS DOUBLE) / "
-                         f"{_UNIT!r} AS f{j}")
+            # one string hashed (DuckDB's multi-argument hash combines the arguments'
+            # hashes so that two columns' jitters come out strongly correlated)
+            exprs.append(f"CAST(hash(concat_ws('|', {int(jitter_seed)}, {j}, {key})) >> 11 "
+                         f"AS DOUBLE) / {_UNIT!r} AS f{j}")
     result = source.query(f"SELECT {', '.join(exprs)} FROM {ref}")
     keep = np.ones(result.num_rows, dtype=bool)
     for j in range(len(columns)):
