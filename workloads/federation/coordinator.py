@@ -82,7 +82,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         nodes = set(self.nodes)
-        if len(nodes) < max(self.min_nodes, 1):
+        if self.min_nodes < 3 and len(nodes) < max(self.min_nodes, 1):
+            raise UserError(f"this DP run needs at least {self.min_nodes} nodes, got "
+                            f"{sorted(nodes)}; fix: name more nodes")
+        if self.min_nodes >= 3 and len(nodes) < self.min_nodes:
             raise UserError(
                 f"a federated run needs at least three nodes, got {sorted(nodes)}; fix: name "
                 f"three or more (a sum over two nodes is the other node's value to either)"
