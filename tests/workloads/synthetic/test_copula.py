@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
+from workloads.synthetic import SecureAggregator, create_federated_generator
+from workloads.synthetic.api import FederatedGenerator
 from workloads.synthetic.columns import synth_columns
 from workloads.synthetic.copula import (
     CopulaModel,
@@ -20,8 +22,6 @@ from workloads.synthetic.copula import (
     is_correlation,
     nearest_correlation,
 )
-from workloads.synthetic import SecureAggregator, create_federated_generator
-from workloads.synthetic.api import FederatedGenerator
 from workloads.synthetic.federated import histograms
 
 COLUMNS = synth_columns(PATIENT_GENOMIC_DATA)

@@ -72,7 +72,7 @@ def test_bins_or_columns_not_from_the_declarations_are_refused(tmp_path: Path) -
     nodes = _nodes(tmp_path)
     good = SynthParams.of(TABLE, COLUMNS, noise_multiplier=5.0)
     finer = list(good.bins)
-    age = [c for c in COLUMNS if c.name == "age"][0]
+    age = next(c for c in COLUMNS if c.name == "age")
     # 500 bins on age: a bin per (fractional) year, i.e. a probe of exact values
     finer[0] = column_spec(type(age)(age.name, "continuous", age.type, bounds=(25.0, 80.0),
                                      bins=500))
