@@ -58,10 +58,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     synth = commands.add_parser(
         "synth",
         help="federated DP synthetic data (Gaussian copula) over local nodes",
-        description="Each node releases DP histograms and DP normal-score sums of the table, "
-        "masked so that only their totals are read; writes the synthetic table (CSV, Parquet), "
-        "its metadata and an SDMetrics quality report into --out. Every run is charged to "
-        "every node's privacy ledger.",
+        description="Through the federation protocol (in-process or Pub/Sub), each node's "
+        "worker releases DP histograms and DP normal-score sums of the table through its "
+        "guard, masked so that only their totals are read; writes the synthetic table (CSV, "
+        "Parquet), its metadata and an SDMetrics quality report into --out. Every run is "
+        "charged to every node's odometer, capped by its own policy's lifetime_epsilon.",
     )
     add_synth_arguments(synth)
     synth.set_defaults(func=run_synth)

@@ -76,10 +76,16 @@ class RunConfig:
     max_rounds: int = DEFAULT_MAX_ROUNDS
     tolerance: float = 1e-8  # largest |Newton step| at convergence (scaled coefficients)
     dp: DPRequest | None = None
+    # Exact sums need three nodes; runs whose every release is DP (synthesis) may ask for
+    # fewer: each node's guard still decides (its policy's min_dp_participants).
+    min_nodes: int = 3
 
     def __post_init__(self) -> None:
         nodes = set(self.nodes)
-        if len(nodes) < 3:
+        if self.min_nodes < 3 and len(nodes) < max(self.min_nodes, 1):
+            raise UserError(f"this DP run needs at least {self.min_nodes} nodes, got "
+                            f"{sorted(nodes)}; fix: name more nodes")
+        if self.min_nodes >= 3 and len(nodes) < self.min_nodes:
             raise UserError(
                 f"a federated run needs at least three nodes, got {sorted(nodes)}; fix: name "
                 f"three or more (a sum over two nodes is the other node's value to either)"

@@ -42,8 +42,10 @@ from workloads.local_node import LocalNode
 from workloads.warehouse.base import Warehouse
 
 POLICY_FILE = "federation_policy.toml"
-ReleaseClass = Literal["masked_sums", "clear_cells", "metrics"]
+ReleaseClass = Literal["masked_sums", "clear_cells", "metrics", "post_processing"]
 RELEASE_CLASSES: tuple[ReleaseClass, ...] = ("masked_sums", "clear_cells", "metrics")
+# post_processing: a masked sum computed only from this node's own earlier DP releases
+# (kept in its warehouse); it costs no privacy, so it is neither charged nor logged.
 
 
 class RefusedError(Exception):
@@ -62,6 +64,9 @@ class NodePolicy:
     # clear), metrics (exact per-node AUC). Everything else must be DP.
     exact_releases: tuple[str, ...] = ("masked_sums",)
     min_participants: int = 3  # never below 3: a sum over two is the other node's value
+    # A DP release protects this node by its own noise, whoever else is in the sum; a sum
+    # over fewer than this many nodes is still refused (1: one node's own DP release).
+    min_dp_participants: int = 2
     min_k: int = 10  # small-cell threshold floor (the hub may ask for more only)
     min_rows: int = 50  # a model round needs this many rows with non-saturated scores
     max_abs_score: float = 30.0  # refuse models whose scores leave (-30, 30) on any row
@@ -78,6 +83,8 @@ class NodePolicy:
             problems.append(f"exact_releases among {', '.join(RELEASE_CLASSES)} ({unknown})")
         if self.min_participants < 3:
             problems.append("min_participants >= 3")
+        if self.min_dp_participants < 1:
+            problems.append("min_dp_participants >= 1")
         if self.min_k < 1 or self.min_rows < 1 or self.metric_min_class < 1:
             problems.append("min_k, min_rows and metric_min_class >= 1")
         if problems:
@@ -113,7 +120,8 @@ def write_policy(node: LocalNode, policy: NodePolicy) -> Path:
     lines = []
     for f in fields(NodePolicy):
         value = getattr(policy, f.name)
-        lines.append(f"{f.name} = {json.dumps(list(value) if isinstance(value, tuple) else value)}")
+        text = json.dumps(list(value) if isinstance(value, tuple) else value)
+        lines.append(f"{f.name} = {'inf' if value == float('inf') else text}")  # TOML's inf
     node.folder.mkdir(parents=True, exist_ok=True)
     path = node.folder / POLICY_FILE
     path.write_text("\n".join(lines) + "\n")
@@ -223,10 +231,18 @@ class Guard:
         policy = self.policy
         members = tuple(sorted(set(release.participants)))
         dp = release.noise_multiplier is not None
-        if release.release_class == "masked_sums" and len(members) < policy.min_participants:
+        if release.release_class == "post_processing":
+            if dp or len(members) < policy.min_dp_participants:
+                raise RefusedError(
+                    f"post-processing over {len(members)} participants: this node's policy "
+                    f"needs at least {policy.min_dp_participants} (and no noise request)"
+                )
+            return None
+        needed = policy.min_dp_participants if dp else policy.min_participants
+        if release.release_class == "masked_sums" and len(members) < needed:
             raise RefusedError(
                 f"{len(members)} participants ({', '.join(members)}): this node's policy "
-                f"needs at least {policy.min_participants} for a masked release"
+                f"needs at least {needed} for a{' DP' if dp else 'n exact'} masked release"
             )
         with self._open() as warehouse:
             if not dp:

@@ -434,6 +434,13 @@ class NodeWorker:
             noise_multiplier=algorithms.noise_of(params),
         )
         encoded = self.guard.release(release, vector, record=False)
+        keep = getattr(algorithm, "keep", None)  # its own DP release, for post-processing
+        if keep is not None and release.noise_multiplier is not None:
+            if self._warehouse is not None:
+                keep(self._warehouse, params, m.run_id, self.name, secure_agg.decode(encoded))
+            else:
+                with self.node.open_warehouse(create=False) as warehouse:
+                    keep(warehouse, params, m.run_id, self.name, secure_agg.decode(encoded))
         state.used_slots.add(slot)
         state.pending[m.round] = Pending(release, members, slot, release.noise_multiplier is None)
         if algorithm.name == algorithms.GLM.name:
@@ -578,10 +585,10 @@ class NodeWorker:
         # exact release) before any share leaves.
         if pending.exact:
             self.guard.admit(replace(pending.release, participants=survivors), record=True)
-        elif len(survivors) < self.policy.min_participants:
+        elif len(survivors) < self.policy.min_dp_participants:
             raise RefusedError(
                 f"{len(survivors)} survivors: this node's policy needs "
-                f"{self.policy.min_participants} for a masked release"
+                f"{self.policy.min_dp_participants} for a DP masked release"
             )
         state.views[pending.slot] = ("reveal", survivors)
         keys: dict[str, str] = {}
