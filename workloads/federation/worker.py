@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -436,11 +437,9 @@ class NodeWorker:
         encoded = self.guard.release(release, vector, record=False)
         keep = getattr(algorithm, "keep", None)  # its own DP release, for post-processing
         if keep is not None and release.noise_multiplier is not None:
-            if self._warehouse is not None:
-                keep(self._warehouse, params, m.run_id, self.name, secure_agg.decode(encoded))
-            else:
-                with self.node.open_warehouse(create=False) as warehouse:
-                    keep(warehouse, params, m.run_id, self.name, secure_agg.decode(encoded))
+            # Kept with the guard's state (the ledger: the one place a cloud worker writes).
+            with self._ledger_for_call() as ledger:
+                keep(ledger, params, m.run_id, self.name, secure_agg.decode(encoded))
         state.used_slots.add(slot)
         state.pending[m.round] = Pending(release, members, slot, release.noise_multiplier is None)
         if algorithm.name == algorithms.GLM.name:
@@ -455,6 +454,21 @@ class NodeWorker:
             params=self._charge(release),
         )
 
+    @contextmanager
+    def _ledger_for_call(self) -> Iterator[Warehouse]:
+        """The ledger kept open while serving, else one opened (and closed) for this call."""
+        if self._ledger is not None:
+            yield self._ledger
+            return
+        data = self.node.open_warehouse(create=False)
+        ledger = self.node.open_ledger(data)
+        try:
+            yield ledger
+        finally:
+            if ledger is not data:
+                ledger.close()
+            data.close()
+
     def _charge(self, release: Release) -> dict[str, str]:
         """What this run's DP releases of the dataset cost so far, from the node's own
         odometer (the hub keeps it in the run's audit record); nothing for exact releases."""
@@ -467,6 +481,9 @@ class NodeWorker:
     def _compute(self, algorithm: algorithms.Algorithm, params: Any, model: np.ndarray
                  ) -> np.ndarray:
         """Push-down algorithms query the warehouse; the others get the rows in numpy."""
+        if getattr(algorithm, "reads_ledger", False):  # post-processing of kept DP releases
+            with self._ledger_for_call() as ledger:
+                return algorithm.compute_in(ledger, params, model, self.policy)  # type: ignore[attr-defined, no-any-return]
         if isinstance(algorithm, PushDown):
             if self._warehouse is not None:
                 return algorithm.compute_in(self._warehouse, params, model, self.policy)

@@ -186,7 +186,7 @@ class _Kept(_Synthesis):
         """Called by the worker with what the guard released (noised): kept in the node."""
         warehouse.ensure_tables([KEPT])
         warehouse.query(
-            f"INSERT INTO {warehouse.table_ref(KEPT)} VALUES (?, ?, ?, ?, ?, ?, now())",
+            f"INSERT INTO {warehouse.table_ref(KEPT)} VALUES (?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP)",
             [params.table, run_id, node, self.name, _request(params),
              json.dumps([float(v) for v in noisy])])
 
@@ -255,6 +255,7 @@ class SynthMixture:
     name: ClassVar[str] = "synth_mixture"
     params_type: ClassVar[type[Any]] = MixtureParams
     release_class: ClassVar[ReleaseClass] = "post_processing"
+    reads_ledger: ClassVar[bool] = True  # the kept releases live with the guard's state
 
     def __init__(self, tables: Sequence[Table] = ALL_TABLES) -> None:
         self.tables = tuple(tables)
