@@ -78,7 +78,7 @@ class LongLayout:
         )
 
 
-def rewrite(tree: exp.Expression, layouts: Mapping[str, LongLayout]) -> exp.Expression:
+def rewrite(tree: exp.Expr, layouts: Mapping[str, LongLayout]) -> exp.Expr:
     """`tree` (DuckDB dialect, plain names) reading the long layouts instead of the nesting."""
     if not layouts:
         return tree
