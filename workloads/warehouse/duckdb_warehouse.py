@@ -38,8 +38,10 @@ CATALOG = "node"
 CATALOGUE_NAMES = frozenset(t.name for t in ALL_TABLES)
 LONG_LAYOUTS = {t.name: LongLayout.of(t) for t in ALL_TABLES if t.stored_long}
 # Element rows (calls) committed per statement while a file is staged: DuckDB keeps an
-# uncommitted statement's rows in memory (~100 bytes a call), so commits bound the peak.
-ELEMENTS_PER_COMMIT = 4_000_000
+# uncommitted statement's rows in memory, so commits bound the peak (measured with
+# benchmarks/calls_store.py: 4M a commit and a 1 GB pool peaked at 1.9 GB for 115M calls).
+ELEMENTS_PER_COMMIT = 2_000_000
+STREAM_MEMORY_LIMIT = "300MB"
 
 
 def _httpfs_extension_path() -> str:
@@ -68,6 +70,7 @@ class DuckDBWarehouse:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(":memory:")
+        self._memory_limit = memory_limit
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
         # Signature checks stay on, so only DuckDB's own signed build of httpfs can load.
         unsigned = self._con.execute("SELECT current_setting('allow_unsigned_extensions')")
@@ -278,8 +281,15 @@ class DuckDBWarehouse:
                 start += batch.num_rows
 
         stream = elements()
-        while (first := next(stream, None)) is not None:
-            self._insert(self.table_ref(staged.child), _upto(first, stream, ELEMENTS_PER_COMMIT))
+        # A smaller buffer pool while calls stream in: DuckDB would otherwise keep up to
+        # its memory_limit of written blocks cached on top of the uncommitted rows.
+        self._con.execute(f"SET memory_limit = '{STREAM_MEMORY_LIMIT}'")
+        try:
+            while (first := next(stream, None)) is not None:
+                self._insert(self.table_ref(staged.child),
+                             _upto(first, stream, ELEMENTS_PER_COMMIT))
+        finally:
+            self._con.execute(f"SET memory_limit = '{self._memory_limit}'")
         if rows:
             self._insert(parent, iter(rows))
 
