@@ -238,7 +238,11 @@ class DuckDBWarehouse:
         # Read through the store's decrypting reader: no plaintext copy is ever written.
         if like.name in self._long:
             self._staged_long[name] = self._long[like.name].staged(name)
-            self._stage_long(store, key, self._staged_long[name])
+            try:
+                self._stage_long(store, key, self._staged_long[name])
+            except BaseException:
+                self.unstage(name)  # its calls so far go at once, not at the next load
+                raise
             return
         # A dataset (unlike a stream) can be scanned by several statements, with projection.
         import pyarrow.dataset as ds  # here: it imports pandas (~0.2 s a process)
@@ -289,10 +293,10 @@ class DuckDBWarehouse:
             while (first := next(stream, None)) is not None:
                 self._insert(self.table_ref(staged.child),
                              _upto(first, stream, ELEMENTS_PER_COMMIT))
+                self._insert(parent, iter(rows))  # the rows whose calls just went in
+                rows.clear()
         finally:
             self._con.execute(f"SET memory_limit = '{self._memory_limit}'")
-        if rows:
-            self._insert(parent, iter(rows))
 
     def _insert(self, target: str, batches: Iterator[pa.RecordBatch]) -> None:
         first = next(batches)

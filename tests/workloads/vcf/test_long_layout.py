@@ -174,3 +174,27 @@ def test_a_node_written_nested_is_refused_with_a_fix(node: LocalNode) -> None:
         wh.ensure_tables([PROCESSED_VARIANTS])
     with node.open_warehouse() as wh, pytest.raises(Exception, match="node reset"):
         wh.ensure_tables([PROCESSED_VARIANTS])
+
+
+def test_a_load_failing_while_calls_stream_in_leaves_no_call_behind(
+    node: LocalNode, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [staged] = _stage_synthetic(node, shards=1, seed=6, prefix="vcf/")
+    monkeypatch.setattr(duckdb_warehouse, "ELEMENTS_PER_COMMIT", 500)
+    real = DuckDBWarehouse._insert
+    inserts: list[str] = []
+
+    def fail_after_the_calls(self: DuckDBWarehouse, target: str, batches: Any) -> None:
+        inserts.append(target)
+        if len(inserts) == 2:  # the calls are in, their rows are not
+            raise OSError("disk full")
+        real(self, target, batches)
+
+    monkeypatch.setattr(DuckDBWarehouse, "_insert", fail_after_the_calls)
+    with node.open_warehouse() as wh:
+        with pytest.raises(OSError, match="disk full"):
+            load_staged(wh, node.store(), staged)
+        assert {_count(wh, t) for t in (LONG.child, LONG.parent, VCF_LOADS.name)} == {0}
+        monkeypatch.setattr(DuckDBWarehouse, "_insert", real)
+        assert load_staged(wh, node.store(), staged).loaded
+        assert _count(wh, LONG.child) > 0
