@@ -58,7 +58,6 @@ def run_process(command: list[str]) -> tuple[float, float]:
 
 def _csv_rows(out: Path, impl: str) -> int:
     if impl == "sealed":  # read back through the node's store (decrypting)
-        sys.path.insert(0, str(ROOT))
         from workloads.local_node import LocalNode
 
         store = LocalNode(NODE, out / "root").store(create=False)
