@@ -132,7 +132,7 @@ def _int_lists(
             lengths.append(np.zeros(s, np.int64))
             continue
         whole_missing = values[:, 0] == INT32_MISSING  # '.' for the field: an empty list
-        rest = values[~whole_missing]
+        rest = np.compress(~whole_missing, values, axis=0) if whole_missing.any() else values
         if not len(rest) or rest.min() > INT32_END:  # the common case: rows are complete
             flats.append(rest.ravel())
             lengths.append(np.where(whole_missing, 0, values.shape[1]).astype(np.int64))
