@@ -1,4 +1,8 @@
-"""Normalised VCF/BCF -> Arrow record batches in the processed_variants schema.
+"""The test oracle: workloads/vcf/columnar.py as it was before its fast paths (main at
+7e558ec), kept verbatim so the fast converter can be proven to give the same batches,
+APOE table and content digest (the load key) on fixtures and hostile inputs.
+
+Original docstring: Normalised VCF/BCF -> Arrow record batches in the processed_variants schema.
 
 cyvcf2 (htslib) reads the records; genotypes and numeric FORMAT fields come out as numpy
 arrays per record and the per-call columns are assembled from numpy offsets into Arrow
