@@ -17,11 +17,11 @@ import json
 import logging
 import tempfile
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Generator, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from queue import Queue
+from queue import Empty, Queue
 from typing import IO, Any, TypeVar
 
 import pyarrow as pa
@@ -88,7 +88,7 @@ def convert_file(
     Three things run at once, as in `bcftools norm | bcftools query`: the validation pass
     in a second process (pure Python holds the GIL, so a thread would not overlap),
     `bcftools norm` in a third, streaming split BCF through a pipe, and the conversion
-    here (reading records on this thread, building and writing Parquet on another).
+    here (three threads: reading records, building batches, writing Parquet).
     Nothing is committed to the store unless validation passed and bcftools succeeded.
     Errors name the first cause: the validation's (it names the line), then bcftools',
     then the conversion's. No plaintext temporary is written (`work` is unused).
@@ -100,9 +100,9 @@ def convert_file(
         converter: VariantConverter | None = None
         try:
             converter = VariantConverter(split.take_fd(), genes, staged_id)
-            with staging.open_write(keys["variants"]) as out:
-                write_parquet(converter.pending(), converter.schema, out,
-                              build=converter.build)
+            with staging.open_write(keys["variants"]) as out, \
+                    contextlib.closing(read_ahead(converter.pending())) as records:
+                write_parquet(map(converter.build, records), converter.schema, out)
                 split.check()  # the stream ended because bcftools finished, not failed
                 summary = checked.result()  # commits the object only if validation passed
         except Exception:
@@ -117,23 +117,53 @@ def convert_file(
     return converter.rows, len(summary.samples), converter.content_digest
 
 
+def read_ahead(items: Iterator[T], depth: int = 1) -> Generator[T, None, None]:
+    """The items, produced by a second thread running up to `depth` ahead: reading records
+    holds the GIL (htslib calls per record) while building and writing batches mostly
+    release it. Closing this generator stops and joins the producer before returning, so
+    the caller may then close what it reads from."""
+    queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    break
+                queue.put((True, item))
+            queue.put((False, None))
+        except BaseException as exc:
+            queue.put((False, exc))
+
+    thread = threading.Thread(target=produce, name="vcf-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = queue.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # a producer waiting to put must see the stop
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.05)
+        thread.join()
+
+
 # Statistics only for the site columns (readers prune on position with them); on the
 # ~10 leaf columns of every call they would cost a sixth of the write and help no query.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "store_schema": False}
 
 
 def write_parquet(
-    items: Iterator[T],
-    schema: pa.Schema,
-    path: Path | IO[bytes],
-    *,
-    build: Callable[[T], pa.RecordBatch] | None = None,
+    batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path | IO[bytes]
 ) -> None:
-    """Build and write batches on a second thread while the next items are read: Parquet
-    encoding, numpy and hashing release the GIL, so it overlaps with reading; at most two
-    items wait (flat memory). `build` turns an item into a record batch (default: it is
-    one), in order."""
-    queue: Queue[T | None] = Queue(maxsize=2)
+    """Write batches while the next ones are built: Parquet encoding releases the GIL, so
+    a writer thread overlaps it with conversion; at most two batches wait (flat memory)."""
+    queue: Queue[pa.RecordBatch | None] = Queue(maxsize=2)
     failure: list[BaseException] = []
     stats = [f.name for f in schema if f.name != "call"]
 
@@ -141,8 +171,8 @@ def write_parquet(
         try:
             with pq.ParquetWriter(path, schema, write_statistics=stats,
                                   **PARQUET_OPTIONS) as writer:
-                while (item := queue.get()) is not None:
-                    writer.write_batch(build(item) if build else item)
+                while (batch := queue.get()) is not None:
+                    writer.write_batch(batch)
         except BaseException as exc:
             failure.append(exc)
             while queue.get() is not None:  # keep the producer from blocking
@@ -151,10 +181,10 @@ def write_parquet(
     writer = threading.Thread(target=drain, name="parquet-writer", daemon=True)
     writer.start()
     try:
-        for item in items:
+        for batch in batches:
             if failure:
                 break
-            queue.put(item)
+            queue.put(batch)
     finally:
         queue.put(None)
         writer.join()
