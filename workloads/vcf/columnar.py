@@ -104,8 +104,8 @@ def _genotypes(gts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | int, np.
     """Allele indices (-1 = no-call, padding of lower ploidy dropped), lengths, phased."""
     parts = [np.concatenate(gts)] if len({g.shape[1] for g in gts}) == 1 else gts
     if len(parts) == 1 and parts[0][:, :-1].min() > GT_END:  # one ploidy, nothing padded
-        g = parts[0]
-        return g[:, :-1].ravel(), g.shape[1] - 1, g[:, -1].astype(bool)
+        g = parts[0]  # widened straight from the strided view: one pass, no copy first
+        return g[:, :-1].astype(np.int64).ravel(), g.shape[1] - 1, g[:, -1].astype(bool)
     flats, lengths, phased = [], [], []
     for g in parts:
         flat, length = _ragged(g[:, :-1], GT_END)
@@ -152,7 +152,7 @@ def _list_array(flat: np.ndarray, lengths: np.ndarray | int) -> pa.Array:
         offsets = pa.array(np.arange(n + 1, dtype=np.int32) * lengths)
     else:
         offsets = _offsets(lengths)
-    return pa.ListArray.from_arrays(offsets, pa.array(flat.astype(np.int64)))
+    return pa.ListArray.from_arrays(offsets, pa.array(flat.astype(np.int64, copy=False)))
 
 
 class VariantConverter:

@@ -133,14 +133,17 @@ def test_streamed_pipeline_writes_what_the_file_path_wrote(tmp_path: Path, name:
 
 
 def _children() -> set[int]:
-    """This process's live children (zombies, dead but not yet reaped, do not count)."""
+    """This process's live children (zombies, dead but not yet reaped, do not count, nor
+    multiprocessing's resource tracker, started once per interpreter on first use)."""
     me = os.getpid()
     found: set[int] = set()
     for task in os.listdir(f"/proc/{me}/task"):
         with open(f"/proc/{me}/task/{task}/children") as f:
             for pid in f.read().split():
                 with contextlib.suppress(OSError):
-                    if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                    tracker = b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if state != "Z" and not tracker:
                         found.add(int(pid))
     return found
 
