@@ -17,12 +17,12 @@ import json
 import logging
 import tempfile
 import threading
-from collections.abc import Collection, Generator, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from queue import Empty, Queue
-from typing import IO, Any, TypeVar
+from queue import Queue
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,7 +37,6 @@ from workloads.vcf.reference import GeneIndex
 from workloads.vcf.validate import VcfInputError, validate_vcf
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 QUARANTINE = "quarantine/"
 STAGING = "staging/"
 
@@ -88,7 +87,9 @@ def convert_file(
     Three things run at once, as in `bcftools norm | bcftools query`: the validation pass
     in a second process (pure Python holds the GIL, so a thread would not overlap),
     `bcftools norm` in a third, streaming split BCF through a pipe, and the conversion
-    here (three threads: reading records, building batches, writing Parquet).
+    here (reading and building batches on this thread, writing Parquet on another: a
+    third thread reading records would fight this one for the GIL, since htslib calls
+    hold it while numpy releases and retakes it at every call).
     Nothing is committed to the store unless validation passed and bcftools succeeded.
     Errors name the first cause: the validation's (it names the line), then bcftools',
     then the conversion's. No plaintext temporary is written (`work` is unused).
@@ -100,9 +101,8 @@ def convert_file(
         converter: VariantConverter | None = None
         try:
             converter = VariantConverter(split.take_fd(), genes, staged_id)
-            with staging.open_write(keys["variants"]) as out, \
-                    contextlib.closing(read_ahead(converter.pending())) as records:
-                write_parquet(map(converter.build, records), converter.schema, out)
+            with staging.open_write(keys["variants"]) as out:
+                write_parquet(converter.batches(), converter.schema, out)
                 split.check()  # the stream ended because bcftools finished, not failed
                 summary = checked.result()  # commits the object only if validation passed
         except Exception:
@@ -115,42 +115,6 @@ def convert_file(
     with staging.open_write(keys["apoe"]) as out:
         pq.write_table(converter.apoe.table(staged_id), out)
     return converter.rows, len(summary.samples), converter.content_digest
-
-
-def read_ahead(items: Iterator[T], depth: int = 1) -> Generator[T, None, None]:
-    """The items, produced by a second thread running up to `depth` ahead: reading records
-    holds the GIL (htslib calls per record) while building and writing batches mostly
-    release it. Closing this generator stops and joins the producer before returning, so
-    the caller may then close what it reads from."""
-    queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    break
-                queue.put((True, item))
-            queue.put((False, None))
-        except BaseException as exc:
-            queue.put((False, exc))
-
-    thread = threading.Thread(target=produce, name="vcf-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            more, item = queue.get()
-            if not more:
-                if item is not None:
-                    raise item
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # a producer waiting to put must see the stop
-            with contextlib.suppress(Empty):
-                queue.get(timeout=0.05)
-        thread.join()
 
 
 # Statistics only for the site columns (readers prune on position with them); on the
