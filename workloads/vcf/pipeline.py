@@ -126,8 +126,9 @@ def write_parquet(
     batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path | IO[bytes]
 ) -> None:
     """Write batches while the next ones are built: Parquet encoding releases the GIL, so
-    a writer thread overlaps it with conversion; at most two batches wait (flat memory)."""
-    queue: Queue[pa.RecordBatch | None] = Queue(maxsize=2)
+    a writer thread overlaps it with conversion; one batch waits while one is written (flat
+    memory: more would only hold memory, the writer is never starved for long)."""
+    queue: Queue[pa.RecordBatch | None] = Queue(maxsize=1)
     failure: list[BaseException] = []
     stats = [f.name for f in schema if f.name != "call"]
 
