@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from workloads.contracts.tables.genomics import SAMPLE_APOE
-from workloads.vcf.reference import RS7412, RS429358, Snp
+from workloads.vcf.reference import APOE_SNPS, RS7412, RS429358, Snp
 
 _HAPLOTYPE = {(1, 0): "e4", (0, 0): "e3", (0, 1): "e2", (1, 1): "e1"}
 
@@ -51,7 +51,7 @@ class ApoeCollector:
         self, chrom: str, pos: int, ref: str, alts: list[str], alleles: np.ndarray,
         phased: np.ndarray,
     ) -> None:
-        for snp in (RS429358, RS7412):
+        for snp in APOE_SNPS:
             if _matches(snp, chrom, pos, ref, alts):
                 self._calls[snp.rsid] = (alleles.copy(), phased.copy())
 

@@ -5,6 +5,10 @@ arrays per record and the per-call columns are assembled from numpy offsets into
 list/struct arrays a batch of records at a time, so no Python object is made per call
 and memory stays flat however long the file is. Per record only the site fields and
 the INFO JSON are built in Python.
+
+Reading (`pending`, holds the GIL: htslib calls per record) and building (`build`:
+numpy, Arrow and the content digest, which mostly release it) are separate steps, so a
+caller can build and write one batch on another thread while the next is read.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pyarrow as pa
 
 from workloads.contracts.tables.genomics import PROCESSED_VARIANTS
 from workloads.vcf.annotate import ApoeCollector
-from workloads.vcf.reference import GeneIndex
+from workloads.vcf.reference import APOE_SNPS, GeneIndex
 
 INT32_MISSING = np.iinfo(np.int32).min  # htslib bcf_int32_missing
 INT32_END = INT32_MISSING + 1  # htslib bcf_int32_vector_end
@@ -36,15 +40,16 @@ CALLS_PER_BATCH = 1_000_000  # ~40-80 MB of Arrow per batch
 MAX_RECORDS_PER_BATCH = 5_000  # bounds a batch's site columns when there are few samples
 
 
-@dataclass
-class _Pending:
-    """Columns of the records gathered for the next batch."""
+SITE_COLUMNS = ("reference_name", "start_position", "end_position", "reference_bases",
+                "alternate_bases", "names", "quality", "filter", "info", "gene")
 
-    site: dict[str, list[Any]] = field(default_factory=lambda: {
-        "reference_name": [], "start_position": [], "end_position": [],
-        "reference_bases": [], "alternate_bases": [], "names": [], "quality": [],
-        "filter": [], "info": [], "gene": [],
-    })
+
+@dataclass
+class Pending:
+    """The records read for the next batch, as htslib gave them (built by `build`)."""
+
+    # Per record: (CHROM, start, end, REF, ALT, ID, QUAL, FILTERS, INFO as JSON).
+    sites: list[tuple[Any, ...]] = field(default_factory=list)
     # Raw per-record arrays from htslib, turned into Arrow once per batch.
     gt: list[np.ndarray] = field(default_factory=list)  # (S, ploidy + 1) each
     fmt: dict[str, list[np.ndarray | None]] = field(
@@ -53,7 +58,7 @@ class _Pending:
 
     @property
     def records(self) -> int:
-        return len(self.site["start_position"])
+        return len(self.sites)
 
 
 def _json_safe(value: Any) -> Any:
@@ -81,6 +86,12 @@ def _scalars(arrays: list[np.ndarray | None], s: int) -> np.ndarray:
                            for a in arrays])
 
 
+def _scalar_array(values: np.ndarray) -> pa.Array:
+    missing = values == INT32_MISSING
+    wide = values.astype(np.int64)
+    return pa.array(wide, mask=missing) if missing.any() else pa.array(wide)
+
+
 def _ragged(values: np.ndarray, end: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of a padded 2-D array without the padding: flat values and row lengths."""
     if values.min() > end:  # the common case: nothing padded
@@ -89,9 +100,12 @@ def _ragged(values: np.ndarray, end: int) -> tuple[np.ndarray, np.ndarray]:
     return values[present], present.sum(axis=1, dtype=np.int64)
 
 
-def _genotypes(gts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _genotypes(gts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | int, np.ndarray]:
     """Allele indices (-1 = no-call, padding of lower ploidy dropped), lengths, phased."""
     parts = [np.concatenate(gts)] if len({g.shape[1] for g in gts}) == 1 else gts
+    if len(parts) == 1 and parts[0][:, :-1].min() > GT_END:  # one ploidy, nothing padded
+        g = parts[0]  # widened straight from the strided view: one pass, no copy first
+        return g[:, :-1].astype(np.int64).ravel(), g.shape[1] - 1, g[:, -1].astype(bool)
     flats, lengths, phased = [], [], []
     for g in parts:
         flat, length = _ragged(g[:, :-1], GT_END)
@@ -101,9 +115,15 @@ def _genotypes(gts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return np.concatenate(flats), np.concatenate(lengths), np.concatenate(phased)
 
 
-def _int_lists(arrays: list[np.ndarray | None], s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-call integer vectors; a field missing as a whole -> empty, a missing item -> -1."""
+def _int_lists(
+    arrays: list[np.ndarray | None], s: int
+) -> tuple[np.ndarray, np.ndarray | int]:
+    """Per-call integer vectors; a field missing as a whole -> empty, a missing item -> -1.
+
+    Lengths are one int when every call has the same (the common case: no copy, no mask)."""
     stacked = _stack(arrays)
+    if stacked is not None and (not stacked.size or stacked.min() > INT32_END):
+        return stacked.ravel(), stacked.shape[1]
     parts = [stacked] if stacked is not None else arrays
     flats, lengths = [], []
     for values in parts:
@@ -112,7 +132,7 @@ def _int_lists(arrays: list[np.ndarray | None], s: int) -> tuple[np.ndarray, np.
             lengths.append(np.zeros(s, np.int64))
             continue
         whole_missing = values[:, 0] == INT32_MISSING  # '.' for the field: an empty list
-        rest = values[~whole_missing]
+        rest = np.compress(~whole_missing, values, axis=0) if whole_missing.any() else values
         if not len(rest) or rest.min() > INT32_END:  # the common case: rows are complete
             flats.append(rest.ravel())
             lengths.append(np.where(whole_missing, 0, values.shape[1]).astype(np.int64))
@@ -126,21 +146,32 @@ def _int_lists(arrays: list[np.ndarray | None], s: int) -> tuple[np.ndarray, np.
     return np.concatenate(flats), np.concatenate(lengths)
 
 
-def _list_array(flat: np.ndarray, lengths: np.ndarray) -> pa.Array:
-    return pa.ListArray.from_arrays(_offsets(lengths), pa.array(flat.astype(np.int64)))
+def _list_array(flat: np.ndarray, lengths: np.ndarray | int) -> pa.Array:
+    if isinstance(lengths, int):
+        n = len(flat) // lengths if lengths else 0
+        offsets = pa.array(np.arange(n + 1, dtype=np.int32) * lengths)
+    else:
+        offsets = _offsets(lengths)
+    return pa.ListArray.from_arrays(offsets, pa.array(flat.astype(np.int64, copy=False)))
 
 
 class VariantConverter:
-    """Stream a normalised (split) VCF/BCF into processed_variants record batches."""
+    """Stream a normalised (split) VCF/BCF into processed_variants record batches.
+
+    `source` is a path or a readable file descriptor (a pipe from `bcftools norm`),
+    which the converter then owns."""
 
     def __init__(
-        self, path: Path, genes: GeneIndex, fingerprint: str, *, calls_per_batch: int = 0
+        self, source: Path | int, genes: GeneIndex, fingerprint: str, *,
+        calls_per_batch: int = 0,
     ) -> None:
-        self.vcf = cyvcf2.VCF(str(path), gts012=False, strict_gt=False)
+        self.vcf = cyvcf2.VCF(source if isinstance(source, int) else str(source),
+                              gts012=False, strict_gt=False)
         self.samples: list[str] = list(self.vcf.samples)
         self.genes = genes
         self.fingerprint = fingerprint
         self.apoe = ApoeCollector(self.samples)
+        self._apoe_positions = frozenset(snp.pos for snp in APOE_SNPS)
         self.table_schema = PROCESSED_VARIANTS.arrow_schema()
         # The batches carry the per-call strings (sample name, phaseset) dictionary-encoded:
         # the same values as the table's STRING columns, written as Parquet dictionary
@@ -158,6 +189,7 @@ class VariantConverter:
         self.records_per_batch = min(
             MAX_RECORDS_PER_BATCH, max(1, (calls_per_batch or CALLS_PER_BATCH) // n))
         self._names = pa.array(self.samples, pa.string())
+        self._name_indices: dict[int, pa.Array] = {}  # by records in a batch
         self._phased_dictionary = pa.array(["*"])
         types = {h.info()["ID"]: h.info() for h in self.vcf.header_iter()
                  if h.info().get("HeaderType") == "FORMAT"}
@@ -168,13 +200,14 @@ class VariantConverter:
         self.rows = 0
         # The load key: a digest of the normalised records as they are stored (site
         # fields, INFO, genotypes, FORMAT values, sample names), not of the file's bytes,
-        # so the same records bgzipped, plain or recompressed are one load.
+        # so the same records bgzipped, plain or recompressed are one load. `build` feeds
+        # it record by record, in file order.
         self._digest = hashlib.sha256(b"processed_variants records v1\0")
         self._digest.update("\t".join(self.samples).encode() + b"\n")
 
     @property
     def content_digest(self) -> str:
-        """sha256 of the records read so far (all of them once `batches` is exhausted)."""
+        """sha256 of the records built so far (all of them once `batches` is exhausted)."""
         return self._digest.hexdigest()
 
     def _hash(self, array: np.ndarray | None) -> None:
@@ -185,48 +218,41 @@ class VariantConverter:
         self._digest.update(np.ascontiguousarray(array).data.cast("B"))
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        pending = _Pending()
-        for record in self.vcf:
-            self._add(pending, record)
-            if pending.records >= self.records_per_batch:
-                yield self._flush(pending)
-                pending = _Pending()
-        if pending.records:
-            yield self._flush(pending)
+        return map(self.build, self.pending())
+
+    def close(self) -> None:
         self.vcf.close()
 
-    def _add(self, p: _Pending, r: Any) -> None:
-        s = len(self.samples)
-        site = p.site
-        chrom, start, end = r.CHROM, r.start, r.end
-        site["reference_name"].append(chrom)
-        site["start_position"].append(start)
-        site["end_position"].append(end)
-        site["reference_bases"].append(r.REF)
+    def pending(self) -> Iterator[Pending]:
+        """The records read from htslib, a batch at a time; each goes through `build`,
+        in order (the content digest follows the file's order)."""
+        pending = Pending()
+        try:
+            for record in self.vcf:
+                self._add(pending, record)
+                if pending.records >= self.records_per_batch:
+                    yield pending
+                    pending = Pending()
+            if pending.records:
+                yield pending
+        finally:
+            self.vcf.close()
+
+    def _add(self, p: Pending, r: Any) -> None:
         alts = r.ALT
-        site["alternate_bases"].append(alts[0] if alts else None)
-        site["names"].append(r.ID.split(";") if r.ID else [])
-        site["quality"].append(r.QUAL)
-        site["filter"].append(r.FILTERS or [])
-        info = json.dumps({k: _json_safe(v) for k, v in r.INFO})
-        site["info"].append(info)
-        site["gene"].append(self.genes.gene_at(chrom, start, end))
-        self._digest.update(repr((chrom, start, end, r.REF, alts, r.ID, r.QUAL, r.FILTERS,
-                                  info)).encode())
-        if not s:
+        p.sites.append((r.CHROM, r.start, r.end, r.REF, alts, r.ID, r.QUAL, r.FILTERS,
+                        json.dumps({k: _json_safe(v) for k, v in r.INFO})))
+        if not self.samples:
             return
         gt = r.genotype.array()  # (S, ploidy + 1): alleles then the phased flag
-        self._hash(gt)
         p.gt.append(gt)
-        self.apoe.offer(chrom, r.POS, r.REF, alts, gt[:, :-1], gt[:, -1].astype(bool))
+        if r.POS in self._apoe_positions:
+            self.apoe.offer(r.CHROM, r.POS, r.REF, alts, gt[:, :-1], gt[:, -1].astype(bool))
         fmt = r.FORMAT
         for key, values in p.fmt.items():
             values.append(r.format(key) if key in self._typed and key in fmt else None)
-            self._hash(values[-1])
         others = [k for k in fmt if k not in self._skip_other]
-        other = self._other_format(r, others) if others else None
-        self._digest.update(json.dumps(other).encode())
-        p.other.append(other)
+        p.other.append(self._other_format(r, others) if others else None)
 
     def _other_format(self, r: Any, keys: list[str]) -> list[str | None]:
         """FORMAT fields outside the typed columns, one JSON object per sample (rare)."""
@@ -251,27 +277,49 @@ class VariantConverter:
                     per_sample[i][key] = items[0] if len(items) == 1 else items
         return [json.dumps(d) if d else None for d in per_sample]
 
-    def _flush(self, p: _Pending) -> pa.RecordBatch:
+    def _digest_records(self, p: Pending) -> None:
+        """Feed the batch's records to the content digest, each as read (v1 byte layout)."""
+        update = self._digest.update
+        for i, site in enumerate(p.sites):
+            update(repr(site).encode())
+            if not self.samples:
+                continue
+            self._hash(p.gt[i])
+            for values in p.fmt.values():
+                self._hash(values[i])
+            update(json.dumps(p.other[i]).encode())
+
+    def build(self, p: Pending) -> pa.RecordBatch:
+        """One batch of records as Arrow columns (and into the content digest)."""
+        self._digest_records(p)
         n_rec, s = p.records, len(self.samples)
-        site = p.site
+        chrom, start, end, ref, alts, ids, qual, filters, info = zip(*p.sites, strict=True)
+        site: dict[str, list[Any] | tuple[Any, ...]] = {
+            "reference_name": chrom, "start_position": start, "end_position": end,
+            "reference_bases": ref, "alternate_bases": [a[0] if a else None for a in alts],
+            "names": [i.split(";") if i else [] for i in ids], "quality": qual,
+            "filter": [f or [] for f in filters], "info": info,
+            "gene": [self.genes.gene_at(*where) for where in zip(chrom, start, end,
+                                                                 strict=True)],
+        }
         columns: dict[str, pa.Array] = {
-            name: pa.array(values, self.schema.field(name).type)
-            for name, values in site.items()
+            name: pa.array(site[name], self.schema.field(name).type) for name in SITE_COLUMNS
         }
         n_calls = n_rec * s
         if s:
             flat, lengths, phased = _genotypes(p.gt)
             phaseset = pa.DictionaryArray.from_arrays(
                 pa.array(np.zeros(n_calls, np.int32), mask=~phased), self._phased_dictionary)
+            if n_rec not in self._name_indices:
+                self._name_indices[n_rec] = pa.array(np.tile(np.arange(s, dtype=np.int32),
+                                                             n_rec))
             fields: dict[str, pa.Array] = {
-                "name": pa.DictionaryArray.from_arrays(
-                    pa.array(np.tile(np.arange(s, dtype=np.int32), n_rec)), self._names),
+                "name": pa.DictionaryArray.from_arrays(self._name_indices[n_rec], self._names),
                 "genotype": _list_array(flat, lengths),
                 "phaseset": phaseset,
             }
             for key in TYPED_SCALARS:
-                values = _scalars(p.fmt[key], s)
-                fields[key] = pa.array(values.astype(np.int64), mask=values == INT32_MISSING)
+                fields[key] = _scalar_array(_scalars(p.fmt[key], s))
             for key in TYPED_LISTS:
                 fields[key] = _list_array(*_int_lists(p.fmt[key], s))
             if any(o is not None for o in p.other):

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Queue
-from typing import IO
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,7 +32,7 @@ from workloads.contracts.errors import UserError
 from workloads.objectstore.base import ObjectStore
 from workloads.objectstore.folder import FolderStore
 from workloads.vcf.columnar import VariantConverter
-from workloads.vcf.normalise import normalise
+from workloads.vcf.normalise import split_stream
 from workloads.vcf.reference import GeneIndex
 from workloads.vcf.validate import VcfInputError, validate_vcf
 
@@ -84,40 +84,58 @@ def convert_file(
     """Validate, split and convert one local VCF into the staging store (encrypted there);
     returns (variant rows, samples, content digest).
 
-    The validation pass runs in a second process while this one splits and converts
-    (pure Python holds the GIL, so a thread would not overlap); nothing is committed to
-    the store unless it passed. Its error wins over bcftools' own, as it names the line.
-    The split BCF is the one plaintext temporary, in the caller's private `work` folder.
+    Three things run at once, as in `bcftools norm | bcftools query`: the validation pass
+    in a second process (pure Python holds the GIL, so a thread would not overlap),
+    `bcftools norm` in a third, streaming split BCF through a pipe, and the conversion
+    here (reading and building batches on this thread, writing Parquet on another: a
+    third thread reading records would fight this one for the GIL, since htslib calls
+    hold it while numpy releases and retakes it at every call).
+    Nothing is committed to the store unless validation passed and bcftools succeeded.
+    Errors name the first cause: the validation's (it names the line), then bcftools',
+    then the conversion's. No plaintext temporary is written (`work` is unused).
     """
+    del work
     keys = staged_keys(staged_id)
-    with child_pool(1) as pool:
+    with child_pool(1) as pool, split_stream(src, threads=threads) as split:
         checked = pool.submit(validate_vcf, src, known_samples=known_samples, name=name)
+        converter: VariantConverter | None = None
         try:
-            split = normalise(src, work / "split.bcf", threads=threads)
-            converter = VariantConverter(split, genes, staged_id)
+            converter = VariantConverter(split.take_fd(), genes, staged_id)
             with staging.open_write(keys["variants"]) as out:
                 write_parquet(converter.batches(), converter.schema, out)
+                split.check()  # the stream ended because bcftools finished, not failed
                 summary = checked.result()  # commits the object only if validation passed
         except Exception:
             checked.result()  # raises the validation error if there is one
+            split.check(timeout=1.0)  # then bcftools' own, if it has failed (it exits)
             raise
-    split.unlink()
+        finally:
+            if converter is not None:
+                converter.close()
     with staging.open_write(keys["apoe"]) as out:
         pq.write_table(converter.apoe.table(staged_id), out)
     return converter.rows, len(summary.samples), converter.content_digest
+
+
+# Statistics only for the site columns (readers prune on position with them); on the
+# ~10 leaf columns of every call they would cost a sixth of the write and help no query.
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "store_schema": False}
 
 
 def write_parquet(
     batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path | IO[bytes]
 ) -> None:
     """Write batches while the next ones are built: Parquet encoding releases the GIL, so
-    a writer thread overlaps it with conversion; at most two batches wait (flat memory)."""
-    queue: Queue[pa.RecordBatch | None] = Queue(maxsize=2)
+    a writer thread overlaps it with conversion; one batch waits while one is written (flat
+    memory: more would only hold memory, the writer is never starved for long)."""
+    queue: Queue[pa.RecordBatch | None] = Queue(maxsize=1)
     failure: list[BaseException] = []
+    stats = [f.name for f in schema if f.name != "call"]
 
     def drain() -> None:
         try:
-            with pq.ParquetWriter(path, schema, compression="zstd", store_schema=False) as writer:
+            with pq.ParquetWriter(path, schema, write_statistics=stats,
+                                  **PARQUET_OPTIONS) as writer:
                 while (batch := queue.get()) is not None:
                     writer.write_batch(batch)
         except BaseException as exc:
@@ -129,6 +147,8 @@ def write_parquet(
     writer.start()
     try:
         for batch in batches:
+            if failure:
+                break
             queue.put(batch)
     finally:
         queue.put(None)

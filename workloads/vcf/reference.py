@@ -34,6 +34,7 @@ class Snp:
 # APOE: e4 = C at rs429358 with C at rs7412; e2 = T at both; e3 = T then C.
 RS429358 = Snp("rs429358", "chr19", 44_908_684, "T", "C")
 RS7412 = Snp("rs7412", "chr19", 44_908_822, "C", "T")
+APOE_SNPS = (RS429358, RS7412)
 
 
 @dataclass(frozen=True)
