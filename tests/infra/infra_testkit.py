@@ -37,3 +37,10 @@ def stack_file(stack: str) -> dict[str, Any]:
     """The committed stack file's config, keys without the namespace."""
     data = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
     return {k.split(":", 1)[1]: v for k, v in data["config"].items()}
+
+
+# The federation worker deployed on a node (a digest and Confidential Space's image project),
+# and the hub output its StackReference reads (a pinned roster).
+DIGEST = "sha256:" + "ab" * 32
+WORKER_ON = {"workerImageDigest": DIGEST, "confidentialSpaceImageProjectNumber": "100000000088"}
+HUB_ROSTER = {"organization/sovereign-genomics/hub": {"roster": '{"roster": "pinned"}'}}
