@@ -272,7 +272,7 @@ def capture(
     mock_outputs.PROJECT_NUMBERS.update(_project_numbers(project, values))
     mock_outputs.STACK_OUTPUTS.clear()
     mock_outputs.STACK_OUTPUTS.update(_referenced_outputs(project, values, stack_dir))
-    mock_outputs.STACK_OUTPUTS.update(references or {})
+    mock_outputs.STACK_OUTPUTS.update({k: dict(v) for k, v in (references or {}).items()})
     # Fresh runtime state: no root stack, no pending outputs, this stack's config.
     settings.ROOT.set(None)
     settings.SETTINGS.outputs.clear()

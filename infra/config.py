@@ -370,7 +370,9 @@ def _worker(r: _Reader) -> WorkerDeployment:
             "set the digest `docker buildx imagetools inspect` prints for the pushed "
             "federation-worker image (never a tag)",
         )
-    machine = r.string("workerMachineType", _CONFIDENTIAL_MACHINE, "n2d-standard-2", "n2d-standard-2")
+    machine = r.string(
+        "workerMachineType", _CONFIDENTIAL_MACHINE, "n2d-standard-2", "n2d-standard-2"
+    )
     image_project = r.raw("confidentialSpaceImageProjectNumber") or None
     if image_project is not None and not _PROJECT_NUMBER.match(image_project):
         raise r.fail(
@@ -519,7 +521,9 @@ def _coordinator(r: _Reader) -> CoordinatorDeployment:
         )
     return CoordinatorDeployment(
         image_digest=digest,
-        researchers_group=r.string("researchersGroup", _GROUP, "federation-researchers@example.org"),
+        researchers_group=r.string(
+            "researchersGroup", _GROUP, "federation-researchers@example.org"
+        ),
         hub_signing_key=hub_key,
     )
 

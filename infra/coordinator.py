@@ -88,7 +88,7 @@ class Coordinator(pulumi.ComponentResource):
             public_access_prevention="enforced",
             versioning=gcp.storage.BucketVersioningArgs(enabled=True),
             retention_policy=gcp.storage.BucketRetentionPolicyArgs(
-                retention_period=RESULTS_RETENTION_S, is_locked=False
+                retention_period=str(RESULTS_RETENTION_S), is_locked=False
             ),
             force_destroy=False,
             opts=after("storage"),

@@ -78,7 +78,7 @@ def attribute_condition(*, digest: str, project: str, service_account: str) -> s
 ATTRIBUTE_MAPPING: dict[str, str] = {
     "google.subject": (
         '"gcpcs::" + assertion.submods.container.image_digest + "::" + '
-        "assertion.submods.gce.project_number + \"::\" + assertion.submods.gce.instance_id"
+        'assertion.submods.gce.project_number + "::" + assertion.submods.gce.instance_id'
     ),
     "attribute.image_digest": "assertion.submods.container.image_digest",
 }
@@ -151,7 +151,7 @@ class FederationWorker(pulumi.ComponentResource):
         self.template: gcp.compute.RegionInstanceTemplate | None = None
         self.group: gcp.compute.RegionInstanceGroupManager | None = None
         image = deployment.image(on.repository_url)
-        if image is None or self.principal is None:
+        if image is None or self.principal is None or digest is None:
             self.register_outputs({"ledger": self.ledger.dataset_id})
             return
         self.pool = gcp.iam.WorkloadIdentityPool(
@@ -302,6 +302,8 @@ def _hub_roster(hub_stack: str) -> pulumi.Output[str]:
     """The roster the hub stack renders (its `roster` output), read at node `up` time: the
     hub cannot change a running worker's roster; the node operator's next `up` (whose
     preview shows the new tee-env-SOVEREIGN_ROSTER) does."""
-    return pulumi.StackReference(f"hub-{hub_stack.replace('/', '-')}", stack_name=hub_stack).require_output(
-        "roster"
-    ).apply(str)
+    return (
+        pulumi.StackReference(f"hub-{hub_stack.replace('/', '-')}", stack_name=hub_stack)
+        .require_output("roster")
+        .apply(str)
+    )

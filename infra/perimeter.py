@@ -126,7 +126,11 @@ class Perimeter(pulumi.ComponentResource):
                 },
                 {
                     "title": "Batch VMs boot from Batch's image project"
-                    + (" and the worker from Confidential Space's" if worker_image_project_number else ""),
+                    + (
+                        " and the worker from Confidential Space's"
+                        if worker_image_project_number
+                        else ""
+                    ),
                     "egress_from": {"identities": image_readers},
                     "egress_to": {
                         "resources": [

@@ -2,7 +2,8 @@
 
 Every federation message a node sends is signed with this key; the hub and the other
 nodes verify with its public key. Only the node's attested worker image (the principalSet
-of its digest, infra/federation_worker.py) may sign with it or read its public key (roles/cloudkms.signerVerifier and roles/cloudkms.publicKeyViewer on
+of its digest, infra/federation_worker.py) may sign with it or read its public key
+(roles/cloudkms.signerVerifier and roles/cloudkms.publicKeyViewer on
 the key itself, nothing on the ring or project).
 
 Protection level SOFTWARE: the Cloud KMS algorithm tables we could check list

@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from infra_testkit import of_type
+from infra_testkit import HUB_ROSTER, WORKER_ON, of_type
 
 from infra.capture import CapturedStack, capture
-from infra_testkit import HUB_ROSTER, WORKER_ON
 from workloads.contracts import catalogue
 from workloads.contracts.federation_service import LEDGER_DATASET
 from workloads.contracts.schema import (

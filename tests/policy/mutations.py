@@ -1523,7 +1523,10 @@ FEDERATION_MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "let the coordinator overwrite or delete released results",
         COORD_ACCESS,
-        edit(named("coordinator-coordinator-creates-results"), _set("role", "roles/storage.objectAdmin")),
+        edit(
+            named("coordinator-coordinator-creates-results"),
+            _set("role", "roles/storage.objectAdmin"),
+        ),
     ),
     Mutation(
         "drop the results bucket's retention",

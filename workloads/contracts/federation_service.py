@@ -51,7 +51,8 @@ def attestation_pool(project_number: str) -> str:
 
 def attestation_audience(project_number: str) -> str:
     """The provider's full name: the audience of the worker's external-account credentials."""
-    return f"//iam.googleapis.com/{attestation_pool(project_number)}/providers/{ATTESTATION_PROVIDER_ID}"
+    pool = attestation_pool(project_number)
+    return f"//iam.googleapis.com/{pool}/providers/{ATTESTATION_PROVIDER_ID}"
 
 
 def attested_principal_set(project_number: str, digest: str) -> str:

@@ -29,9 +29,7 @@ ATTESTED_ROLES: frozenset[tuple[str, str]] = frozenset(
         ("roles/cloudkms.publicKeyViewer", "kms"),
     }
 )
-WORKER_VM_ROLES = frozenset(
-    {"roles/confidentialcomputing.workloadUser", "roles/logging.logWriter"}
-)
+WORKER_VM_ROLES = frozenset({"roles/confidentialcomputing.workloadUser", "roles/logging.logWriter"})
 # The clauses of Google's Confidential Space attestation policy every provider must have.
 REQUIRED_CLAUSES = (
     "assertion.swname == 'CONFIDENTIAL_SPACE'",
@@ -110,9 +108,7 @@ def _image_problems(
 def _workload_image(resource: Resource, config: PolicyConfig) -> Iterator[str]:
     if _is_tee(resource):
         image = str(known(_metadata(resource)["tee-image-reference"], "metadata"))
-        yield from _image_problems(
-            image, config, config.worker_image_digest, "tee-image-reference"
-        )
+        yield from _image_problems(image, config, config.worker_image_digest, "tee-image-reference")
 
 
 def _principal_sets(resource: Resource) -> list[tuple[str, str]]:
@@ -166,9 +162,7 @@ def _attested_worker(resources: Sequence[Resource], config: PolicyConfig) -> Ite
             "trusting its attestation; fix: declare the pool and provider (FederationWorker)"
         )
     digests = {  # the images run, when the stack file names no digest
-        m["digest"]
-        for r in tees
-        if (m := _IMAGE.match(str(_metadata(r)["tee-image-reference"])))
+        m["digest"] for r in tees if (m := _IMAGE.match(str(_metadata(r)["tee-image-reference"])))
     }
     for provider in providers:
         issuer = known(get(provider.props, "oidc.issuerUri"), "oidc.issuerUri")
@@ -268,23 +262,24 @@ def _coordinator_access(resources: Sequence[Resource], config: PolicyConfig) -> 
             if (member, role) not in allowed[kind]:
                 want = sorted(f"{r} to {m}" for m, r in allowed[kind] if m)
                 yield Finding(
-                    f"grants {role} to {member}; the {'results bucket' if kind == 'results' else 'coordinator job'} "
+                    f"grants {role} to {member}; the "
+                    f"{'results bucket' if kind == 'results' else 'coordinator job'} "
                     f"admits only {'; '.join(want)} (write-once results, run by the named "
                     "group); fix: remove the grant",
                     resource,
                 )
-    for bucket in resources:
-        if bucket.type != "gcp:storage/bucket:Bucket":
+    for stored in resources:
+        if stored.type != "gcp:storage/bucket:Bucket":
             continue
-        if known(bucket.props.get("name"), "name") != config.results_bucket:
+        if known(stored.props.get("name"), "name") != config.results_bucket:
             continue
-        period = known(get(bucket.props, "retentionPolicy.retentionPeriod"), "retentionPolicy")
+        period = known(get(stored.props, "retentionPolicy.retentionPeriod"), "retentionPolicy")
         if not period or int(period) < 365 * 24 * 3600:
             yield Finding(
                 f"keeps released results under a retention of {period or 'none'} s, so a "
                 "release can be deleted or replaced; fix: retention_policy of at least a year "
                 "(the stack sets ten)",
-                bucket,
+                stored,
             )
 
 

@@ -252,7 +252,8 @@ POLICIES = [
             + ", ".join(ENFORCED)
             + " enforced; "
             + ", ".join(DENY_ALL)
-            + " deny all; compute.trustedImageProjects only Batch's and Confidential Space's image projects; "
+            + " deny all; compute.trustedImageProjects only Batch's and Confidential Space's "
+            "image projects; "
             "gcp.restrictTLSVersion denies TLS 1.0/1.1; iam.allowedPolicyMemberDomains exactly "
             "the configured customer ids; gcp.restrictCmekCryptoKeyProjects exactly this "
             "project (and its key project); gcp.restrictNonCmekServices every CMEK-capable "

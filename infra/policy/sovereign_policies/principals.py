@@ -159,7 +159,8 @@ POLICIES = [
             "Every IAM grant and dataset access names a principal of an admitted class: this "
             "project's service accounts, Google service agents and workload identity pool "
             "identities (on the hub's Pub/Sub also the configured nodes' workers; on buckets "
-            "and Cloud Run jobs also the configured researchers' group); a data key's encrypt/decrypt roles only this "
+            "and Cloud Run jobs also the configured researchers' group); a data key's "
+            "encrypt/decrypt roles only this "
             "project's service agents. Persons, groups, domains, other projects' accounts or "
             "agents, external and deleted principals are refused."
         ),

@@ -266,7 +266,8 @@ def _egress_problems(policy: Mapping[str, Any], hub: str, config: PolicyConfig) 
         # boot image) only when configured.
         images = [f"projects/{n}" for n in (config.worker_image_project_number,) if n]
         extra = [t for t in targets[1:] if t not in images]
-        if not targets or targets[0] in (hub, "*", "") or extra or len(set(targets)) != len(targets):
+        repeated = len(set(targets)) != len(targets)
+        if not targets or targets[0] in (hub, "*", "") or extra or repeated:
             yield (
                 f"lets Compute reads out to {targets or 'every project'}; fix: name only "
                 "Batch's image project (batchImageProjectNumber) and, with the worker, "
