@@ -44,3 +44,13 @@ def stack_file(stack: str) -> dict[str, Any]:
 DIGEST = "sha256:" + "ab" * 32
 WORKER_ON = {"workerImageDigest": DIGEST, "confidentialSpaceImageProjectNumber": "100000000088"}
 HUB_ROSTER = {"organization/sovereign-genomics/hub": {"roster": '{"roster": "pinned"}'}}
+# The hub with every key pinned (a complete roster) and the coordinator's digest.
+PINNED_KEYS = {"hub": "11" * 32, "us": "22" * 32, "eu": "33" * 32, "sg": "44" * 32}
+HUB_ON = {
+    "coordinatorImageDigest": DIGEST,
+    "hubSigningKey": PINNED_KEYS["hub"],
+    "nodes": [
+        {"name": n, "project": f"fed-node-{n}", "signingKey": PINNED_KEYS[n]}
+        for n in ("us", "eu", "sg")
+    ],
+}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from infra_testkit import DIGEST, HUB_ROSTER, WORKER_ON, of_type, one
+from infra_testkit import DIGEST, HUB_ON, HUB_ROSTER, PINNED_KEYS, WORKER_ON, of_type, one
 
 from infra.capture import REPO_ROOT, CapturedStack, capture
 from infra.render import posture_markdown
@@ -21,14 +21,7 @@ from workloads.contracts.federation_service import (
 )
 from workloads.federation.roster import Roster
 
-KEYS = {"hub": "11" * 32, "us": "22" * 32, "eu": "33" * 32, "sg": "44" * 32}
-HUB_ON = {
-    "coordinatorImageDigest": DIGEST,
-    "hubSigningKey": KEYS["hub"],
-    "nodes": [
-        {"name": n, "project": f"fed-node-{n}", "signingKey": KEYS[n]} for n in ("us", "eu", "sg")
-    ],
-}
+KEYS = PINNED_KEYS
 
 
 @pytest.fixture(scope="module")
