@@ -72,6 +72,7 @@ class Coordinator(pulumi.ComponentResource):
             project=project,
             region=region,
             kms_key=keys["artifactregistry"],
+            description="The hub's coordinator image (run by digest)",
             opts=after("artifactregistry"),
         )
         self.signing = SigningKey(
