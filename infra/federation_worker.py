@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import WorkerDeployment
+from infra.config import ConfigError, WorkerDeployment
 from workloads.contracts.federation_service import (
     ATTESTATION_POOL_ID,
     ATTESTATION_PROVIDER_ID,
@@ -302,8 +302,15 @@ def _hub_roster(hub_stack: str) -> pulumi.Output[str]:
     """The roster the hub stack renders (its `roster` output), read at node `up` time: the
     hub cannot change a running worker's roster; the node operator's next `up` (whose
     preview shows the new tee-env-SOVEREIGN_ROSTER) does."""
-    return (
-        pulumi.StackReference(f"hub-{hub_stack.replace('/', '-')}", stack_name=hub_stack)
-        .require_output("roster")
-        .apply(str)
-    )
+    hub = pulumi.StackReference(f"hub-{hub_stack.replace('/', '-')}", stack_name=hub_stack)
+
+    def pinned(roster: object) -> str:
+        if not isinstance(roster, str) or not roster:
+            raise ConfigError(
+                f"the hub stack {hub_stack} exports no roster, so the worker cannot pin its "
+                "peers; fix: pin hubSigningKey and every nodes[].signingKey in the hub's "
+                "stack file and `pulumi up` the hub first, or set hubStack (docs/infra.md)"
+            )
+        return roster
+
+    return hub.get_output("roster").apply(pinned)

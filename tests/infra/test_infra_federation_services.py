@@ -10,7 +10,8 @@ import pytest
 import yaml
 from infra_testkit import DIGEST, HUB_ON, HUB_ROSTER, PINNED_KEYS, WORKER_ON, of_type, one
 
-from infra.capture import REPO_ROOT, CapturedStack, capture
+from infra.capture import REPO_ROOT, CapturedStack, capture, capture_stack
+from infra.config import ConfigError
 from infra.render import posture_markdown
 from workloads.contracts import catalogue
 from workloads.contracts.federation_service import (
@@ -211,3 +212,55 @@ def test_a_new_node_is_a_stack_file_and_a_roster_entry(tmp_path: Path) -> None:
     assert meta["tee-image-reference"].startswith(
         "asia-southeast1-docker.pkg.dev/fed-node-sg/workloads/federation-worker@"
     )
+
+
+@pytest.mark.parametrize(
+    ("stack", "override", "key", "problem"),
+    [
+        ("us", {"workerImageDigest": "latest"}, "workerImageDigest", "never a tag"),
+        ("us", {"workerImageDigest": "sha256:" + "AB" * 32}, "workerImageDigest", "64 hex"),
+        (
+            "us",
+            {"workerImageDigest": DIGEST},
+            "confidentialSpaceImageProjectNumber",
+            "is missing",
+        ),
+        (
+            "us",
+            {**WORKER_ON, "workerMachineType": "e2-standard-2"},
+            "workerMachineType",
+            "malformed",
+        ),
+        ("us", {"hubStack": "hub"}, "hubStack", "malformed"),
+        ("us", {"federationPolicy": [1]}, "federationPolicy", "mapping"),
+        ("hub", {"researchersGroup": None}, "researchersGroup", "is missing"),
+        ("hub", {"coordinatorImageDigest": "v1"}, "coordinatorImageDigest", "never a tag"),
+        ("hub", {"hubSigningKey": "00"}, "hubSigningKey", "Ed25519"),
+        (
+            "hub",
+            {"nodes": [{"name": "us", "project": "fed-node-us", "signingKey": "zz" * 32}]},
+            "nodes[0].signingKey",
+            "Ed25519",
+        ),
+    ],
+)
+def test_bad_federation_config_names_the_key_and_the_fix(
+    stack: str, override: dict[str, object], key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        capture_stack(stack, override)
+    message = str(err.value)
+    assert f"sovereign-genomics:{key}" in message and problem in message, message
+    assert "fix:" in message and "\n" not in message
+
+
+def test_a_worker_without_a_pinned_roster_stops_with_the_fix() -> None:
+    """The hub has not exported a roster yet (keys unpinned): the node's up stops."""
+    with pytest.raises(Exception, match=r"exports no roster.*fix: pin hubSigningKey"):
+        capture_stack("us", WORKER_ON)  # the committed hub file pins no key
+
+
+def test_the_guard_policy_is_rendered_for_the_worker() -> None:
+    stack = capture("us", {**WORKER_ON, "federationPolicy": {"min_k": 20}}, references=HUB_ROSTER)
+    meta = one(stack.resources, ":RegionInstanceTemplate").inputs["metadata"]
+    assert meta["tee-env-SOVEREIGN_POLICY"] == "min_k = 20\n"

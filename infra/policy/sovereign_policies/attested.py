@@ -113,9 +113,9 @@ def _workload_image(resource: Resource, config: PolicyConfig) -> Iterator[str]:
 
 def _principal_sets(resource: Resource) -> list[tuple[str, str]]:
     from .identity import grants, is_iam
-    from .props import BQ_DATASET_ACCESS
+    from .props import BQ_DATASET, BQ_DATASET_ACCESS
 
-    if not (is_iam(resource) or resource.type == BQ_DATASET_ACCESS):
+    if not (is_iam(resource) or resource.type in (BQ_DATASET, BQ_DATASET_ACCESS)):
         return []
     return [(r, m) for r, m in grants(resource) if m.startswith(("principalSet:", "principal:"))]
 
