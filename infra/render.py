@@ -512,8 +512,23 @@ def _federation_section(
         for g in _of(resources, groups):
             lines.append(
                 f"- managed by regional instance group `{g.inputs.get('name')}` "
-                f"(size {g.inputs.get('targetSize')}, {g.inputs.get('region')})"
+                f"(size {int(g.inputs.get('targetSize', 0))}, {g.inputs.get('region')})"
             )
+        attested: dict[str, set[str]] = {}
+        for r in resources:
+            if r.inputs.get("member", "").startswith("principalSet:"):
+                attested.setdefault(r.inputs["member"], set()).add(
+                    f"{r.inputs.get('role')} ({r.name})"
+                )
+            if "policyData" in r.inputs and r.type.endswith("DatasetIamPolicy"):
+                for b in json.loads(r.inputs["policyData"]).get("bindings", []):
+                    for m in b.get("members", []):
+                        if m.startswith("principalSet:"):
+                            attested.setdefault(m, set()).add(
+                                f"{b.get('role')} on dataset {r.inputs.get('datasetId')}"
+                            )
+        for member, roles in sorted(attested.items()):
+            lines.append(f"- data and key access only for `{member}`: {'; '.join(sorted(roles))}")
         providers = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
         for p in _of(resources, providers):
             lines.append(

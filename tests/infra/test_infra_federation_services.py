@@ -264,3 +264,13 @@ def test_the_guard_policy_is_rendered_for_the_worker() -> None:
     stack = capture("us", {**WORKER_ON, "federationPolicy": {"min_k": 20}}, references=HUB_ROSTER)
     meta = one(stack.resources, ":RegionInstanceTemplate").inputs["metadata"]
     assert meta["tee-env-SOVEREIGN_POLICY"] == "min_k = 20\n"
+
+
+def test_the_posture_shows_what_the_worker_runs_and_who_reads(worker: CapturedStack) -> None:
+    values = {"sovereign-genomics:role": "node"}
+    posture = posture_markdown("us", worker.resources, values)
+    section = posture[posture.index("## Federation services") :]
+    assert "external IP no" in section and "restart `Always`" in section
+    principal = attested_principal_set("100000000001", DIGEST)
+    assert f"data and key access only for `{principal}`" in section
+    assert "assertion.swname == 'CONFIDENTIAL_SPACE'" in section
