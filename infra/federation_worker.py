@@ -139,7 +139,7 @@ class FederationWorker(pulumi.ComponentResource):
             delete_contents_on_destroy=False,
             opts=child,
         )
-        gcp.bigquery.DatasetIamPolicy(
+        ledger_access = gcp.bigquery.DatasetIamPolicy(
             f"{name}-ledger-access",
             project=on.project,
             dataset_id=self.ledger.dataset_id,
@@ -179,14 +179,16 @@ class FederationWorker(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        grants: list[pulumi.Resource] = [ledger_access, self.provider]
         for role in ATTESTED_PROJECT_ROLES:
-            gcp.projects.IAMMember(
+            grant = gcp.projects.IAMMember(
                 f"{name}-attested-{role.removeprefix('roles/').replace('.', '-')}",
                 project=on.project,
                 role=role,
                 member=self.principal,
                 opts=child,
             )
+            grants.append(grant)
         settings = pulumi.Output.all(
             on.signing_key,
             on.bigquery_key,
@@ -287,7 +289,8 @@ class FederationWorker(pulumi.ComponentResource):
                 max_unavailable_fixed=3,  # regional MIGs count per zone: at least 3 when surge is 0
             ),
             wait_for_instances=False,
-            opts=child,
+            # The VM attests as soon as it boots: its provider and grants come first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
         )
         self.register_outputs(
             {

@@ -1428,6 +1428,17 @@ FEDERATION_MUTATIONS: tuple[Mutation, ...] = (
         edit(WORKER_TEMPLATE, _set("confidentialInstanceConfig", None)),
     ),
     Mutation(
+        "run the worker group from another project's template",
+        CONFIDENTIAL,
+        edit(
+            "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager",
+            lambda props: props["versions"][0].update(
+                instanceTemplate="https://www.googleapis.com/compute/v1/projects/attacker-proj/"
+                "regions/us-central1/instanceTemplates/plain-vm"
+            ),
+        ),
+    ),
+    Mutation(
         "grant the whole attestation pool (no digest) BigQuery jobs",
         ATTESTED,
         edit(named(ATTESTED_JOB_USER), _set("member", f"{POOL}/*")),
