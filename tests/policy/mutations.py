@@ -1524,6 +1524,20 @@ FEDERATION_MUTATIONS: tuple[Mutation, ...] = (
         ),
     ),
     Mutation(
+        "let the researchers sign as the hub",
+        PRINCIPALS,
+        add(
+            "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
+            "mut-researchers-sign",
+            {
+                "cryptoKeyId": "{key_ring}/cryptoKeys/federation-signing",
+                "role": "roles/cloudkms.signerVerifier",
+                "member": "group:federation-researchers@example.org",
+            },
+            needs=RUN_JOB,
+        ),
+    ),
+    Mutation(
         "let the researchers change the coordinator job",
         COORD_ACCESS,
         edit(
