@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Self
 
 from workloads.contracts.errors import UserError
+from workloads.contracts.schema import Column, Table
 
 WORKER_IMAGE_NAME = "federation-worker"  # in each node's Artifact Registry
 COORDINATOR_IMAGE_NAME = "federation-coordinator"  # in the hub's Artifact Registry
@@ -27,6 +28,36 @@ COORDINATOR_IMAGE_NAME = "federation-coordinator"  # in the hub's Artifact Regis
 # Per node, the guard's state (odometer and release log): the one dataset the worker may
 # write. Its read access to the domains' datasets stays read-only.
 LEDGER_DATASET = "federation_ledger"
+
+# The guard's state, in LEDGER_DATASET in the cloud and in the node's own (encrypted)
+# warehouse locally. Written before a release is handed back for upload.
+ODOMETER = Table(
+    name="federation_odometer",
+    description="Every differentially private release of this node, per dataset, for life.",
+    columns=(
+        Column("dataset", "STRING", "REQUIRED", "The table released from"),
+        Column("run_id", "STRING", "REQUIRED", "Run of the release"),
+        Column("step", "INTEGER", "REQUIRED", "Round of the release"),
+        Column("algorithm", "STRING", "REQUIRED", "What was released"),
+        Column("noise_multiplier", "FLOAT", "REQUIRED", "sigma / L2 sensitivity"),
+        Column("epsilon_after", "FLOAT", "REQUIRED", "Lifetime epsilon after it"),
+        Column("released_at", "TIMESTAMP", "REQUIRED", "When"),
+    ),
+)
+RELEASE_LOG = Table(
+    name="federation_releases",
+    description="Every exact release: which query, over which participant set.",
+    columns=(
+        Column("dataset", "STRING", "REQUIRED", "The table released from"),
+        Column("query", "STRING", "REQUIRED", "sha256 of algorithm, parameters and model"),
+        Column("participants", "STRING", "REQUIRED", "Sorted comma-separated node set"),
+        Column("release_class", "STRING", "REQUIRED", "masked_sums | clear_cells | metrics"),
+        Column("run_id", "STRING", "REQUIRED", "Run of the release"),
+        Column("step", "INTEGER", "REQUIRED", "Round of the release"),
+        Column("released_at", "TIMESTAMP", "REQUIRED", "When"),
+    ),
+)
+LEDGER_TABLES: tuple[Table, ...] = (ODOMETER, RELEASE_LOG)
 
 # The hub's regional CMEK bucket where the coordinator keeps every released result with its
 # run metadata (spec, participants, epsilon and delta charged per node, signatures).

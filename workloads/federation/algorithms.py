@@ -34,6 +34,7 @@ from workloads.federation.analysis_stats import AnalysisStats
 from workloads.federation.defaults import DEFAULT_K
 from workloads.federation.guard import NodePolicy, RefusedError, ReleaseClass, query_digest
 from workloads.robotics.federated import RoboticsCells
+from workloads.synthetic.federated import SynthMarginals, SynthMixture, SynthProducts
 
 P = TypeVar("P")
 PATIENTS = PATIENT_GENOMIC_DATA.name
@@ -420,6 +421,9 @@ REGISTRY: dict[str, Algorithm] = {a.name: a for a in (Stats(), GLM(), AUC())}
 REGISTRY[AnalysisGLM.name] = AnalysisGLM()  # a researcher's spec, pushed down (issue #11)
 REGISTRY[AnalysisStats.name] = AnalysisStats()
 REGISTRY[RoboticsCells.name] = RoboticsCells()  # robotics domain: workloads/robotics/federated.py
+REGISTRY[SynthMarginals.name] = SynthMarginals()  # synthesis: workloads/synthetic/federated.py
+REGISTRY[SynthProducts.name] = SynthProducts()
+REGISTRY[SynthMixture.name] = SynthMixture()
 
 
 def lookup(name: str) -> Algorithm:
