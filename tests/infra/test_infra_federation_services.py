@@ -274,3 +274,25 @@ def test_the_posture_shows_what_the_worker_runs_and_who_reads(worker: CapturedSt
     principal = attested_principal_set("100000000001", DIGEST)
     assert f"data and key access only for `{principal}`" in section
     assert "assertion.swname == 'CONFIDENTIAL_SPACE'" in section
+
+
+def test_the_worker_reads_its_data_as_the_attested_identity_the_stack_trusts(
+    worker: CapturedStack,
+) -> None:
+    """The entrypoint's BigQuery and KMS clients use the pool's federated credentials whose
+    audience is the provider this stack declares, from Confidential Space's token file."""
+    from workloads.contracts.federation_service import ATTESTATION_TOKEN_PATH
+    from workloads.federation.service import _attested_clients
+
+    meta = one(worker.resources, ":RegionInstanceTemplate").inputs["metadata"]
+    env = {k.removeprefix("tee-env-"): v for k, v in meta.items() if k.startswith("tee-env-")}
+    bigquery_client, kms_client = _attested_clients(WorkerSettings.from_environment(env))
+    provider = one(worker.resources, ":WorkloadIdentityPoolProvider").inputs
+    audience = (
+        f"//iam.googleapis.com/projects/100000000001/locations/global/workloadIdentityPools/"
+        f"{provider['workloadIdentityPoolId']}/providers/{provider['workloadIdentityPoolProviderId']}"
+    )
+    for credentials in (bigquery_client._credentials, kms_client._transport._credentials):
+        assert credentials._audience == audience
+        assert credentials._credential_source_file == ATTESTATION_TOKEN_PATH
+    assert bigquery_client.project == "fed-node-us"

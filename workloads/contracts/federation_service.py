@@ -86,6 +86,20 @@ def attestation_audience(project_number: str) -> str:
     return f"//iam.googleapis.com/{pool}/providers/{ATTESTATION_PROVIDER_ID}"
 
 
+def attested_credentials_info(audience: str) -> dict[str, object]:
+    """The worker's external-account credentials (google.auth `identity_pool`): the Confidential
+    Space attestation token exchanged at STS for the pool's federated token, used directly on
+    the node's BigQuery and KMS (no service account impersonation). Its Pub/Sub calls to the
+    hub keep the VM's own account, which the hub's IAM and the perimeter's egress rule name."""
+    return {
+        "type": "external_account",
+        "audience": audience,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": "https://sts.googleapis.com/v1/token",
+        "credential_source": {"file": ATTESTATION_TOKEN_PATH},
+    }
+
+
 def attested_principal_set(project_number: str, digest: str) -> str:
     """Every token of the pool whose image is `digest`: what the node's grants name."""
     return (
