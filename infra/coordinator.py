@@ -30,6 +30,7 @@ from infra.signing_key import SigningKey
 from workloads.contracts.federation_service import (
     COORDINATOR_IMAGE_NAME,
     RESULTS_BUCKET_PURPOSE,
+    SPECS_BUCKET_PURPOSE,
     CoordinatorSettings,
     image_by_digest,
 )
@@ -42,6 +43,10 @@ JOB_TIMEOUT = "3600s"  # one federated run; a longer one is resumed by a new exe
 
 def results_bucket_name(project: str) -> str:
     return f"{project}-{RESULTS_BUCKET_PURPOSE}"
+
+
+def specs_bucket_name(project: str) -> str:
+    return f"{project}-{SPECS_BUCKET_PURPOSE}"
 
 
 class Coordinator(pulumi.ComponentResource):
@@ -94,13 +99,37 @@ class Coordinator(pulumi.ComponentResource):
             force_destroy=False,
             opts=after("storage"),
         )
-        for label, role, member in (
-            ("coordinator-creates-results", "roles/storage.objectCreator", coordinator),
-            ("researchers-read-results", "roles/storage.objectViewer", researchers),
+        # The specs researchers run (`--spec gs://...`): they create them (never replace
+        # them: the audit record's spec path keeps meaning what it meant), the coordinator
+        # reads them.
+        self.specs = gcp.storage.Bucket(
+            f"{name}-specs",
+            project=project,
+            name=specs_bucket_name(project),
+            location=region,
+            storage_class="STANDARD",
+            encryption=gcp.storage.BucketEncryptionArgs(default_kms_key_name=keys["storage"]),
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
+            force_destroy=False,
+            opts=after("storage"),
+        )
+        for label, bucket, role, member in (
+            (
+                "coordinator-creates-results",
+                self.results,
+                "roles/storage.objectCreator",
+                coordinator,
+            ),
+            ("researchers-read-results", self.results, "roles/storage.objectViewer", researchers),
+            ("researchers-create-specs", self.specs, "roles/storage.objectCreator", researchers),
+            ("researchers-read-specs", self.specs, "roles/storage.objectViewer", researchers),
+            ("coordinator-reads-specs", self.specs, "roles/storage.objectViewer", coordinator),
         ):
             gcp.storage.BucketIAMMember(
                 f"{name}-{label}",
-                bucket=self.results.name,
+                bucket=bucket.name,
                 role=role,
                 member=member,
                 opts=child,
@@ -151,7 +180,13 @@ class Coordinator(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[*depends_on["run"], self.registry, self.signing, self.results],
+                depends_on=[
+                    *depends_on["run"],
+                    self.registry,
+                    self.signing,
+                    self.results,
+                    self.specs,
+                ],
             ),
         )
         gcp.cloudrunv2.JobIamMember(

@@ -92,5 +92,6 @@ def declare_hub(cfg: HubConfig) -> None:
     pulumi.export("repository_url", coordinator.registry.url)
     pulumi.export("signing_key", coordinator.signing.key.id)
     pulumi.export("results_bucket", coordinator.results.name)
+    pulumi.export("specs_bucket", coordinator.specs.name)
     if coordinator.job is not None:
         pulumi.export("coordinator_job", coordinator.job.name)

@@ -51,6 +51,7 @@ def derived(project: str, values: dict[str, Any]) -> dict[str, Any]:
     )
     from workloads.contracts.federation_service import (
         RESULTS_BUCKET_PURPOSE,
+        SPECS_BUCKET_PURPOSE,
         attested_principal_set,
     )
 
@@ -68,6 +69,7 @@ def derived(project: str, values: dict[str, Any]) -> dict[str, Any]:
                 f"{COORDINATOR_ACCOUNT_ID}@{project}.iam.gserviceaccount.com"
             )
             out["resultsBucket"] = f"{project}-{RESULTS_BUCKET_PURPOSE}"
+            out["specsBucket"] = f"{project}-{SPECS_BUCKET_PURPOSE}"
             out["signingKeyName"] = SIGNING_KEY_NAME
             out["signingAlgorithm"] = SIGNING_ALGORITHM
     elif out.get("project"):

@@ -174,15 +174,19 @@ def test_the_results_bucket_keeps_every_release(hub: CapturedStack) -> None:
     assert int(bucket["retentionPolicy"]["retentionPeriod"]) >= 365 * 24 * 3600
     assert bucket["encryption"]["defaultKmsKeyName"].endswith("/cryptoKeys/storage-key")
     grants = {
-        (g.inputs["role"], g.inputs["member"]) for g in of_type(hub.resources, ":BucketIAMMember")
+        (g.inputs["bucket"], g.inputs["role"], g.inputs["member"])
+        for g in of_type(hub.resources, ":BucketIAMMember")
     }
+    coordinator = "serviceAccount:federation-coordinator@fed-hub.iam.gserviceaccount.com"
+    researchers = "group:federation-researchers@example.org"
     assert grants == {
-        (
-            "roles/storage.objectCreator",
-            "serviceAccount:federation-coordinator@fed-hub.iam.gserviceaccount.com",
-        ),
-        ("roles/storage.objectViewer", "group:federation-researchers@example.org"),
+        ("fed-hub-federation-results", "roles/storage.objectCreator", coordinator),
+        ("fed-hub-federation-results", "roles/storage.objectViewer", researchers),
+        ("fed-hub-federation-specs", "roles/storage.objectCreator", researchers),
+        ("fed-hub-federation-specs", "roles/storage.objectViewer", researchers),
+        ("fed-hub-federation-specs", "roles/storage.objectViewer", coordinator),
     }
+    assert hub.outputs["specs_bucket"] == "fed-hub-federation-specs"
 
 
 def test_no_job_until_the_roster_is_pinned() -> None:

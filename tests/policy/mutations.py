@@ -1554,6 +1554,14 @@ FEDERATION_MUTATIONS: tuple[Mutation, ...] = (
         ),
     ),
     Mutation(
+        "let the coordinator write the specs it runs",
+        COORD_ACCESS,
+        edit(
+            named("coordinator-coordinator-reads-specs"),
+            _set("role", "roles/storage.objectAdmin"),
+        ),
+    ),
+    Mutation(
         "drop the results bucket's retention",
         COORD_ACCESS,
         edit(named("coordinator-results"), _set("retentionPolicy", None)),

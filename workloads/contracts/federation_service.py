@@ -62,6 +62,9 @@ LEDGER_TABLES: tuple[Table, ...] = (ODOMETER, RELEASE_LOG)
 # The hub's regional CMEK bucket where the coordinator keeps every released result with its
 # run metadata (spec, participants, epsilon and delta charged per node, signatures).
 RESULTS_BUCKET_PURPOSE = "federation-results"
+# The hub's regional CMEK bucket where researchers put the analysis specs a coordinator run
+# reads (`--spec gs://<hub>-federation-specs/...`): created once, never replaced.
+SPECS_BUCKET_PURPOSE = "federation-specs"
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 

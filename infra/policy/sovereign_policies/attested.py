@@ -229,6 +229,9 @@ def _coordinator_job(resource: Resource, config: PolicyConfig) -> Iterator[str]:
         yield from _image_problems(image, config, None, f"container {i} image")
 
 
+_WHAT = {"results": "results bucket", "specs": "specs bucket", "cloudrunv2": "coordinator job"}
+
+
 def _coordinator_access(resources: Sequence[Resource], config: PolicyConfig) -> Iterator[Finding]:
     if config.is_node:
         return
@@ -244,6 +247,11 @@ def _coordinator_access(resources: Sequence[Resource], config: PolicyConfig) -> 
             (coordinator, "roles/storage.objectCreator"),
             (group, "roles/storage.objectViewer"),
         },
+        "specs": {
+            (group, "roles/storage.objectCreator"),
+            (group, "roles/storage.objectViewer"),
+            (coordinator, "roles/storage.objectViewer"),
+        },
     }
     for resource in resources:
         if not is_iam(resource):
@@ -251,9 +259,12 @@ def _coordinator_access(resources: Sequence[Resource], config: PolicyConfig) -> 
         module = module_of(resource.type)
         if module == "storage":
             bucket = str(known(resource.props.get("bucket"), "bucket") or "")
-            if bucket != config.results_bucket:
+            if bucket == config.results_bucket:
+                kind = "results"
+            elif bucket == config.specs_bucket:
+                kind = "specs"
+            else:
                 continue
-            kind = "results"
         elif module == "cloudrunv2":
             kind = "cloudrunv2"
         else:
@@ -263,7 +274,7 @@ def _coordinator_access(resources: Sequence[Resource], config: PolicyConfig) -> 
                 want = sorted(f"{r} to {m}" for m, r in allowed[kind] if m)
                 yield Finding(
                     f"grants {role} to {member}; the "
-                    f"{'results bucket' if kind == 'results' else 'coordinator job'} "
+                    f"{_WHAT[kind]} "
                     f"admits only {'; '.join(want)} (write-once results, run by the named "
                     "group); fix: remove the grant",
                     resource,
@@ -342,11 +353,18 @@ POLICIES = [
         description=(
             "Only the named researchers' group may run the coordinator job (with overrides); "
             "the results bucket admits only the coordinator creating objects and that group "
-            "reading them, and keeps every release under a retention policy of a year or more."
+            "reading them, and keeps every release under a retention policy of a year or more; "
+            "the specs bucket admits that group creating and reading, the coordinator reading."
         ),
         severity=Severity.HIGH,
         checkov=(),
-        config_keys=("role", "researchersGroup", "coordinatorIdentity", "resultsBucket"),
+        config_keys=(
+            "role",
+            "researchersGroup",
+            "coordinatorIdentity",
+            "resultsBucket",
+            "specsBucket",
+        ),
         stack_check=_coordinator_access,
     ),
 ]

@@ -122,6 +122,7 @@ class PolicyConfig:
     researchers_group: str | None = None
     coordinator_identity: str | None = None
     results_bucket: str | None = None
+    specs_bucket: str | None = None
 
     @property
     def is_node(self) -> bool:
@@ -182,6 +183,7 @@ class PolicyConfig:
             researchers_group=text("researchersGroup"),
             coordinator_identity=text("coordinatorIdentity"),
             results_bucket=text("resultsBucket"),
+            specs_bucket=text("specsBucket"),
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -202,6 +204,7 @@ class PolicyConfig:
             "researchersGroup": self.researchers_group,
             "coordinatorIdentity": self.coordinator_identity,
             "resultsBucket": self.results_bucket,
+            "specsBucket": self.specs_bucket,
         }
         out.update({k: v for k, v in scalars.items() if v is not None})
         if self.allowed_member_domains:

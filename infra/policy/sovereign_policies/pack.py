@@ -60,6 +60,7 @@ CONFIG_SCHEMA: dict[str, dict[str, Any]] = {
     "researchersGroup": {"type": "string", "description": "hub: who runs the coordinator"},
     "coordinatorIdentity": {"type": "string", "description": "hub: the coordinator account"},
     "resultsBucket": {"type": "string", "description": "hub: the results bucket's name"},
+    "specsBucket": {"type": "string", "description": "hub: the specs bucket's name"},
 }
 
 StackConfigReader = Callable[[str], Any]
