@@ -193,6 +193,39 @@ def _project_numbers(project: str, values: Mapping[str, Any]) -> dict[str, str]:
     return numbers
 
 
+class _FileConfig:
+    """A stack file's config read the way pulumi.Config reads it (for infra.config.load)."""
+
+    def __init__(self, project: str, values: Mapping[str, Any]) -> None:
+        self._project = project
+        self._values = values
+
+    def get(self, key: str) -> str | None:
+        value = self._values.get(f"{self._project}:{key}")
+        return None if value is None else _as_runtime_value(value)
+
+
+def _referenced_outputs(
+    project: str, values: Mapping[str, Any], stack_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """The hub outputs a node reads (StackReference), computed from the hub's own stack file
+    the way the hub program computes them from config: offline, no state backend needed."""
+    from infra import config as infra_config
+    from infra.hub import referenced_outputs
+
+    if values.get(f"{project}:role") != "node":
+        return {}
+    name = str(values.get(f"{project}:hubStack") or infra_config.DEFAULT_HUB_STACK)
+    hub_stack = name.rsplit("/", 1)[-1]
+    if not (stack_dir / f"Pulumi.{hub_stack}.yaml").is_file():
+        return {}
+    _, hub_values = stack_config(hub_stack, stack_dir=stack_dir)
+    hub = infra_config.load(_FileConfig(project, hub_values), hub_stack)  # type: ignore[arg-type]
+    if not isinstance(hub, infra_config.HubConfig):
+        return {}
+    return {name: referenced_outputs(hub)}
+
+
 @dataclass(frozen=True)
 class CapturedStack:
     resources: list[CapturedResource]  # sorted by URN
@@ -205,9 +238,12 @@ def capture_stack(
     *,
     stack_dir: Path = REPO_ROOT,
     program: Callable[[], None] | None = None,
+    references: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[CapturedResource]:
     """Every resource the program declares for the stack, sorted by URN."""
-    return capture(stack, config, stack_dir=stack_dir, program=program).resources
+    return capture(
+        stack, config, stack_dir=stack_dir, program=program, references=references
+    ).resources
 
 
 def capture(
@@ -216,8 +252,12 @@ def capture(
     *,
     stack_dir: Path = REPO_ROOT,
     program: Callable[[], None] | None = None,
+    references: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> CapturedStack:
-    """Every resource the program declares for the stack and its exported outputs."""
+    """Every resource the program declares for the stack and its exported outputs.
+
+    `references`: outputs of stacks the program reads with pulumi.StackReference, by fully
+    qualified name, replacing what the referenced stack's own file gives."""
     project, values = stack_config(stack, config, stack_dir=stack_dir)
     secret_keys = [k for k, v in values.items() if isinstance(v, Mapping) and set(v) == {"secure"}]
     runtime_config = {
@@ -230,6 +270,9 @@ def capture(
 
     mock_outputs.PROJECT_NUMBERS.clear()
     mock_outputs.PROJECT_NUMBERS.update(_project_numbers(project, values))
+    mock_outputs.STACK_OUTPUTS.clear()
+    mock_outputs.STACK_OUTPUTS.update(_referenced_outputs(project, values, stack_dir))
+    mock_outputs.STACK_OUTPUTS.update({k: dict(v) for k, v in (references or {}).items()})
     # Fresh runtime state: no root stack, no pending outputs, this stack's config.
     settings.ROOT.set(None)
     settings.SETTINGS.outputs.clear()

@@ -18,6 +18,7 @@ import pulumi
 from workloads.contracts.batch import TASK_KIND, JobSettings
 from workloads.contracts.errors import UserError
 from workloads.contracts.federation import FEDERATION_WORKER_ACCOUNT_ID
+from workloads.contracts.federation_service import WORKER_IMAGE_NAME, image_by_digest
 from workloads.contracts.nodes import NODE_NAME, NODE_NAME_RULE
 
 NAMESPACE = "sovereign-genomics"
@@ -43,6 +44,11 @@ _REGION_GROUP = re.compile(r"^in:([a-z]+-[a-z]+[0-9]+)-locations$")
 # A Cloud Identity customer id
 # (gcloud organizations describe ORG --format='value(owner.directoryCustomerId)').
 _CUSTOMER_ID = re.compile(r"^C[0-9a-z]{6,12}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_PUBLIC_KEY = re.compile(r"^[0-9a-f]{64}$")  # raw Ed25519 public key, hex (the roster's form)
+_GROUP = re.compile(r"^[a-z0-9._+-]+@[a-z0-9.-]+\.[a-z]+$")
+# A fully qualified stack name for pulumi.StackReference: <organization>/<project>/<stack>.
+_STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _DEPLOYER = re.compile(r"^(serviceAccount|user):[a-z0-9._+-]+@[a-z0-9.-]+\.[a-z]+$")
 
 
@@ -69,11 +75,40 @@ class BatchJobSettings:
 
 
 @dataclass(frozen=True)
+class WorkerDeployment:
+    """The node's federation worker on Confidential Space (deployed only with a digest)."""
+
+    image_digest: str | None  # None: the worker is not deployed (posture says which key)
+    machine_type: str
+    # The hub stack whose `roster` output the worker pins (pulumi.StackReference).
+    hub_stack: str
+    # Number of Google's `confidential-space-images` project (the boot image's egress rule).
+    image_project_number: str | None
+    # The node's disclosure policy for its guard, as TOML (`federationPolicy`; "" = defaults).
+    policy_toml: str = ""
+
+    def image(self, repository_url: str) -> str | None:
+        if self.image_digest is None:
+            return None
+        return image_by_digest(repository_url, WORKER_IMAGE_NAME, self.image_digest)
+
+
+@dataclass(frozen=True)
+class CoordinatorDeployment:
+    """The hub's coordinator Cloud Run job (deployed only with a digest)."""
+
+    image_digest: str | None
+    researchers_group: str  # e-mail of the group that may run it and read the results
+    hub_signing_key: str | None  # the hub's pinned public key (hex) for the roster
+
+
+@dataclass(frozen=True)
 class NodeRef:
-    """A node as the hub knows it: its short name and its GCP project."""
+    """A node as the hub knows it: its short name, its GCP project, its pinned public key."""
 
     name: str
     project: str
+    signing_key: str | None = None  # hex raw Ed25519 key from the node's KMS key; None: unpinned
 
     @property
     def federation_identity(self) -> str:
@@ -120,11 +155,21 @@ class NodeConfig(CommonConfig):
     batch_image_project_number: str
     batch: BatchSettings
     batch_job: BatchJobSettings | None  # None: the stack declares no Batch job
+    worker: WorkerDeployment
 
 
 @dataclass(frozen=True)
 class HubConfig(CommonConfig):
     nodes: tuple[NodeRef, ...]
+    coordinator: CoordinatorDeployment
+
+    @property
+    def missing_roster_keys(self) -> tuple[str, ...]:
+        """Config keys still to pin before the roster is complete (empty: complete)."""
+        missing = [f"nodes[{i}].signingKey" for i, n in enumerate(self.nodes) if not n.signing_key]
+        if self.coordinator.hub_signing_key is None:
+            missing.insert(0, "hubSigningKey")
+        return tuple(missing)
 
 
 StackConfig = NodeConfig | HubConfig
@@ -309,6 +354,57 @@ def _node(r: _Reader, common: dict[str, Any]) -> NodeConfig:
         ),
         batch=BatchSettings(provisioning_model=model, machine_type=machine),
         batch_job=batch_job,
+        worker=_worker(r),
+    )
+
+
+DEFAULT_HUB_STACK = f"organization/{NAMESPACE}/hub"
+
+
+def _worker(r: _Reader) -> WorkerDeployment:
+    digest = r.raw("workerImageDigest") or None
+    if digest is not None and not _DIGEST.match(digest):
+        raise r.fail(
+            "workerImageDigest",
+            f"is {digest!r}, not sha256:<64 hex>",
+            "set the digest `docker buildx imagetools inspect` prints for the pushed "
+            "federation-worker image (never a tag)",
+        )
+    machine = r.string(
+        "workerMachineType", _CONFIDENTIAL_MACHINE, "n2d-standard-2", "n2d-standard-2"
+    )
+    image_project = r.raw("confidentialSpaceImageProjectNumber") or None
+    if image_project is not None and not _PROJECT_NUMBER.match(image_project):
+        raise r.fail(
+            "confidentialSpaceImageProjectNumber",
+            f"is {image_project!r}, not a project number",
+            "gcloud projects describe confidential-space-images --format='value(projectNumber)'",
+        )
+    if digest is not None and image_project is None:
+        raise r.fail(
+            "confidentialSpaceImageProjectNumber",
+            "is missing, and the worker (workerImageDigest) boots from that project's image",
+            "set it from gcloud projects describe confidential-space-images "
+            "--format='value(projectNumber)'",
+        )
+    policy = r.structured("federationPolicy", "federationPolicy: {lifetime_epsilon: 10.0}")
+    policy = {} if policy is None else policy
+    if not isinstance(policy, dict) or not all(
+        isinstance(v, (int, float, str, list)) and not isinstance(v, bool) for v in policy.values()
+    ):
+        raise r.fail(
+            "federationPolicy",
+            f"is {policy!r}",
+            "write the guard's settings as a mapping, e.g. {lifetime_epsilon: 10.0, min_k: 10}",
+        )
+    return WorkerDeployment(
+        # Never empty (an empty variable counts as unset): a comment when defaults apply.
+        policy_toml="".join(f"{k} = {json.dumps(v)}\n" for k, v in sorted(policy.items()))
+        or "# the guard's defaults\n",
+        image_digest=digest,
+        machine_type=machine,
+        hub_stack=r.string("hubStack", _STACK_REF, DEFAULT_HUB_STACK, DEFAULT_HUB_STACK),
+        image_project_number=image_project,
     )
 
 
@@ -379,9 +475,20 @@ def _hub(r: _Reader, common: dict[str, Any]) -> HubConfig:
         raise r.fail("nodes", "is missing or empty", f"list the nodes, e.g. {example}")
     nodes: list[NodeRef] = []
     for i, item in enumerate(raw):
-        if not isinstance(item, dict) or set(item) != {"name", "project"}:
+        if not isinstance(item, dict) or not {"name", "project"} <= set(item) <= {
+            "name", "project", "signingKey"
+        }:
             raise r.fail(
-                f"nodes[{i}]", f"is {item!r}", "write it as {name: us, project: fed-node-us}"
+                f"nodes[{i}]",
+                f"is {item!r}",
+                "write it as {name: us, project: fed-node-us, signingKey: <64 hex, optional>}",
+            )
+        key = item.get("signingKey")
+        if key is not None and (not isinstance(key, str) or not _PUBLIC_KEY.match(key)):
+            raise r.fail(
+                f"nodes[{i}].signingKey",
+                f"is {key!r}, not a raw Ed25519 public key in hex",
+                "pin the 64 hex characters of the node's KMS signing key (docs/infra.md)",
             )
         name, project = item["name"], item["project"]
         if not isinstance(name, str) or not NODE_NAME.match(name):
@@ -390,11 +497,35 @@ def _hub(r: _Reader, common: dict[str, Any]) -> HubConfig:
             raise r.fail(
                 f"nodes[{i}].project", f"is {project!r}", "use a GCP project id like fed-node-us"
             )
-        nodes.append(NodeRef(name=name, project=project))
+        nodes.append(NodeRef(name=name, project=project, signing_key=key))
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
         raise r.fail("nodes", f"repeats a node name: {names}", "give every node a distinct name")
-    return HubConfig(**common, nodes=tuple(nodes))
+    return HubConfig(**common, nodes=tuple(nodes), coordinator=_coordinator(r))
+
+
+def _coordinator(r: _Reader) -> CoordinatorDeployment:
+    digest = r.raw("coordinatorImageDigest") or None
+    if digest is not None and not _DIGEST.match(digest):
+        raise r.fail(
+            "coordinatorImageDigest",
+            f"is {digest!r}, not sha256:<64 hex>",
+            "set the digest of the pushed federation-coordinator image (never a tag)",
+        )
+    hub_key = r.raw("hubSigningKey") or None
+    if hub_key is not None and not _PUBLIC_KEY.match(hub_key):
+        raise r.fail(
+            "hubSigningKey",
+            f"is {hub_key!r}, not a raw Ed25519 public key in hex",
+            "pin the 64 hex characters of the hub's KMS signing key (docs/infra.md)",
+        )
+    return CoordinatorDeployment(
+        image_digest=digest,
+        researchers_group=r.string(
+            "researchersGroup", _GROUP, "federation-researchers@example.org"
+        ),
+        hub_signing_key=hub_key,
+    )
 
 
 def _as_perimeter_mode(value: str) -> PerimeterMode:

@@ -2,8 +2,10 @@
 
 - the batch runner: the service account of the Confidential Batch VMs (reads raw input,
   writes staging and results, writes the dataset, pulls images, writes logs);
-- the federation worker: reads the dataset to compute local aggregates and talks to the
-  hub's Pub/Sub (granted in the hub stack, allowed out by the perimeter's egress rule).
+- the federation worker: the service account of its Confidential Space VM, holding only
+  what Confidential Space needs (obtain the attestation token, write logs, pull the image)
+  and, in the hub stack, its Pub/Sub; the node's data is read by the attested image's
+  principalSet (infra/federation_worker.py), never by this account.
 
 No basic roles, no project-wide storage or BigQuery data roles: data roles sit on the
 bucket, dataset or repository they concern.
@@ -28,20 +30,19 @@ BATCH_PROJECT_ROLES: tuple[str, ...] = (
     "roles/bigquery.jobUser",
     "roles/logging.logWriter",
 )
-FEDERATION_PROJECT_ROLES: tuple[str, ...] = ("roles/bigquery.jobUser", "roles/logging.logWriter")
+FEDERATION_PROJECT_ROLES: tuple[str, ...] = (
+    "roles/confidentialcomputing.workloadUser",
+    "roles/logging.logWriter",
+)
 
 
-def dataset_policy(*, writer: str, reader: str) -> str:
-    """The IAM policy (JSON) of a patient-data dataset: one writer, one reader, nobody else."""
-    return json.dumps(
-        {
-            "bindings": [
-                {"role": "roles/bigquery.dataEditor", "members": [writer]},
-                {"role": "roles/bigquery.dataViewer", "members": [reader]},
-            ]
-        },
-        sort_keys=True,
-    )
+def dataset_policy(*, writer: str, reader: str | None) -> str:
+    """The IAM policy (JSON) of a patient-data dataset: one writer, at most one reader (the
+    attested worker image, when deployed), nobody else."""
+    bindings = [{"role": "roles/bigquery.dataEditor", "members": [writer]}]
+    if reader is not None:
+        bindings.append({"role": "roles/bigquery.dataViewer", "members": [reader]})
+    return json.dumps({"bindings": bindings}, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Identities(pulumi.ComponentResource):
         project: str,
         region: str,
         on: NodeResources,
+        data_reader: str | None,  # the attested worker's principalSet; None: not deployed
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("sovereign:node:Identities", name, None, opts)
@@ -100,20 +102,21 @@ class Identities(pulumi.ComponentResource):
                 f"{name}-{domain}-dataset-access",
                 project=project,
                 dataset_id=dataset.dataset_id,
-                policy_data=pulumi.Output.all(batch, fed).apply(
-                    lambda members: dataset_policy(writer=members[0], reader=members[1])
+                policy_data=pulumi.Output.from_input(batch).apply(
+                    lambda writer: dataset_policy(writer=writer, reader=data_reader)
                 ),
                 opts=child,
             )
-        gcp.artifactregistry.RepositoryIamMember(
-            f"{name}-batch-image-reader",
-            project=project,
-            location=region,
-            repository=on.repository.name,
-            role="roles/artifactregistry.reader",
-            member=batch,
-            opts=child,
-        )
+        for who, member in (("batch", batch), ("federation", fed)):
+            gcp.artifactregistry.RepositoryIamMember(
+                f"{name}-{who}-image-reader",
+                project=project,
+                location=region,
+                repository=on.repository.name,
+                role="roles/artifactregistry.reader",
+                member=member,
+                opts=child,
+            )
         for who, member, roles in (
             ("batch", batch, BATCH_PROJECT_ROLES),
             ("federation", fed, FEDERATION_PROJECT_ROLES),

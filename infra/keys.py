@@ -12,7 +12,9 @@ from typing import Literal
 import pulumi
 import pulumi_gcp as gcp
 
-KeyPurpose = Literal["bigquery", "storage", "artifactregistry", "compute", "pubsub", "logging"]
+KeyPurpose = Literal[
+    "bigquery", "storage", "artifactregistry", "compute", "pubsub", "logging", "run"
+]
 
 ROTATION_PERIOD = "7776000s"  # 90 days: the longest rotation the policy pack accepts
 ENCRYPTER_DECRYPTER = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
@@ -26,6 +28,8 @@ SERVICE_AGENTS: dict[KeyPurpose, str] = {
     "pubsub": "service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com",
     # Cloud Logging's CMEK agent for log buckets (gcloud logging settings describe).
     "logging": "service-{number}@gcp-sa-logging.iam.gserviceaccount.com",
+    # Cloud Run's agent encrypts the hub coordinator's copy of its image (Cloud Run CMEK).
+    "run": "service-{number}@serverless-robot-prod.iam.gserviceaccount.com",
 }
 
 

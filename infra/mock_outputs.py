@@ -55,6 +55,42 @@ def _global(kind: str) -> Callable[[Inputs], Inputs]:
     return outputs
 
 
+def _regional(kind: str) -> Callable[[Inputs], Inputs]:
+    def outputs(i: Inputs) -> Inputs:
+        name = i.get("name") or f"{i.get('namePrefix', '')}{'0' * 25}1"
+        rid = f"projects/{i.get('project')}/regions/{i.get('region')}/{kind}/{name}"
+        return {"id": rid, "selfLink": _COMPUTE + rid, "name": name}
+
+    return outputs
+
+
+def _pool(i: Inputs) -> Inputs:
+    rid = f"projects/{_number(i.get('project'))}/locations/global/workloadIdentityPools/"
+    rid += str(i["workloadIdentityPoolId"])
+    return {"id": rid, "name": rid}
+
+
+def _pool_provider(i: Inputs) -> Inputs:
+    rid = f"projects/{_number(i.get('project'))}/locations/global/workloadIdentityPools/"
+    rid += f"{i['workloadIdentityPoolId']}/providers/{i['workloadIdentityPoolProviderId']}"
+    return {"id": rid, "name": rid}
+
+
+def _run_job(i: Inputs) -> Inputs:
+    rid = f"projects/{i.get('project')}/locations/{i.get('location')}/jobs/{i.get('name')}"
+    return {"id": rid, "uid": "0"}
+
+
+# Outputs of the stacks a program reads with pulumi.StackReference, by fully qualified
+# name (set by infra.capture per run from the referenced stack's own file).
+STACK_OUTPUTS: dict[str, Inputs] = {}
+
+
+def _stack_reference(i: Inputs) -> Inputs:
+    name = str(i.get("name"))
+    return {"id": name, "outputs": STACK_OUTPUTS.get(name, {}), "secretOutputNames": []}
+
+
 def _subnetwork(i: Inputs) -> Inputs:
     rid = f"projects/{i.get('project')}/regions/{i.get('region')}/subnetworks/{i['name']}"
     return {"id": rid, "selfLink": _COMPUTE + rid}
@@ -85,6 +121,7 @@ def _nothing(_i: Inputs) -> Inputs:
 SERVICE_AGENT_DOMAINS: dict[str, str] = {
     "artifactregistry.googleapis.com": "gcp-sa-artifactregistry",
     "pubsub.googleapis.com": "gcp-sa-pubsub",
+    "run.googleapis.com": "serverless-robot-prod",
 }
 # The project number of each project id the stack names, set by infra.capture per run.
 PROJECT_NUMBERS: dict[str, str] = {}
@@ -145,6 +182,14 @@ _COMPUTED: dict[str, Callable[[Inputs], Inputs]] = {
     "gcp:orgpolicy/policy:Policy": _by_name,
     "gcp:accesscontextmanager/accessLevel:AccessLevel": _by_name,
     "gcp:projects/serviceIdentity:ServiceIdentity": _service_identity,
+    "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate": _regional("instanceTemplates"),
+    "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": _regional(
+        "instanceGroupManagers"
+    ),
+    "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": _pool,
+    "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": _pool_provider,
+    "gcp:cloudrunv2/job:Job": _run_job,
+    "pulumi:pulumi:StackReference": _stack_reference,
 }
 
 

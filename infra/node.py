@@ -7,6 +7,7 @@ import pulumi
 from infra.buckets import Buckets
 from infra.confidential_batch import ConfidentialBatch
 from infra.config import NodeConfig
+from infra.federation_worker import FederationWorker, WorkerInputs
 from infra.foundation import declare_foundation
 from infra.identities import Identities, NodeResources
 from infra.keys import KeyPurpose
@@ -19,6 +20,7 @@ from infra.warehouse import COMPONENT_NAME as WAREHOUSE_COMPONENT
 from infra.warehouse import Warehouse
 from workloads.contracts import catalogue
 from workloads.contracts.batch import BatchTarget, JobSettings, TaskRequest, image_uri
+from workloads.contracts.federation_service import attested_principal_set
 from workloads.contracts.stack_outputs import NodeOutputs
 
 NODE_KEY_PURPOSES: tuple[KeyPurpose, ...] = ("bigquery", "storage", "artifactregistry", "compute")
@@ -69,6 +71,9 @@ def declare_node(cfg: NodeConfig) -> None:
         opts=encrypted_with("artifactregistry"),
     )
     network = Network("network", project=cfg.project, region=cfg.region, opts=after_apis)
+    digest = cfg.worker.image_digest
+    # Who reads the node's data and signs for it: the attested worker image, if deployed.
+    attested = attested_principal_set(cfg.project_number, digest) if digest else None
     identities = Identities(
         "identities",
         project=cfg.project,
@@ -80,6 +85,7 @@ def declare_node(cfg: NodeConfig) -> None:
             datasets=warehouse.datasets,
             repository=registry.repository,
         ),
+        data_reader=attested,
         opts=after_apis,
     )
     batch = ConfidentialBatch(
@@ -95,8 +101,37 @@ def declare_node(cfg: NodeConfig) -> None:
     signing = SigningKey(
         "signing",
         key_ring=keys.key_ring.id,
-        signer=identities.federation_worker.member,
+        signer=attested,
         opts=pulumi.ResourceOptions(depends_on=[identities]),
+    )
+    worker = FederationWorker(
+        "federation-worker",
+        deployment=cfg.worker,
+        on=WorkerInputs(
+            project=cfg.project,
+            project_number=cfg.project_number,
+            region=cfg.region,
+            node=cfg.node,
+            hub_project=cfg.hub_project,
+            repository_url=registry.url,
+            subnet=network.subnet.self_link,
+            service_account_email=identities.federation_worker.email,
+            compute_key=keys.key_id("compute"),
+            bigquery_key=keys.key_id("bigquery"),
+            signing_key=signing.key.id,
+            datasets={domain: d.dataset_id for domain, d in warehouse.datasets.items()},
+        ),
+        # Its VM boots only once its identity, grants, key and image access are in place.
+        opts=pulumi.ResourceOptions(
+            depends_on=[
+                identities,
+                signing,
+                network,
+                registry,
+                *keys.usable("compute"),
+                *keys.usable("bigquery"),
+            ]
+        ),
     )
 
     # The job comes before the fence (B2): it is created while the deployer is still
@@ -110,6 +145,7 @@ def declare_node(cfg: NodeConfig) -> None:
         identities,
         batch,
         signing,
+        worker,
     ]
     if cfg.batch_job is not None:
         from infra.batch_job import declare_batch_job
@@ -150,6 +186,7 @@ def declare_node(cfg: NodeConfig) -> None:
         federation_identity=identities.federation_worker.email,
         hub_project_number=cfg.hub_project_number,
         batch_image_project_number=cfg.batch_image_project_number,
+        worker_image_project_number=cfg.worker.image_project_number if digest else None,
         agent_project_number=cfg.project_number,
         deployer=cfg.deployer,
         mode=cfg.perimeter_mode,

@@ -37,8 +37,12 @@ DENY_ALL_CONSTRAINTS: tuple[str, ...] = (
     "compute.vmCanIpForward",
     "compute.vmExternalIpAccess",
 )
-# Batch's published COS image lives here; nothing else may boot a VM in the project.
-TRUSTED_IMAGE_PROJECTS: tuple[str, ...] = ("projects/batch-custom-image",)
+# Batch's published COS image and Google's hardened Confidential Space image (the federation
+# worker's) live here; nothing else may boot a VM in the project.
+TRUSTED_IMAGE_PROJECTS: tuple[str, ...] = (
+    "projects/batch-custom-image",
+    "projects/confidential-space-images",
+)
 DENIED_TLS_VERSIONS: tuple[str, ...] = ("TLS_VERSION_1", "TLS_VERSION_1_1")
 
 

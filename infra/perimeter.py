@@ -54,6 +54,8 @@ class Perimeter(pulumi.ComponentResource):
         federation_identity: pulumi.Input[str],
         hub_project_number: str,
         batch_image_project_number: str,
+        # confidential-space-images, when the worker is deployed (its VM boots from there)
+        worker_image_project_number: str | None,
         agent_project_number: str,
         deployer: str,
         mode: PerimeterMode,
@@ -123,10 +125,19 @@ class Perimeter(pulumi.ComponentResource):
                     },
                 },
                 {
-                    "title": "Batch VMs boot from Batch's image project",
+                    "title": "Batch VMs boot from Batch's image project"
+                    + (
+                        " and the worker from Confidential Space's"
+                        if worker_image_project_number
+                        else ""
+                    ),
                     "egress_from": {"identities": image_readers},
                     "egress_to": {
-                        "resources": [f"projects/{batch_image_project_number}"],
+                        "resources": [
+                            f"projects/{n}"
+                            for n in (batch_image_project_number, worker_image_project_number)
+                            if n
+                        ],
                         "operations": [
                             {
                                 "service_name": "compute.googleapis.com",

@@ -1,4 +1,5 @@
-"""Artifact Registry: the node's regional Docker repository for its workload images, CMEK."""
+"""Artifact Registry: a regional Docker repository for the stack's own images, CMEK (the node's
+task and worker images; the hub's coordinator image)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class Registry(pulumi.ComponentResource):
         project: str,
         region: str,
         kms_key: pulumi.Input[str],
+        description: str = "Images the node's Confidential Batch jobs and federation worker run",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("sovereign:node:Registry", name, None, opts)
@@ -25,7 +27,7 @@ class Registry(pulumi.ComponentResource):
             location=region,
             repository_id=REPOSITORY_ID,
             format="DOCKER",
-            description="Images the node's Confidential Batch jobs run",
+            description=description,
             kms_key_name=kms_key,
             docker_config=gcp.artifactregistry.RepositoryDockerConfigArgs(immutable_tags=True),
             opts=pulumi.ResourceOptions(parent=self),

@@ -482,6 +482,104 @@ def _compute_section(resources: Sequence[CapturedResource]) -> list[str]:
     ]
 
 
+def _federation_section(
+    resources: Sequence[CapturedResource], values: Mapping[str, Any]
+) -> list[str]:
+    """The federation services (issue 16): deployed with what, or which key is missing."""
+    def conf(key: str) -> Any:
+        return next((v for k, v in values.items() if k.endswith(f":{key}")), None)
+
+    role = conf("role")
+    lines = ["## Federation services", ""]
+    if role == "node":
+        templates = _of(resources, "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate")
+        if not templates:
+            return [*lines, "- worker: **not deployed**: set `workerImageDigest` (docs/infra.md)"]
+        i = templates[0].inputs
+        meta = i.get("metadata", {})
+        boot = next((d.get("sourceImage") for d in i.get("disks", []) if d.get("boot")), "?")
+        external = any("accessConfigs" in nic for nic in i.get("networkInterfaces", []))
+        lines += [
+            f"- worker: Confidential Space on `{i.get('machineType')}` "
+            f"({i.get('confidentialInstanceConfig', {}).get('confidentialInstanceType', 'NONE')}),"
+            f" boot image `{boot}`, external IP {'yes' if external else 'no'}, "
+            f"VM account {i.get('serviceAccount', {}).get('email', '?')}",
+            f"- image: `{meta.get('tee-image-reference')}`; restart "
+            f"`{meta.get('tee-restart-policy')}`; logs `{meta.get('tee-container-log-redirect')}`;"
+            f" env {', '.join(sorted(k[8:] for k in meta if k.startswith('tee-env-')))}",
+        ]
+        groups = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+        for g in _of(resources, groups):
+            lines.append(
+                f"- managed by regional instance group `{g.inputs.get('name')}` "
+                f"(size {int(g.inputs.get('targetSize', 0))}, {g.inputs.get('region')})"
+            )
+        attested: dict[str, set[str]] = {}
+        for r in resources:
+            if r.inputs.get("member", "").startswith("principalSet:"):
+                attested.setdefault(r.inputs["member"], set()).add(
+                    f"{r.inputs.get('role')} ({r.name})"
+                )
+            if "policyData" in r.inputs and r.type.endswith("DatasetIamPolicy"):
+                for b in json.loads(r.inputs["policyData"]).get("bindings", []):
+                    for m in b.get("members", []):
+                        if m.startswith("principalSet:"):
+                            attested.setdefault(m, set()).add(
+                                f"{b.get('role')} on dataset {r.inputs.get('datasetId')}"
+                            )
+        for member, roles in sorted(attested.items()):
+            lines.append(f"- data and key access only for `{member}`: {'; '.join(sorted(roles))}")
+        providers = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
+        for p in _of(resources, providers):
+            lines.append(
+                f"- attestation: issuer `{p.inputs.get('oidc', {}).get('issuerUri')}`, "
+                f"condition `{p.inputs.get('attributeCondition')}`"
+            )
+        return lines
+    if role != "hub":
+        return []
+    missing = [
+        key
+        for key, present in (
+            ("hubSigningKey", conf("hubSigningKey")),
+            *(
+                (f"nodes[{n}].signingKey", node.get("signingKey"))
+                for n, node in enumerate(conf("nodes") or [])
+            ),
+        )
+        if not present
+    ]
+    lines.append(
+        "- roster: complete (exported as `roster`)"
+        if not missing
+        else f"- roster: **incomplete**: set {', '.join(f'`{k}`' for k in missing)}"
+    )
+    jobs = _of(resources, "gcp:cloudrunv2/job:Job")
+    if not jobs:
+        needed = [k for k in ("coordinatorImageDigest",) if not conf(k)] or ["the roster keys"]
+        lines.append(f"- coordinator: **not deployed**: set {', '.join(f'`{k}`' for k in needed)}")
+    for job in jobs:
+        t = job.inputs.get("template", {}).get("template", {})
+        images = [c.get("image") for c in t.get("containers", [])]
+        lines.append(
+            f"- coordinator: Cloud Run job `{job.inputs.get('name')}` in "
+            f"{job.inputs.get('location')}, image {', '.join(f'`{i}`' for i in images)}, "
+            f"runs as {t.get('serviceAccount')}, key `{t.get('encryptionKey')}`"
+        )
+    for m in _of(resources, "gcp:cloudrunv2/jobIamMember:JobIamMember"):
+        lines.append(f"- may run it: {m.inputs.get('member')} ({m.inputs.get('role')})")
+    for b in _of(resources, "gcp:storage/bucket:Bucket"):
+        retention = b.inputs.get("retentionPolicy")
+        if retention:
+            lines.append(
+                f"- results bucket `{b.inputs.get('name')}` in {b.inputs.get('location')}: "
+                f"retention {int(retention.get('retentionPeriod', 0)) // 86400} days "
+                f"({'locked' if retention.get('isLocked') else 'not locked'}), key "
+                f"`{b.inputs.get('encryption', {}).get('defaultKmsKeyName')}`"
+            )
+    return lines
+
+
 def _pubsub_section(resources: Sequence[CapturedResource]) -> list[str]:
     topics = _of(resources, "gcp:pubsub/topic:Topic")
     subs = _of(resources, "gcp:pubsub/subscription:Subscription")
@@ -568,6 +666,7 @@ def posture_markdown(
         _audit_section(resources),
         _deployment_section(resources),
         _compute_section(resources),
+        _federation_section(resources, values),
         _pubsub_section(resources),
         _org_policy_section(resources),
         _identity_section(resources),

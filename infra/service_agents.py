@@ -4,7 +4,7 @@ A key grant to a service agent that does not exist yet fails (B5). Each agent is
 (or read, which creates it) here, and the key grants take their member from it, so Pulumi
 orders them: API enabled -> agent -> grant -> encrypted resource.
 
-- Artifact Registry, Pub/Sub: `gcp.projects.ServiceIdentity` (generateServiceIdentity).
+- Artifact Registry, Pub/Sub, Cloud Run: `gcp.projects.ServiceIdentity` (generateServiceIdentity).
 - BigQuery: `bigquery.get_default_service_account` (creates bq-N@bigquery-encryption).
 - Cloud Storage: `storage.get_project_service_account` (creates service-N@gs-project-accounts).
 - Compute (compute-system) and Cloud Logging: exist once their API is on; the grant
@@ -24,6 +24,7 @@ from infra.keys import KeyPurpose, service_agent
 _IDENTITY_SERVICES: dict[KeyPurpose, str] = {
     "artifactregistry": "artifactregistry.googleapis.com",
     "pubsub": "pubsub.googleapis.com",
+    "run": "run.googleapis.com",
 }
 
 

@@ -9,12 +9,16 @@ NODE_DATA_APIS: tuple[str, ...] = (
     "bigquery.googleapis.com",
     "cloudkms.googleapis.com",
     "compute.googleapis.com",
+    # Confidential Space: the attestation verifier, and STS, which exchanges its token for
+    # the workload identity pool's (the worker's path to its data and signing key).
+    "confidentialcomputing.googleapis.com",
     "dns.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "storage.googleapis.com",
+    "sts.googleapis.com",
 )
 
 # Every other service VPC-SC can restrict, so that one enabled later (by hand, outside this
@@ -133,10 +137,19 @@ CONTROL_PLANE_APIS: tuple[str, ...] = (
 NODE_APIS: tuple[str, ...] = NODE_DATA_APIS + CONTROL_PLANE_APIS
 
 HUB_APIS: tuple[str, ...] = (
+    "artifactregistry.googleapis.com",  # the coordinator's image
     "cloudkms.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",
     "pubsub.googleapis.com",
+    "run.googleapis.com",  # the coordinator's job
+    "storage.googleapis.com",  # the results bucket
     *CONTROL_PLANE_APIS,
 )
-HUB_AUDITED_APIS: tuple[str, ...] = ("cloudkms.googleapis.com", "pubsub.googleapis.com")
+HUB_AUDITED_APIS: tuple[str, ...] = (
+    "artifactregistry.googleapis.com",
+    "cloudkms.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+)

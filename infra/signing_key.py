@@ -1,8 +1,9 @@
 """The node's federation signing key (issue #10): Cloud KMS, Ed25519, one identity may use it.
 
 Every federation message a node sends is signed with this key; the hub and the other
-nodes verify with its public key. Only the node's federation worker may sign with it or
-read its public key (roles/cloudkms.signerVerifier and roles/cloudkms.publicKeyViewer on
+nodes verify with its public key. Only the node's attested worker image (the principalSet
+of its digest, infra/federation_worker.py) may sign with it or read its public key
+(roles/cloudkms.signerVerifier and roles/cloudkms.publicKeyViewer on
 the key itself, nothing on the ring or project).
 
 Protection level SOFTWARE: the Cloud KMS algorithm tables we could check list
@@ -29,7 +30,9 @@ class SigningKey(pulumi.ComponentResource):
         name: str,
         *,
         key_ring: pulumi.Input[str],
-        signer: pulumi.Input[str],  # IAM member of the federation worker
+        # IAM member that signs: the node's attested worker image (principalSet), the hub's
+        # coordinator account; None: nobody yet (the worker is not deployed).
+        signer: pulumi.Input[str] | None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("sovereign:node:SigningKey", name, None, opts)
@@ -45,7 +48,7 @@ class SigningKey(pulumi.ComponentResource):
             deletion_policy="PREVENT",
             opts=pulumi.ResourceOptions(parent=self, protect=True),
         )
-        for role in SIGNER_ROLES:
+        for role in SIGNER_ROLES if signer is not None else ():
             gcp.kms.CryptoKeyIAMMember(
                 f"{name}-{role.rsplit('.', 1)[-1]}",
                 crypto_key_id=self.key.id,

@@ -28,6 +28,7 @@ _MODULES = {
     "orgpolicy": "org_policy",
     "accesscontextmanager": "access_context_manager",
     "serviceaccount": "service_account",
+    "cloudrunv2": "cloud_run_v2",
 }
 # Whole type tokens Terraform names differently from the rule.
 _TYPES = {"gcp:serviceaccount/account:Account": "google_service_account"}
@@ -45,6 +46,8 @@ _RENAMED = {
     "attachedDisks": "attached_disk",
     "scratchDisks": "scratch_disk",
     "guestAccelerators": "guest_accelerator",
+    "envs": "env",  # Cloud Run v2 container env blocks
+    "versions": "version",  # instance group manager versions
 }
 # Inputs that are maps in Terraform (their keys are data, not attribute names).
 _MAPS = frozenset({"labels", "metadata", "resourceLabels", "userLabels", "params", "tags"})

@@ -20,10 +20,13 @@ from infra.policy.sovereign_policies import POLICIES, PolicyConfig
 from workloads.contracts.errors import UserError
 
 
-def config_for_stack(stack: str, *, stack_dir: Path = REPO_ROOT) -> PolicyConfig:
-    """The PolicyConfig of Pulumi.<stack>.yaml (role, allowedLocations, hubProjectNumber)."""
+def config_for_stack(
+    stack: str, *, stack_dir: Path = REPO_ROOT, overrides: dict[str, Any] | None = None
+) -> PolicyConfig:
+    """The PolicyConfig of Pulumi.<stack>.yaml (role, allowedLocations, hubProjectNumber),
+    with config overrides applied as infra.capture applies them."""
     try:
-        project, values = stack_config(stack, stack_dir=stack_dir)
+        project, values = stack_config(stack, overrides, stack_dir=stack_dir)
     except StackFileError as err:
         raise UserError(f"{err}; fix: pass an existing stack name (us, eu, hub, ...)") from err
     config = PolicyConfig.from_mapping(
@@ -41,9 +44,15 @@ def derived(project: str, values: dict[str, Any]) -> dict[str, Any]:
     """The stack file's keys plus the facts the pack needs from the contracts (the pack
     imports nothing of the project): identities, signing key name and algorithm."""
     from workloads.contracts.federation import (
+        COORDINATOR_ACCOUNT_ID,
         FEDERATION_WORKER_ACCOUNT_ID,
         SIGNING_ALGORITHM,
         SIGNING_KEY_NAME,
+    )
+    from workloads.contracts.federation_service import (
+        RESULTS_BUCKET_PURPOSE,
+        SPECS_BUCKET_PURPOSE,
+        attested_principal_set,
     )
 
     def worker(of_project: str) -> str:
@@ -54,10 +63,22 @@ def derived(project: str, values: dict[str, Any]) -> dict[str, Any]:
         out["nodeIdentities"] = {
             str(n["name"]): worker(str(n["project"])) for n in out.get("nodes") or []
         }
+        if out.get("project"):
+            project = str(out["project"])
+            out["coordinatorIdentity"] = (
+                f"{COORDINATOR_ACCOUNT_ID}@{project}.iam.gserviceaccount.com"
+            )
+            out["resultsBucket"] = f"{project}-{RESULTS_BUCKET_PURPOSE}"
+            out["specsBucket"] = f"{project}-{SPECS_BUCKET_PURPOSE}"
+            out["signingKeyName"] = SIGNING_KEY_NAME
+            out["signingAlgorithm"] = SIGNING_ALGORITHM
     elif out.get("project"):
         out["federationIdentity"] = worker(str(out["project"]))
         out["signingKeyName"] = SIGNING_KEY_NAME
         out["signingAlgorithm"] = SIGNING_ALGORITHM
+        digest = out.get("workerImageDigest")
+        if digest and out.get("projectNumber"):
+            out["attestedWorker"] = attested_principal_set(str(out["projectNumber"]), str(digest))
     return out
 
 

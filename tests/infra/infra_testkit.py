@@ -37,3 +37,20 @@ def stack_file(stack: str) -> dict[str, Any]:
     """The committed stack file's config, keys without the namespace."""
     data = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
     return {k.split(":", 1)[1]: v for k, v in data["config"].items()}
+
+
+# The federation worker deployed on a node (a digest and Confidential Space's image project),
+# and the hub output its StackReference reads (a pinned roster).
+DIGEST = "sha256:" + "ab" * 32
+WORKER_ON = {"workerImageDigest": DIGEST, "confidentialSpaceImageProjectNumber": "100000000088"}
+HUB_ROSTER = {"organization/sovereign-genomics/hub": {"roster": '{"roster": "pinned"}'}}
+# The hub with every key pinned (a complete roster) and the coordinator's digest.
+PINNED_KEYS = {"hub": "11" * 32, "us": "22" * 32, "eu": "33" * 32, "sg": "44" * 32}
+HUB_ON = {
+    "coordinatorImageDigest": DIGEST,
+    "hubSigningKey": PINNED_KEYS["hub"],
+    "nodes": [
+        {"name": n, "project": f"fed-node-{n}", "signingKey": PINNED_KEYS[n]}
+        for n in ("us", "eu", "sg")
+    ],
+}

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from infra_testkit import HUB_ON, HUB_ROSTER, WORKER_ON
 
 from infra import terraform_plan
 from infra.capture import REPO_ROOT, CapturedResource, capture_stack
@@ -42,7 +43,13 @@ def checkov_report(
     """Checkov's failed checks per stack (one Checkov run over every plan)."""
     binary = _checkov()
     folder = tmp_path_factory.mktemp("plans")
-    stacks = {**captured, "us+batch": capture_stack("us", {"batchJob": JOB})}
+    stacks = {
+        **captured,
+        "us+batch": capture_stack("us", {"batchJob": JOB}),
+        # The federation services deployed (issue 16): the worker and the coordinator.
+        "us+worker": capture_stack("us", WORKER_ON, references=HUB_ROSTER),
+        "hub+coordinator": capture_stack("hub", HUB_ON),
+    }
     for stack, resources in stacks.items():
         (folder / f"{stack}.tfplan.json").write_text(
             json.dumps(terraform_plan.plan(stack, resources))

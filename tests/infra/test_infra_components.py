@@ -160,6 +160,7 @@ def test_components_register_under_their_type_tokens(
         "sovereign:node:SigningKey",
         "sovereign:node:Buckets",
         "sovereign:node:ConfidentialBatch",
+        "sovereign:node:FederationWorker",
         "sovereign:node:Identities",
         "sovereign:node:Network",
         "sovereign:node:Perimeter",

@@ -92,8 +92,10 @@ def test_b3_batch_vms_may_read_their_boot_image_across_the_perimeter(
     template = one(captured["us"], ":InstanceTemplate")
     image_project = template.inputs["disks"][0]["sourceImage"].split("/")[1]
     trusted = next(r for r in captured["us"] if r.name.endswith("trustedImageProjects"))
+    # Batch's image project, and Confidential Space's (the federation worker's boot image).
     assert trusted.inputs["spec"]["rules"][0]["values"]["allowedValues"] == [
-        f"projects/{image_project}"
+        f"projects/{image_project}",
+        "projects/confidential-space-images",
     ]
     rules = one(captured["us"], ":ServicePerimeter").inputs["status"]["egressPolicies"]
     to_images = [

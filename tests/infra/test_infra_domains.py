@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from infra_testkit import of_type
+from infra_testkit import HUB_ROSTER, WORKER_ON, of_type
 
 from infra.capture import CapturedStack, capture
 from workloads.contracts import catalogue
+from workloads.contracts.federation_service import LEDGER_DATASET
 from workloads.contracts.schema import (
     Column,
     Domain,
@@ -62,12 +63,14 @@ FAKE = Domain(
 def stack() -> CapturedStack:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(catalogue, "DOMAINS", (*catalogue.DOMAINS, FAKE))
-        return capture("us")
+        # With the federation worker deployed, so the attested reader reaches the new domain.
+        return capture("us", WORKER_ON, references=HUB_ROSTER)
 
 
 def test_the_domain_gets_its_own_dataset_with_the_node_defaults(stack: CapturedStack) -> None:
     datasets = {d.inputs["datasetId"]: d for d in of_type(stack.resources, ":Dataset")}
-    assert set(datasets) == {d.dataset for d in (*catalogue.DOMAINS, FAKE)}
+    # The domains' datasets, and the federation guard's ledger (LEDGER_DATASET).
+    assert set(datasets) == {d.dataset for d in (*catalogue.DOMAINS, FAKE)} | {LEDGER_DATASET}
     ours, genomics = datasets["test_robotics"], datasets["hospital_data"]
     for same in ("location", "defaultEncryptionConfiguration", "deleteContentsOnDestroy",
                  "project"):

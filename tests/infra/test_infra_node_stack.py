@@ -129,7 +129,8 @@ def test_keys_rotate_within_90_days_and_are_protected(
 def test_the_signing_key_is_ed25519_and_only_the_worker_may_use_it(
     captured: dict[str, list[CapturedResource]], node: str
 ) -> None:
-    """Issue #10: the federation signing key, usable only by the node's worker."""
+    """Issue #10: the federation signing key, usable only by the node's attested worker
+    image (issue 16): with no worker deployed (no digest in the stack file), by nobody."""
     cfg = stack_file(node)
     (key,) = [
         k for k in of_type(captured[node], ":CryptoKey") if k.inputs["name"] == SIGNING_KEY_NAME
@@ -143,11 +144,8 @@ def test_the_signing_key_is_ed25519_and_only_the_worker_may_use_it(
         for g in of_type(captured[node], ":CryptoKeyIAMMember")
         if g.inputs["cryptoKeyId"] == key_id
     ]
-    worker = f"serviceAccount:federation-worker@{cfg['project']}.iam.gserviceaccount.com"
-    assert sorted((g["role"], g["member"]) for g in grants) == [
-        ("roles/cloudkms.publicKeyViewer", worker),
-        ("roles/cloudkms.signerVerifier", worker),
-    ]
+    assert "workerImageDigest" not in str(cfg)
+    assert grants == []
     assert one(captured[node], ":KeyRing").protect
 
 
@@ -190,6 +188,7 @@ def test_iam_members_are_only_the_intended_identities(
     assert project_roles == {
         "roles/batch.agentReporter",
         "roles/bigquery.jobUser",
+        "roles/confidentialcomputing.workloadUser",
         "roles/logging.logWriter",
     }
 

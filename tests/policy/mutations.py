@@ -542,7 +542,7 @@ def _grant(
 def _policy_data_add(member: str) -> Callable[[dict[str, Any]], None]:
     def change(props: dict[str, Any]) -> None:
         data = json.loads(props["policyData"])
-        data["bindings"][1]["members"].append(member)
+        data["bindings"][-1]["members"].append(member)
         props["policyData"] = json.dumps(data)
 
     return change
@@ -1343,7 +1343,242 @@ ATTACKER_MUTATIONS: tuple[Mutation, ...] = (
     ),
 )
 
-MUTATIONS = (*BASE_MUTATIONS, *ATTACKER_MUTATIONS)
+# The federation services (issue 16): the attested worker (us+worker) and the coordinator
+# (hub+coordinator).
+CS_IMAGE = _one("confidential-space-image")
+WORKLOAD_IMAGE = _one("confidential-space-workload-image")
+ATTESTED = _one("identity-attested-worker")
+COORD_JOB = _one("hub-coordinator-job")
+COORD_ACCESS = _one("hub-coordinator-access")
+WORKER_TEMPLATE = "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"
+RUN_JOB = "gcp:cloudrunv2/job:Job"
+ATTESTED_JOB_USER = "federation-worker-attested-bigquery-jobUser"
+POOL = "principalSet://iam.googleapis.com/projects/100000000001/locations/global/workloadIdentityPools/federation-attested"
+
+
+def _tee_image(value: str) -> Callable[[dict[str, Any]], None]:
+    def change(props: dict[str, Any]) -> None:
+        props["metadata"]["tee-image-reference"] = value
+
+    return change
+
+
+def _condition_without_digest(props: dict[str, Any]) -> None:
+    clauses = props["attributeCondition"].split(" && ")
+    props["attributeCondition"] = " && ".join(c for c in clauses if "image_digest" not in c)
+
+
+def _first_container(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    return lambda props: change(props["template"]["template"]["containers"][0])
+
+
+FEDERATION_MUTATIONS: tuple[Mutation, ...] = (
+    Mutation(
+        "boot the worker from the debug Confidential Space image",
+        CS_IMAGE,
+        edit(
+            WORKER_TEMPLATE,
+            _first_disk(
+                _set(
+                    "sourceImage",
+                    "projects/confidential-space-images/global/images/family/"
+                    "confidential-space-debug",
+                )
+            ),
+        ),
+    ),
+    Mutation(
+        "name the worker image by tag",
+        WORKLOAD_IMAGE,
+        edit(
+            WORKER_TEMPLATE,
+            _tee_image("us-central1-docker.pkg.dev/fed-node-us/workloads/federation-worker:latest"),
+        ),
+    ),
+    Mutation(
+        "run the worker image from another project's registry",
+        WORKLOAD_IMAGE,
+        edit(
+            WORKER_TEMPLATE,
+            _tee_image(
+                "us-central1-docker.pkg.dev/attacker-proj/workloads/federation-worker@sha256:"
+                + "ab" * 32
+            ),
+        ),
+    ),
+    Mutation(
+        "run another digest than the reviewed one",
+        WORKLOAD_IMAGE,
+        edit(
+            WORKER_TEMPLATE,
+            _tee_image(
+                "us-central1-docker.pkg.dev/fed-node-us/workloads/federation-worker@sha256:"
+                + "cd" * 32
+            ),
+        ),
+    ),
+    Mutation(
+        "give the worker VM an external IP",
+        _one("network-no-external-ip"),
+        edit(WORKER_TEMPLATE, _first_nic(_set("accessConfigs", [{"networkTier": "PREMIUM"}]))),
+    ),
+    Mutation(
+        "make the worker VM non-confidential",
+        CONFIDENTIAL,
+        edit(WORKER_TEMPLATE, _set("confidentialInstanceConfig", None)),
+    ),
+    Mutation(
+        "run the worker group from another project's template",
+        CONFIDENTIAL,
+        edit(
+            "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager",
+            lambda props: props["versions"][0].update(
+                instanceTemplate="https://www.googleapis.com/compute/v1/projects/attacker-proj/"
+                "regions/us-central1/instanceTemplates/plain-vm"
+            ),
+        ),
+    ),
+    Mutation(
+        "grant the whole attestation pool (no digest) BigQuery jobs",
+        ATTESTED,
+        edit(named(ATTESTED_JOB_USER), _set("member", f"{POOL}/*")),
+    ),
+    Mutation(
+        "trust any image of the pool's issuer (provider condition without the digest)",
+        ATTESTED,
+        edit(
+            "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider",
+            _condition_without_digest,
+        ),
+    ),
+    Mutation(
+        "trust any issuer in the attestation pool",
+        ATTESTED,
+        edit(
+            "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider",
+            _set("oidc.issuerUri", "https://token.actions.githubusercontent.com"),
+        ),
+    ),
+    Mutation(
+        "let the attested worker write the patient data",
+        ATTESTED,
+        edit(named(ATTESTED_JOB_USER), _set("role", "roles/bigquery.dataEditor")),
+    ),
+    Mutation(
+        "give the worker VM's own account the patient data",
+        ATTESTED,
+        _grant(
+            "gcp:projects/iAMMember:IAMMember",
+            "mut-worker-sa-data",
+            "roles/bigquery.dataViewer",
+            "serviceAccount:federation-worker@fed-node-us.iam.gserviceaccount.com",
+            needs=WORKER_TEMPLATE,
+            project="fed-node-us",
+        ),
+    ),
+    # The hub's coordinator and its results
+    Mutation(
+        "run the coordinator job without its key",
+        COORD_JOB,
+        edit(RUN_JOB, _set("template.template.encryptionKey", None)),
+    ),
+    Mutation(
+        "run the coordinator image by tag",
+        COORD_JOB,
+        edit(
+            RUN_JOB,
+            _first_container(
+                _set("image", "europe-west1-docker.pkg.dev/fed-hub/workloads/coordinator:latest")
+            ),
+        ),
+    ),
+    Mutation(
+        "run the coordinator as another account",
+        COORD_JOB,
+        edit(
+            RUN_JOB,
+            _set(
+                "template.template.serviceAccount",
+                "100000000009-compute@developer.gserviceaccount.com",
+            ),
+        ),
+    ),
+    Mutation(
+        "move the coordinator job to another region",
+        LOCATION,
+        edit(RUN_JOB, _set("location", OUTSIDE_REGION)),
+    ),
+    Mutation(
+        "let anyone run the coordinator job",
+        _one("identity-no-public-principals", "hub-coordinator-access"),
+        add(
+            "gcp:cloudrunv2/jobIamMember:JobIamMember",
+            "mut-run-public",
+            {
+                "role": "roles/run.invoker",
+                "member": "allUsers",
+                "name": "federation-coordinator",
+                "location": "europe-west1",
+            },
+            needs=RUN_JOB,
+        ),
+    ),
+    Mutation(
+        "let the researchers sign as the hub",
+        PRINCIPALS,
+        add(
+            "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
+            "mut-researchers-sign",
+            {
+                "cryptoKeyId": "{key_ring}/cryptoKeys/federation-signing",
+                "role": "roles/cloudkms.signerVerifier",
+                "member": "group:federation-researchers@example.org",
+            },
+            needs=RUN_JOB,
+        ),
+    ),
+    Mutation(
+        "let the researchers change the coordinator job",
+        COORD_ACCESS,
+        edit(
+            "gcp:cloudrunv2/jobIamMember:JobIamMember",
+            _set("role", "roles/run.developer"),
+        ),
+    ),
+    Mutation(
+        "let the coordinator overwrite or delete released results",
+        COORD_ACCESS,
+        edit(
+            named("coordinator-coordinator-creates-results"),
+            _set("role", "roles/storage.objectAdmin"),
+        ),
+    ),
+    Mutation(
+        "let the coordinator write the specs it runs",
+        COORD_ACCESS,
+        edit(
+            named("coordinator-coordinator-reads-specs"),
+            _set("role", "roles/storage.objectAdmin"),
+        ),
+    ),
+    Mutation(
+        "drop the results bucket's retention",
+        COORD_ACCESS,
+        edit(named("coordinator-results"), _set("retentionPolicy", None)),
+    ),
+    Mutation(
+        "drop the results bucket's key",
+        CMEK,
+        edit(named("coordinator-results"), _set("encryption", None)),
+    ),
+    Mutation(
+        "move the results bucket to another region",
+        MOVED,
+        edit(named("coordinator-results"), _set("location", OUTSIDE_REGION)),
+    ),
+)
+
+MUTATIONS = (*BASE_MUTATIONS, *ATTACKER_MUTATIONS, *FEDERATION_MUTATIONS)
 
 
 def _unprotect_named(stack: Stack, name: str) -> tuple[Stack, Resource]:
@@ -1373,6 +1608,31 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "us",
         {"batchJob": {"enabled": True, "shards": ["in/a.vcf.gz"], "imageTag": "1.0.0"}},
     ),
+    # The federation services deployed: the worker on Confidential Space, the coordinator.
+    "us+worker": (
+        "us",
+        {
+            "workerImageDigest": "sha256:" + "ab" * 32,
+            "confidentialSpaceImageProjectNumber": "100000000088",
+        },
+    ),
+    "hub+coordinator": (
+        "hub",
+        {
+            "coordinatorImageDigest": "sha256:" + "ab" * 32,
+            "hubSigningKey": "11" * 32,
+            "nodes": [
+                {"name": n, "project": f"fed-node-{n}", "signingKey": f"{i}" * 64}
+                for i, n in enumerate(("us", "eu", "sg"), start=2)
+            ],
+        },
+    ),
+}
+# The hub outputs a variant's node reads (pulumi.StackReference): a pinned roster.
+HUB_ROSTER = {
+    "organization/sovereign-genomics/hub": {
+        "roster": json.dumps({"format": "sovereign-federation-roster/1", "hub": {}, "nodes": []})
+    }
 }
 
 
@@ -1392,7 +1652,8 @@ def captured(stack: str) -> tuple[tuple[Resource, ...], PolicyConfig]:
         )
         return base + extra, config
     base, overrides = VARIANTS.get(stack, (stack, {}))
-    return tuple(resource_from(r) for r in capture_stack(base, overrides)), config_for_stack(base)
+    resources = capture_stack(base, overrides, references=HUB_ROSTER)
+    return tuple(resource_from(r) for r in resources), config_for_stack(base, overrides=overrides)
 
 
 def run(

@@ -62,8 +62,53 @@ LEDGER_TABLES: tuple[Table, ...] = (ODOMETER, RELEASE_LOG)
 # The hub's regional CMEK bucket where the coordinator keeps every released result with its
 # run metadata (spec, participants, epsilon and delta charged per node, signatures).
 RESULTS_BUCKET_PURPOSE = "federation-results"
+# The hub's regional CMEK bucket where researchers put the analysis specs a coordinator run
+# reads (`--spec gs://<hub>-federation-specs/...`): created once, never replaced.
+SPECS_BUCKET_PURPOSE = "federation-specs"
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+# The node's workload identity pool and provider that trust Confidential Space attestation
+# tokens for the worker's image digest alone (infra/federation_worker.py declares them).
+ATTESTATION_POOL_ID = "federation-attested"
+ATTESTATION_PROVIDER_ID = "confidential-space"
+# Where the Confidential Space launcher keeps the attestation token (refreshed hourly) that a
+# workload exchanges at STS for the pool's federated token.
+ATTESTATION_TOKEN_PATH = "/run/container_launcher/attestation_verifier_claims_token"
+
+
+def attestation_pool(project_number: str) -> str:
+    return (
+        f"projects/{project_number}/locations/global/workloadIdentityPools/{ATTESTATION_POOL_ID}"
+    )
+
+
+def attestation_audience(project_number: str) -> str:
+    """The provider's full name: the audience of the worker's external-account credentials."""
+    pool = attestation_pool(project_number)
+    return f"//iam.googleapis.com/{pool}/providers/{ATTESTATION_PROVIDER_ID}"
+
+
+def attested_credentials_info(audience: str) -> dict[str, object]:
+    """The worker's external-account credentials (google.auth `identity_pool`): the Confidential
+    Space attestation token exchanged at STS for the pool's federated token, used directly on
+    the node's BigQuery and KMS (no service account impersonation). Its Pub/Sub calls to the
+    hub keep the VM's own account, which the hub's IAM and the perimeter's egress rule name."""
+    return {
+        "type": "external_account",
+        "audience": audience,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": "https://sts.googleapis.com/v1/token",
+        "credential_source": {"file": ATTESTATION_TOKEN_PATH},
+    }
+
+
+def attested_principal_set(project_number: str, digest: str) -> str:
+    """Every token of the pool whose image is `digest`: what the node's grants name."""
+    return (
+        f"principalSet://iam.googleapis.com/{attestation_pool(project_number)}"
+        f"/attribute.image_digest/{digest}"
+    )
 
 
 def image_by_digest(repository_url: str, image_name: str, digest: str) -> str:
@@ -118,6 +163,10 @@ class WorkerSettings(_Settings):
     bigquery_kms_key: str = _var("SOVEREIGN_BQ_KMS_KEY")  # named on every BigQuery job
     roster: str = _var("SOVEREIGN_ROSTER")  # the pinned roster (JSON): hub and node keys
     policy: str = _var("SOVEREIGN_POLICY")  # the node's disclosure policy (TOML)
+    # The workload identity provider (attestation_audience) whose federated token, made from
+    # the Confidential Space attestation token, reads the datasets and signs: the credential
+    # file's audience (token file ATTESTATION_TOKEN_PATH).
+    identity_provider: str = _var("SOVEREIGN_IDENTITY_PROVIDER")
 
     def dataset_ids(self) -> dict[str, str]:
         try:
@@ -140,3 +189,20 @@ class CoordinatorSettings(_Settings):
     signing_key: str = _var("SOVEREIGN_SIGNING_KEY")  # the hub's KMS key version
     roster: str = _var("SOVEREIGN_ROSTER")  # the pinned roster (JSON)
     results_bucket: str = _var("SOVEREIGN_RESULTS_BUCKET")  # RESULTS_BUCKET_PURPOSE's name
+
+
+# The pinned roster every party verifies against (workloads/federation/roster.py reads and
+# writes it). In the cloud the hub stack renders it from its `nodes` (name and pinned public
+# key) and `hubSigningKey` config, and each node stack hands it to its worker: one format.
+ROSTER_FORMAT = "sovereign-federation-roster/1"
+ROSTER_HUB = "hub"
+
+
+def roster_json(hub_key: str, node_keys: Mapping[str, str]) -> str:
+    """The roster file's text: sorted, so the same parties always give the same bytes."""
+    record = {
+        "format": ROSTER_FORMAT,
+        "hub": {"name": ROSTER_HUB, "signing_key": hub_key},
+        "nodes": [{"name": n, "signing_key": k} for n, k in sorted(node_keys.items())],
+    }
+    return json.dumps(record, indent=2, sort_keys=True) + "\n"

@@ -44,9 +44,28 @@ LOCAL_ROOT_ENV = "SOVEREIGN_LOCAL_ROOT"
 CLOUD_ONLY = frozenset({
     "SOVEREIGN_NODE_PROJECT", "SOVEREIGN_REGION", "SOVEREIGN_SIGNING_KEY",
     "SOVEREIGN_DATASETS", "SOVEREIGN_LEDGER_DATASET", "SOVEREIGN_BQ_KMS_KEY",
+    "SOVEREIGN_IDENTITY_PROVIDER",
 })
 PRODUCTS = ("fit", "stats")
 S = TypeVar("S", WorkerSettings, CoordinatorSettings)
+
+
+def _attested_clients(settings: WorkerSettings) -> tuple[Any, Any]:
+    """BigQuery and KMS clients under the Confidential Space attested identity."""
+    from google.auth import identity_pool
+    from google.cloud import bigquery, kms
+
+    from workloads.contracts.federation_service import attested_credentials_info
+
+    info = attested_credentials_info(settings.identity_provider)
+    credentials = identity_pool.Credentials.from_info(info).with_scopes(  # type: ignore[no-untyped-call]
+        ["https://www.googleapis.com/auth/cloud-platform"]
+    )
+    return (
+        bigquery.Client(project=settings.node_project, location=settings.region,
+                        credentials=credentials),
+        kms.KeyManagementServiceClient(credentials=credentials),
+    )
 
 
 def settings_from(cls: type[S], env: Mapping[str, str], local: bool) -> S:
@@ -91,10 +110,14 @@ def worker(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         from workloads.federation.identity import KmsSigner
         from workloads.federation.node_handle import CloudNode
 
+        # The node's data and signing key are granted to the attested image only (its
+        # workload identity pool's principalSet, infra/federation_worker.py), not to the VM's
+        # account: BigQuery and KMS go through the attested credentials; Pub/Sub keeps ADC.
+        bigquery_client, kms_client = _attested_clients(settings)
         node = CloudNode(settings.node, settings.node_project, settings.region,
                          settings.dataset_ids(), settings.ledger_dataset,
-                         settings.bigquery_kms_key)
-        signer = KmsSigner(settings.signing_key)
+                         settings.bigquery_kms_key, client=bigquery_client)
+        signer = KmsSigner(settings.signing_key, client=kms_client)
     served = NodeWorker(node, PubSubNode(settings.hub_project, settings.node), signer, roster,
                         policy)
     privacy.warm_up()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from . import (
+    attested,
     confidential,
     encryption,
     governance,
@@ -27,6 +28,7 @@ POLICIES: tuple[Policy, ...] = (
     *principals.POLICIES,
     *governance.POLICIES,
     *hub.POLICIES,
+    *attested.POLICIES,
 )
 
 _BY_NAME = {p.name: p for p in POLICIES}

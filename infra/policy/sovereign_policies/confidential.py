@@ -21,7 +21,30 @@ SEV_TYPES = ("SEV", "SEV_SNP")
 CONFIDENTIAL_MACHINE_FAMILIES = ("n2d-", "c2d-")  # AMD EPYC families that run SEV
 
 
-def _confidential_vm(resource: Resource, _config: PolicyConfig) -> Iterator[str]:
+INSTANCE_GROUP_MANAGERS = (
+    "gcp:compute/instanceGroupManager:InstanceGroupManager",
+    "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager",
+)
+
+
+def _group_templates(resource: Resource, config: PolicyConfig) -> Iterator[str]:
+    """A managed instance group runs only templates of this project (which this pack checks
+    when the stack declares them, and the org policy refuses to be non-confidential)."""
+    for i, version in enumerate(items(resource.props.get("versions"), "versions")):
+        template = str(known(get(version, "instanceTemplate"), "versions.instanceTemplate") or "")
+        path = template.split("/compute/v1/", 1)[-1]
+        if not config.project or not path.startswith(f"projects/{config.project}/"):
+            yield (
+                f"versions[{i}] runs instance template {template or '(unset)'}, not one of "
+                f"this project's ({config.project}), which nothing here checks is confidential; "
+                "fix: point it at the stack's own Confidential VM template"
+            )
+
+
+def _confidential_vm(resource: Resource, config: PolicyConfig) -> Iterator[str]:
+    if resource.type in INSTANCE_GROUP_MANAGERS:
+        yield from _group_templates(resource, config)
+        return
     if resource.type not in VM_TYPES:
         return
     cic = known(resource.props.get("confidentialInstanceConfig"), "confidentialInstanceConfig")
@@ -149,11 +172,12 @@ POLICIES = [
         pillar="Confidential compute",
         description=(
             "Every instance template and instance is a Confidential VM: AMD SEV memory "
-            "encryption on an N2D or C2D machine type. Checkov has no such rule."
+            "encryption on an N2D or C2D machine type; every managed instance group runs a "
+            "template of this project. Checkov has no such rule."
         ),
         severity=Severity.CRITICAL,
         checkov=(),
-        config_keys=(),
+        config_keys=("project",),
         resource_check=_confidential_vm,
     ),
     Policy(

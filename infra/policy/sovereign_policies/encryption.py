@@ -241,7 +241,8 @@ def _signing_key(resources: Sequence[Resource], config: PolicyConfig) -> Iterato
             "messages cannot be signed by a key that never leaves KMS; fix: declare it "
             f"(purpose ASYMMETRIC_SIGN, algorithm {config.signing_algorithm})"
         )
-    worker = f"serviceAccount:{config.federation_identity}"
+    # The signer: the attested worker image when deployed; until then nobody.
+    worker = config.attested_worker
     for key in keys:
         purpose = known(key.props.get("purpose"), "purpose")
         algorithm = known(get(key.props, "versionTemplate.algorithm"), "versionTemplate")
@@ -261,15 +262,16 @@ def _signing_key(resources: Sequence[Resource], config: PolicyConfig) -> Iterato
             from .identity import grants
 
             for role, member in grants(grant):
-                if member != worker or role not in SIGNING_ROLES:
+                if worker is None or member != worker or role not in SIGNING_ROLES:
+                    only = worker or "nobody (the worker is not deployed: no workerImageDigest)"
                     yield Finding(
-                        f"grants {role} on the signing key to {member}; only {worker} may "
+                        f"grants {role} on the signing key to {member}; only {only} may "
                         f"hold {', '.join(sorted(SIGNING_ROLES))}; fix: remove the grant",
                         grant,
                     )
                 else:
                     granted.add(role)
-        if granted != SIGNING_ROLES and keys:
+        if worker is not None and granted != SIGNING_ROLES and keys:
             yield Finding(
                 f"the federation worker lacks {', '.join(sorted(SIGNING_ROLES - granted))} on "
                 "the signing key, so it cannot sign; fix: grant both roles on the key",
@@ -342,12 +344,15 @@ POLICIES = [
         pillar="Encryption",
         description=(
             "A node declares the federation signing key (purpose ASYMMETRIC_SIGN, the "
-            "contract's algorithm), and only its federation worker may sign with it or read "
-            "its public key (signerVerifier, publicKeyViewer on the key)."
+            "contract's algorithm), and only its attested worker image (the principalSet of "
+            "its digest, once deployed; nobody before) may sign with it or read its public key "
+            "(signerVerifier, publicKeyViewer on the key)."
         ),
         severity=Severity.HIGH,
         checkov=(),
-        config_keys=("role", "federationIdentity", "signingKeyName", "signingAlgorithm"),
+        config_keys=(
+            "role", "federationIdentity", "signingKeyName", "signingAlgorithm", "attestedWorker"
+        ),
         stack_check=_signing_key,
     ),
 ]

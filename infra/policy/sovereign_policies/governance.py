@@ -50,7 +50,9 @@ DENY_ALL: tuple[str, ...] = (
     "compute.vmCanIpForward",
     "compute.vmExternalIpAccess",
 )
-TRUSTED_IMAGE_PROJECTS = frozenset({"projects/batch-custom-image"})
+TRUSTED_IMAGE_PROJECTS = frozenset(
+    {"projects/batch-custom-image", "projects/confidential-space-images"}
+)
 DENIED_TLS = frozenset({"TLS_VERSION_1", "TLS_VERSION_1_1"})
 # Services whose data org policy must refuse to store without CMEK, when the stack uses them.
 CMEK_CAPABLE = frozenset(
@@ -250,7 +252,8 @@ POLICIES = [
             + ", ".join(ENFORCED)
             + " enforced; "
             + ", ".join(DENY_ALL)
-            + " deny all; compute.trustedImageProjects only Batch's image project; "
+            + " deny all; compute.trustedImageProjects only Batch's and Confidential Space's "
+            "image projects; "
             "gcp.restrictTLSVersion denies TLS 1.0/1.1; iam.allowedPolicyMemberDomains exactly "
             "the configured customer ids; gcp.restrictCmekCryptoKeyProjects exactly this "
             "project (and its key project); gcp.restrictNonCmekServices every CMEK-capable "

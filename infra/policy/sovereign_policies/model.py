@@ -114,6 +114,15 @@ class PolicyConfig:
     node_identities: Mapping[str, str] | None = None  # hub: node name -> worker e-mail
     signing_key_name: str | None = None
     signing_algorithm: str | None = None
+    # node: the attested worker (principalSet of its image digest), when deployed
+    worker_image_digest: str | None = None
+    attested_worker: str | None = None
+    worker_image_project_number: str | None = None  # confidential-space-images
+    # hub: who runs the coordinator and reads its results, and its identity and bucket
+    researchers_group: str | None = None
+    coordinator_identity: str | None = None
+    results_bucket: str | None = None
+    specs_bucket: str | None = None
 
     @property
     def is_node(self) -> bool:
@@ -168,6 +177,13 @@ class PolicyConfig:
             ),
             signing_key_name=text("signingKeyName"),
             signing_algorithm=text("signingAlgorithm"),
+            worker_image_digest=text("workerImageDigest"),
+            attested_worker=text("attestedWorker"),
+            worker_image_project_number=text("confidentialSpaceImageProjectNumber"),
+            researchers_group=text("researchersGroup"),
+            coordinator_identity=text("coordinatorIdentity"),
+            results_bucket=text("resultsBucket"),
+            specs_bucket=text("specsBucket"),
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -182,6 +198,13 @@ class PolicyConfig:
             "federationIdentity": self.federation_identity,
             "signingKeyName": self.signing_key_name,
             "signingAlgorithm": self.signing_algorithm,
+            "workerImageDigest": self.worker_image_digest,
+            "attestedWorker": self.attested_worker,
+            "confidentialSpaceImageProjectNumber": self.worker_image_project_number,
+            "researchersGroup": self.researchers_group,
+            "coordinatorIdentity": self.coordinator_identity,
+            "resultsBucket": self.results_bucket,
+            "specsBucket": self.specs_bucket,
         }
         out.update({k: v for k, v in scalars.items() if v is not None})
         if self.allowed_member_domains:

@@ -54,6 +54,13 @@ CONFIG_SCHEMA: dict[str, dict[str, Any]] = {
     "nodeIdentities": {"type": "object", "description": "hub: node name -> worker e-mail"},
     "signingKeyName": {"type": "string"},
     "signingAlgorithm": {"type": "string"},
+    "workerImageDigest": {"type": "string", "description": "node: the worker image digest"},
+    "attestedWorker": {"type": "string", "description": "node: principalSet of that digest"},
+    "confidentialSpaceImageProjectNumber": {"type": "string"},
+    "researchersGroup": {"type": "string", "description": "hub: who runs the coordinator"},
+    "coordinatorIdentity": {"type": "string", "description": "hub: the coordinator account"},
+    "resultsBucket": {"type": "string", "description": "hub: the results bucket's name"},
+    "specsBucket": {"type": "string", "description": "hub: the specs bucket's name"},
 }
 
 StackConfigReader = Callable[[str], Any]

@@ -21,6 +21,8 @@ class Principal(StrEnum):
     OWN_SERVICE_ACCOUNT = "this project's service account"
     FEDERATION_NODE = "a federation node's worker (declared in config)"
     FOREIGN_SERVICE_ACCOUNT = "another project's service account"
+    OWN_WORKLOAD_POOL = "an identity of this project's workload identity pool"
+    RESEARCHERS = "the researchers' group (declared in config)"
     USER = "a person (user)"
     GROUP = "a group"
     DOMAIN = "a whole domain"
@@ -39,7 +41,8 @@ _AGENT = re.compile(
     r"^(?:service-|bq-|cmek-p)?([0-9]+)@(?:gcp-sa-[a-z0-9-]+\.iam\.gserviceaccount\.com|"
     r"compute-system\.iam\.gserviceaccount\.com|gs-project-accounts\.iam\.gserviceaccount\.com|"
     r"bigquery-encryption\.iam\.gserviceaccount\.com|cloudservices\.gserviceaccount\.com|"
-    r"cloudbuild\.gserviceaccount\.com|container-engine-robot\.iam\.gserviceaccount\.com)$"
+    r"cloudbuild\.gserviceaccount\.com|container-engine-robot\.iam\.gserviceaccount\.com|"
+    r"serverless-robot-prod\.iam\.gserviceaccount\.com)$"
 )
 _PROJECT_SA = re.compile(
     r"^[a-z][a-z0-9-]{4,29}@([a-z][a-z0-9-]{4,28}[a-z0-9])\.iam\.gserviceaccount\.com$"
@@ -60,7 +63,9 @@ def classify(member: str, config: PolicyConfig) -> Principal:
         own = config.project is not None and who == config.project
         return Principal.OWN_RESOURCE if own else Principal.FOREIGN_RESOURCE
     if kind in ("principal", "principalSet"):
-        return Principal.EXTERNAL
+        pool = f"//iam.googleapis.com/projects/{config.project_number}/locations/global/"
+        own = config.project_number is not None and who.startswith(f"{pool}workloadIdentityPools/")
+        return Principal.OWN_WORKLOAD_POOL if own else Principal.EXTERNAL
     if kind == "user":
         # BigQuery's userByEmail also carries service accounts.
         return (
@@ -69,7 +74,8 @@ def classify(member: str, config: PolicyConfig) -> Principal:
             else (Principal.USER)
         )
     if kind == "group":
-        return Principal.GROUP
+        named = config.researchers_group is not None and who == config.researchers_group
+        return Principal.RESEARCHERS if named else Principal.GROUP
     if kind == "domain":
         return Principal.DOMAIN
     if kind == "serviceAccount":
@@ -94,11 +100,20 @@ def _service_account(email: str, config: PolicyConfig) -> Principal:
 # project's own accounts (the signing key's signer). Everything else: this project's own
 # accounts and agents; the hub's Pub/Sub also the configured nodes' workers.
 _OWN = frozenset(
-    {Principal.OWN_SERVICE_ACCOUNT, Principal.OWN_SERVICE_AGENT, Principal.OWN_RESOURCE}
+    {
+        Principal.OWN_SERVICE_ACCOUNT,
+        Principal.OWN_SERVICE_AGENT,
+        Principal.OWN_RESOURCE,
+        # which pool identity, with which roles: identity-attested-worker
+        Principal.OWN_WORKLOAD_POOL,
+    }
 )
 _ALLOWED: dict[str, frozenset[Principal]] = {
     "kms": _OWN,
     "pubsub": _OWN | {Principal.FEDERATION_NODE},
+    # the hub's results bucket and coordinator job (what exactly: hub-coordinator-access)
+    "storage": _OWN | {Principal.RESEARCHERS},
+    "cloudrunv2": _OWN | {Principal.RESEARCHERS},
 }
 _DEFAULT_ALLOWED = _OWN
 
@@ -142,14 +157,16 @@ POLICIES = [
         pillar="Identity",
         description=(
             "Every IAM grant and dataset access names a principal of an admitted class: this "
-            "project's service accounts and Google service agents (on the hub's Pub/Sub also "
-            "the configured nodes' workers); a data key's encrypt/decrypt roles only this "
+            "project's service accounts, Google service agents and workload identity pool "
+            "identities (on the hub's Pub/Sub also the configured nodes' workers; on buckets "
+            "and Cloud Run jobs also the configured researchers' group); a data key's "
+            "encrypt/decrypt roles only this "
             "project's service agents. Persons, groups, domains, other projects' accounts or "
             "agents, external and deleted principals are refused."
         ),
         severity=Severity.HIGH,
         checkov=(),
-        config_keys=("project", "projectNumber", "nodeIdentities"),
+        config_keys=("project", "projectNumber", "nodeIdentities", "researchersGroup"),
         resource_check=_principals,
     ),
 ]

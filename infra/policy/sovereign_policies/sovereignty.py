@@ -262,10 +262,16 @@ def _egress_problems(policy: Mapping[str, Any], hub: str, config: PolicyConfig) 
                 f"lets {sorted(set(identities) - agents)} read Compute resources outside; fix: "
                 "only the Batch and Compute service agents may read the boot image"
             )
-        if len(targets) != 1 or targets[0] == hub or targets[0] in ("*", ""):
+        # Batch's image project first; the Confidential Space image project (the worker's
+        # boot image) only when configured.
+        images = [f"projects/{n}" for n in (config.worker_image_project_number,) if n]
+        extra = [t for t in targets[1:] if t not in images]
+        repeated = len(set(targets)) != len(targets)
+        if not targets or targets[0] in (hub, "*", "") or extra or repeated:
             yield (
                 f"lets Compute reads out to {targets or 'every project'}; fix: name only "
-                "Batch's image project (batchImageProjectNumber)"
+                "Batch's image project (batchImageProjectNumber) and, with the worker, "
+                "confidentialSpaceImageProjectNumber"
             )
         return
     if targets != [hub]:
