@@ -47,8 +47,8 @@ from workloads.federation.protocol import (
     accept,
 )
 from workloads.federation.roster import HUB, Roster
-from workloads.federation.table_counts import TableCounts
 from workloads.federation.roster import load as load_roster
+from workloads.federation.table_counts import TableCounts
 from workloads.federation.transport import NodeEndpoint
 from workloads.local_node import LocalNode
 from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
