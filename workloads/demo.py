@@ -585,7 +585,7 @@ def report_blocks(result: DemoResult) -> list[Block]:
                          for n in cfg.nodes]] for t in countable()
         ])),
         ("h2", "2. Descriptive statistics, as released"),
-        ("p", f"The statistics spec `{DEMO_STATS.relative_to(DEMO_STATS.parents[2])}` over "
+        ("p", f"The statistics spec `{DEMO_STATS.relative_to(DEMO_STATS.parents[3])}` over "
               f"the joined view `{fed.stats.plan.spec.table}` (`analysis_stats`): one SQL "
               f"aggregate per node, summed by secure aggregation. A cell is published only if "
               f"every node's guard passed it: at least k = {fed.k} rows at every node (or "
@@ -596,16 +596,16 @@ def report_blocks(result: DemoResult) -> list[Block]:
         ("table", (["column", "patients with a value", "mean", "SD"], numeric_rows(
             fed.stats, fed.shown))),
         ("h2", "3. Cancer risk model: federated vs pooled"),
-        ("p", f"The analysis spec `{DEMO_SPEC.relative_to(DEMO_SPEC.parents[2])}`: "
+        ("p", f"The analysis spec `{DEMO_SPEC.relative_to(DEMO_SPEC.parents[3])}`: "
               f"`{fed.fit.spec.outcome}` on the allele counts derived from each node's VCF "
               f"and on age, BMI and sex from its FHIR records, joined inside each node by the "
               f"declared view `{fed.fit.spec.table}` (no row leaves a node; the join runs in "
               f"its warehouse). Fitted by the `analysis_glm` algorithm: each Newton round is "
               f"one SQL aggregate per node (gradient and X'WX), through its guard, summed by "
               f"secure aggregation; {fed.fit.iterations} rounds, {fed.fit.n:,} patients "
-              f"(excluded for a missing value: "
-              + ", ".join(f"{k} {v}" for k, v in fed.fit.excluded_per_node.items())
-              + f"). The pooled fit is statsmodels' GLM over every node's rows of the same "
+              f"({sum(fed.fit.excluded_per_node.values()):,} left out for a missing or "
+              f"undeclared value, counted inside the nodes and released only as their sum). "
+              f"The pooled fit is statsmodels' GLM over every node's rows of the same "
               f"view (a local check only; a real federation never can): max |federated - "
               f"pooled| = {fed.max_abs_diff:.1e}. True values: the generator's profile "
               f"coefficients ({'; '.join(fed.truth)}; BMI and sex have no effect there)."),
