@@ -112,74 +112,68 @@ class TableCounts:
         """The node side: values and statuses (one per asked table) for a `release` reply."""
         if len(params.tables) > 64 or len(set(params.tables)) != len(params.tables):
             raise RefusedError("ask for at most 64 distinct tables")
-        policy = guard.policy
         allowed = set(countable(self.tables))
-        present = set(warehouse.query(
-            "SELECT table_name FROM information_schema.tables").column(0).to_pylist())
         values: list[float] = []
         statuses: list[list[str]] = []
         for table in params.tables:
             value, status, detail = 0.0, NOT_DECLARED, ""
             if table in allowed:
+                exact = _exact_count(warehouse, table)
                 status = NOT_LOADED
-                if table not in present and _local_view(warehouse, table):
-                    present.add(table)
-            if table in allowed and table in present:
-                exact = float(warehouse.query(
-                    f"SELECT count(*) FROM {warehouse.table_ref(table)}").column(0)[0].as_py())
-                multiplier = max(params.noise_multiplier, policy.count_noise_multiplier)
-                spent = _count_multipliers(warehouse, table, self.name)
-                after = privacy.epsilon([*spent, multiplier], policy.lifetime_delta)
-                if after > policy.count_epsilon:
-                    values.append(0.0)
-                    statuses.append([REFUSED, (
-                        f"this table's row counts have spent their budget (epsilon "
-                        f"{privacy.epsilon(spent, policy.lifetime_delta):.3f} of this node's "
-                        f"count_epsilon {policy.count_epsilon:g})")])
-                    continue
-                release = Release(
-                    dataset=table, algorithm=self.name,
-                    query=query_digest(self.name, {"table": table}, ()),
-                    release_class="metrics", participants=(node,), run_id=run_id, step=step,
-                    sensitivity=1.0,
-                    noise_multiplier=multiplier,
-                )
-                try:
-                    noisy = float(secure_agg.decode(guard.release(release, np.array([exact])))[0])
-                except RefusedError as exc:
-                    status, detail = REFUSED, str(exc)
-                else:
-                    if noisy < policy.min_rows:  # post-processing of the noisy value: free
-                        status, detail = BELOW, str(policy.min_rows)
-                    else:
-                        step_size = max(1, policy.count_rounding)
-                        value = float(round(noisy / step_size) * step_size)
-                        status = RELEASED
+                if exact is not None:
+                    value, status, detail = self._release(guard, node, params, table, exact,
+                                                          run_id, step)
             values.append(value)
             statuses.append([status, detail[:300]])
         return tuple(values), {"status": json.dumps(statuses)}
 
+    def _release(self, guard: Guard, node: str, params: TableCountsParams, table: str,
+                 exact: float, run_id: str, step: int) -> tuple[float, str, str]:
+        policy = guard.policy
+        multiplier = max(params.noise_multiplier, policy.count_noise_multiplier)
+        spent = _count_multipliers(guard, table, self.name)
+        if privacy.epsilon([*spent, multiplier], policy.lifetime_delta) > policy.count_epsilon:
+            return 0.0, REFUSED, (
+                f"this table's row counts have spent their budget (epsilon "
+                f"{privacy.epsilon(spent, policy.lifetime_delta):.3f} of this node's "
+                f"count_epsilon {policy.count_epsilon:g})")
+        release = Release(
+            dataset=table, algorithm=self.name,
+            query=query_digest(self.name, {"table": table}, ()),
+            release_class="metrics", participants=(node,), run_id=run_id, step=step,
+            sensitivity=1.0, noise_multiplier=multiplier,
+        )
+        try:  # admitted, charged to the odometer and noised by the guard
+            noisy = float(secure_agg.decode(guard.release(release, np.array([exact])))[0])
+        except RefusedError as exc:
+            return 0.0, REFUSED, str(exc)
+        if noisy < policy.min_rows:  # post-processing of the noisy value: free
+            return 0.0, BELOW, str(policy.min_rows)
+        step_size = max(1, policy.count_rounding)
+        return float(round(noisy / step_size) * step_size), RELEASED, ""
 
-def _count_multipliers(warehouse: Any, table: str, algorithm: str) -> list[float]:
-    warehouse.ensure_tables([ODOMETER])
-    return [float(v) for v in warehouse.query(
-        f"SELECT noise_multiplier FROM {warehouse.table_ref(ODOMETER)} WHERE dataset = ? AND "
-        f"algorithm = ?", [table, algorithm]).column(0).to_pylist()]
 
-
-def _local_view(warehouse: Any, name: str) -> bool:
-    """A declared view in a local warehouse, created now; False when its tables are absent."""
+def _exact_count(warehouse: Any, table: str) -> float | None:
+    """The table's rows inside the node; None when it is not loaded here (any engine: the
+    query fails). A declared view is created first in a local warehouse."""
     from workloads.analysis import sql
 
-    if sql.dialect_of(warehouse) != "duckdb":
-        return False  # BigQuery: the stack declares views; information_schema lists them
     try:
-        sql.local_view(warehouse, name)
-    except Exception:  # its tables are not loaded on this node
-        return False
-    return bool(warehouse.query(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-    ).column(0)[0].as_py())
+        if sql.dialect_of(warehouse) == "duckdb":
+            sql.local_view(warehouse, table)
+        return float(warehouse.query(
+            f"SELECT count(*) FROM {warehouse.table_ref(table)}").column(0)[0].as_py())
+    except Exception:  # not loaded on this node (engines name the table, never rows)
+        return None
+
+
+def _count_multipliers(guard: Guard, table: str, algorithm: str) -> list[float]:
+    """This table's earlier count releases, from the node's odometer (wherever the guard
+    keeps it)."""
+    with guard._open() as ledger:
+        return [float(v) for v in ledger.query(
+            f"SELECT noise_multiplier FROM {ledger.table_ref(ODOMETER)} WHERE dataset = ? AND "
+            f"algorithm = ?", [table, algorithm]).column(0).to_pylist()]
 
 
 def node_counts(coordinator: Any, tables: Sequence[str] | None = None,
