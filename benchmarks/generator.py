@@ -1,32 +1,26 @@
-"""Benchmark: the streaming generator against a straightforward single-DataFrame baseline.
+"""Benchmark: `python -m workloads generate` against a seed-like script, both as whole
+processes writing N rows of CSV (wall clock and peak RSS of each process).
 
-Measured path (both implementations): generate N patients of the US profile and write
-them as CSV and as Parquet. The warehouse load (encrypted DuckDB MERGE) is reported on
-its own line, for the streaming generator only.
+- baseline: `python benchmarks/generator_baseline.py --rows N --out DIR`, a standalone
+  seed-like script (one pandas DataFrame, `to_csv`; imports numpy and pandas only).
+- export: `python -m workloads generate --node us --rows N --formats csv --out DIR
+  --no-progress`, the command a user runs for a CSV export (a plain file, the one
+  exception to encryption at rest).
+- sealed: the same without `--out`: the CSV as an object of the node's store, sealed
+  with the node's key (what `generate --formats csv` does by default).
 
-- Speed: baseline and streaming run in the SAME child process on the same N, after a
-  small warm-up of both (first-call library set-up is not counted), interleaved and
-  repeated (--repeat, up to 2M rows; the best run of each is kept, as the machine is
-  shared); rows/s and the ratio.
-- Peak memory: each implementation runs alone in a fresh child process, and the peak
-  resident set size (ru_maxrss) of that process is reported; it includes the Python
-  interpreter and imported libraries (reported as "idle" below, measured the same way).
+Each is a fresh process started from the shell's point of view: wall clock from spawn
+to exit (interpreter start and imports included), peak RSS = the child's ru_maxrss
+(os.wait4). Runs are interleaved and repeated (--repeat; the fastest run of each is
+kept, with its peak), as the machine is shared. Every CSV is checked to hold N rows.
 
-The baseline is what a seed-like script does: the whole population in one pandas
-DataFrame (ids from a Python list comprehension, numpy draws, DataFrame.to_csv and
-DataFrame.to_parquet).
-
-Usage: .venv/bin/python -m benchmarks.generator [--sizes 1000000,10000000]
-       [--skip-baseline-above N] [--warehouse-sizes 1000000]
+Usage: python -m benchmarks.generator [--sizes 1000000,10000000] [--repeat 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,154 +28,81 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+NODE = "us"
 
 
-# -- the two implementations ---------------------------------------------------------------
+def _command(impl: str, rows: int, out: Path) -> list[str]:
+    if impl == "baseline":
+        return [sys.executable, str(ROOT / "benchmarks" / "generator_baseline.py"),
+                "--rows", str(rows), "--out", str(out)]
+    command = [sys.executable, "-m", "workloads", "generate", "--node", NODE, "--rows",
+               str(rows), "--seed", "42", "--formats", "csv", "--root", str(out / "root"),
+               "--no-progress"]
+    return [*command, "--out", str(out)] if impl == "export" else command
 
 
-def baseline(rows: int, out: Path, seed: int = 42) -> None:
-    """A seed-like single-DataFrame generator (same profile, same outputs)."""
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    ids = [f"US-{i:04d}" for i in range(1, rows + 1)]
-    ages = np.clip(rng.normal(52, 12, rows).astype(int), 25, 80)
-    bmis = np.clip(rng.normal(28.5, 4, rows), 18.5, 40.0)
-    brca1 = rng.choice([0, 1, 2], rows, p=[0.85, 0.12, 0.03])
-    tp53 = rng.choice([0, 1, 2], rows, p=[0.90, 0.08, 0.02])
-    apoe4 = rng.choice([0, 1, 2], rows, p=[0.80, 0.15, 0.05])
-    logits = -3.0 + 0.03 * (ages - 50) + 0.8 * brca1 + 0.5 * tp53
-    cancer = (rng.random(rows) < 1 / (1 + np.exp(-logits))).astype(int)
-    df = pd.DataFrame({
-        "patient_id": ids, "age": ages, "variant_brca1": brca1, "variant_tp53": tp53,
-        "variant_apoe4": apoe4, "bmi": np.round(bmis, 1), "diagnosis_cancer": cancer,
-    })
-    df.to_csv(out / "baseline.csv", index=False)
-    df.to_parquet(out / "baseline.parquet", index=False)
+def run_process(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one whole child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    errors = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}): {errors.decode()}")
+    return wall, usage.ru_maxrss / 1024  # KiB on Linux
 
 
-def streaming(rows: int, out: Path, seed: int = 42) -> None:
-    from workloads.generator import find_profile, generate_node
+def _csv_rows(out: Path, impl: str) -> int:
+    if impl == "sealed":  # read back through the node's store (decrypting)
+        from workloads.local_node import LocalNode
 
-    generate_node(find_profile("us"), rows=rows, seed=seed, root=out / "root", out_dir=out,
-                  formats=("csv", "parquet"), progress=False)
-
-
-def sealed(rows: int, out: Path, seed: int = 42) -> None:
-    """The default path: CSV + Parquet as objects of the node's store, sealed with its key."""
-    from workloads.generator import find_profile, generate_node
-
-    os.environ.setdefault("SOVEREIGN_NODE_KEY_US", "ef" * 32)
-    generate_node(find_profile("us"), rows=rows, seed=seed, root=out / "root",
-                  formats=("csv", "parquet"), progress=False)
-
-
-def warehouse_load(rows: int, out: Path, seed: int = 42) -> None:
-    from workloads.generator import find_profile, generate_node
-
-    generate_node(find_profile("us"), rows=rows, seed=seed, root=out / "root",
-                  formats=("warehouse",), progress=False)
-
-
-def idle(rows: int, out: Path, seed: int = 42) -> None:
-    """Imports only: the floor every peak-RSS number includes."""
-    import pandas  # noqa: F401
-
-    import workloads.generator  # noqa: F401
-
-
-IMPLEMENTATIONS = {"baseline": baseline, "streaming": streaming, "sealed": sealed,
-                   "warehouse": warehouse_load, "idle": idle}
-
-
-# -- child-process cases ---------------------------------------------------------------------
-
-
-def _child(mode: str, rows: int, repeat: int = 1) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
-        out = Path(tmp)
-        if mode == "speed":
-            for name in ("baseline", "streaming"):  # warm-up: library first-call set-up
-                warm = out / f"warm-{name}"
-                warm.mkdir()
-                IMPLEMENTATIONS[name](1000, warm)
-            result = {"baseline": float("inf"), "streaming": float("inf")}
-            for attempt in range(repeat):  # interleaved; the best run of each is kept
-                for name in ("baseline", "streaming"):
-                    case = out / f"{name}-{attempt}"
-                    case.mkdir()
-                    start = time.perf_counter()
-                    IMPLEMENTATIONS[name](rows, case)
-                    result[name] = min(result[name], time.perf_counter() - start)
-                    shutil.rmtree(case)
-            return result
-        start = time.perf_counter()
-        IMPLEMENTATIONS[mode](rows, out)
-        seconds = time.perf_counter() - start
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        return {"seconds": seconds, "peak_mb": peak_mb}
-
-
-def _run_child(mode: str, rows: int, repeat: int = 1) -> dict[str, float]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.generator", "--child", mode, "--rows", str(rows),
-         "--repeat", str(repeat)],
-        check=True, capture_output=True, text=True, cwd=ROOT,
-    )
-    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+        store = LocalNode(NODE, out / "root").store(create=False)
+        [key] = [k for k in store.list("patient_genomic_data/") if k.endswith(".csv")]
+        with store.open_read(key) as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 22), b"")) - 1
+    [path] = list(out.glob("*.csv"))
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 22), b"")) - 1
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,10000000")
-    parser.add_argument("--skip-baseline-above", type=int, default=10_000_000,
-                        help="run the baseline only up to this many rows")
-    parser.add_argument("--warehouse-sizes", default="1000000")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="speed runs per implementation up to 2M rows (best kept)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each (fastest kept)")
+    parser.add_argument("--impls", default="baseline,export,sealed")
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(_child(args.child, args.rows, args.repeat)))
-        return
-
-    sizes = [int(s) for s in args.sizes.split(",") if s]
-    idle_mb = _run_child("idle", 1)["peak_mb"]
-    print(f"generator benchmark: US profile, CSV + Parquet; python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} cpu, load average {os.getloadavg()[0]:.1f} at start; "
-          f"idle process after imports: {idle_mb:.0f} MB peak RSS")
-    header = (f"{'rows':>11} {'impl':<10} {'seconds':>8} {'rows/s':>12} {'peak RSS MB':>12} "
-              f"{'speed-up':>9}")
+    impls = args.impls.split(",")
+    print(f"generator benchmark: whole processes writing CSV, US profile; python "
+          f"{sys.version.split()[0]}, {os.cpu_count()} cpu, load average "
+          f"{os.getloadavg()[0]:.1f} at start")
+    header = (f"{'rows':>11} {'impl':<9} {'seconds':>8} {'rows/s':>12} {'peak RSS MB':>12} "
+              f"{'time ratio':>11} {'peak ratio':>11}")
     print(header)
     print("-" * len(header))
-    for rows in sizes:
-        with_baseline = rows <= args.skip_baseline_above
-        if with_baseline:
-            speed = _run_child("speed", rows, args.repeat if rows <= 2_000_000 else 1)
-            base_mem = _run_child("baseline", rows)["peak_mb"]
-            print(f"{rows:>11,} {'baseline':<10} {speed['baseline']:>8.2f} "
-                  f"{rows / speed['baseline']:>12,.0f} {base_mem:>12.0f} {'1.0x':>9}")
-            stream_s = speed["streaming"]
-        else:
-            stream_s = _run_child("streaming", rows)["seconds"]
-        stream_mem = _run_child("streaming", rows)["peak_mb"]
-        ratio = f"{speed['baseline'] / stream_s:.1f}x" if with_baseline else "(skipped)"
-        print(f"{rows:>11,} {'streaming':<10} {stream_s:>8.2f} {rows / stream_s:>12,.0f} "
-              f"{stream_mem:>12.0f} {ratio:>9}")
-        enc = _run_child("sealed", rows)
-        enc_ratio = f"{speed['baseline'] / enc['seconds']:.1f}x" if with_baseline else ""
-        print(f"{rows:>11,} {'sealed':<10} {enc['seconds']:>8.2f} "
-              f"{rows / enc['seconds']:>12,.0f} {enc['peak_mb']:>12.0f} {enc_ratio:>9} "
-              "(the default: files sealed into the node's store)")
-        sys.stdout.flush()
-    for rows in [int(s) for s in args.warehouse_sizes.split(",") if s]:
-        load = _run_child("warehouse", rows)
-        print(f"{rows:>11,} {'warehouse':<10} {load['seconds']:>8.2f} "
-              f"{rows / load['seconds']:>12,.0f} {load['peak_mb']:>12.0f} "
-              f"{'(load: generate + encrypted DuckDB MERGE into an empty node)':>9}")
+    for rows in [int(s) for s in args.sizes.split(",") if s]:
+        best: dict[str, tuple[float, float]] = {}
+        for _ in range(args.repeat):
+            for impl in impls:  # interleaved
+                with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
+                    wall, peak = run_process(_command(impl, rows, Path(tmp)))
+                    written = _csv_rows(Path(tmp), impl)
+                if written != rows:
+                    raise SystemExit(f"{impl} wrote {written:,} rows, not {rows:,}")
+                if impl not in best or wall < best[impl][0]:
+                    best[impl] = (wall, peak)
+        for impl in impls:
+            wall, peak = best[impl]
+            ratios = ""
+            if "baseline" in best and impl != "baseline":
+                ratios = (f"{best['baseline'][0] / wall:>10.1f}x "
+                          f"{best['baseline'][1] / peak:>10.1f}x")
+            print(f"{rows:>11,} {impl:<9} {wall:>8.2f} {rows / wall:>12,.0f} {peak:>12.0f} "
+                  f"{ratios}", flush=True)
+    print("target (issue 17): 10x the baseline's time at 10M rows, peak under 500 MB")
 
 
 if __name__ == "__main__":

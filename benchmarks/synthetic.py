@@ -7,8 +7,12 @@ Data: patient_genomic_data from the project's generator, `--rows-per-node` patie
 site (profiles us and eu alternating, a seed per site), pooled; a holdout of a fifth as
 many per site, never used for fitting. Partitions: IID (rows dealt at random to the
 sites) and non-IID (Dirichlet(alpha) label skew on diagnosis_cancer). The federated model
-runs the simulator (the same protocol code as real nodes: DP histograms and DP normal-score
-sums per site, secure sums, latent correlation, Higham repair), one round, epsilon per site.
+runs the simulator (the protocol of `federate synth`: each site a real local node with
+its worker and guard, DP histograms and DP normal-score sums per site through the guard,
+SecAgg+ sums over the in-process transport, latent correlation, Higham repair), one
+round, epsilon per site. "inf" asks for the guard's floor noise (multiplier 1e-3, a
+standard deviation of ~0.002 counts): the nodes' guards never release without noise.
+Seconds include creating the sites' nodes (encrypted warehouses, keys) and the run.
 
 Baseline (named, measured in the same run on the same pooled rows): SDV 2.0's
 GaussianCopulaSynthesizer (centralised, not private), run from its own virtualenv

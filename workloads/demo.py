@@ -427,7 +427,7 @@ class NodeBudget:
     federation_epsilon: float  # lifetime, largest over the node's tables (its odometer)
     federation_delta: float
     dp_releases: int
-    synthetic_epsilon: float  # lifetime, from the node's synthetic-data ledger
+    synthetic_epsilon: float  # its synthesis releases alone (synth_* rows of the odometer)
     synthetic_delta: float
     synthetic_events: int
     releases: list[dict[str, Any]] = field(default_factory=list)  # the release log, in order
@@ -435,10 +435,9 @@ class NodeBudget:
 
 
 def budgets(root: Path, nodes: Sequence[str]) -> list[NodeBudget]:
+    from workloads.federation import privacy
     from workloads.federation.guard import ODOMETER, RELEASE_LOG, Guard, load_policy
     from workloads.local_node import LocalNode
-    from workloads.synthetic.ledger import LEDGER as SYNTH_LEDGER
-    from workloads.synthetic.ledger import WarehouseLedger
 
     out = []
     for name in nodes:
@@ -455,7 +454,7 @@ def budgets(root: Path, nodes: Sequence[str]) -> list[NodeBudget]:
             dp = warehouse.query(
                 f"SELECT count(*) FROM {warehouse.table_ref(ODOMETER)}").column(0)[0].as_py()
             # One row per run and kind of release, in order: the exact masked sums of the
-            # release log, the noised releases of the odometer, the synthetic-data ledger.
+            # release log, the noised releases of the odometer (synthesis included).
             releases = warehouse.query(
                 f"SELECT run_id, min(released_at) AS at, release_class AS what, "
                 f"participants AS summed_over, string_agg(CAST(step AS VARCHAR), ', ' "
@@ -464,13 +463,14 @@ def budgets(root: Path, nodes: Sequence[str]) -> list[NodeBudget]:
                 f"UNION ALL SELECT run_id, min(released_at), algorithm || ' (noised)', '', "
                 f"string_agg(CAST(step AS VARCHAR), ', ' ORDER BY step), count(*), "
                 f"max(epsilon_after) FROM {warehouse.table_ref(ODOMETER)} GROUP BY ALL "
-                f"UNION ALL SELECT run_id, min(charged_at), 'synthetic table (noised)', '', "
-                f"'', count(*), NULL FROM {warehouse.table_ref(SYNTH_LEDGER)} GROUP BY ALL "
                 f"ORDER BY 2, 3"
             ).to_pylist()
-            spent = WarehouseLedger(name, warehouse).spent()
-        out.append(NodeBudget(name, epsilon, policy.lifetime_delta, int(dp), spent.epsilon,
-                              spent.delta, spent.events, releases, by_table))
+            synth = warehouse.query(  # synthesis is charged to the same odometer
+                f"SELECT noise_multiplier FROM {warehouse.table_ref(ODOMETER)} "
+                f"WHERE starts_with(algorithm, 'synth_')").column(0).to_pylist()
+        out.append(NodeBudget(name, epsilon, policy.lifetime_delta, int(dp),
+                              privacy.epsilon(synth, policy.lifetime_delta),
+                              policy.lifetime_delta, len(synth), releases, by_table))
     return out
 
 
@@ -647,9 +647,8 @@ def report_blocks(result: DemoResult) -> list[Block]:
         ("h2", "7. What each node released, step by step"),
         ("p", "From each node's own records, written inside the node before each upload: "
               "the release log (exact masked sums: the statistics, then one per Newton round "
-              "of the model, then the robotics cells), the odometer (noised releases: the row "
-              "counts) and the synthetic-data ledger (one event per noised marginal and "
-              "correlation release)."),
+              "of the model, then the robotics cells) and the odometer (noised releases: the "
+              "row counts, and the synthetic table's marginals and correlation sums)."),
     ]
     for budget in result.budgets:
         blocks.append(("b", budget.node))

@@ -17,6 +17,7 @@ from pathlib import Path
 from workloads.contracts.errors import UserError
 from workloads.contracts.nodes import NODE_NAME, NODE_NAME_RULE
 from workloads.objectstore.folder import FolderStore
+from workloads.warehouse.base import Warehouse
 from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 DEFAULT_ROOT = Path("local")  # where the CLI keeps local nodes unless told otherwise
@@ -96,6 +97,11 @@ class LocalNode:
         # A warehouse that exists without its key must not get a fresh (wrong) one.
         key = self.key(create=create and not self.warehouse_path.exists())
         return DuckDBWarehouse(self.name, self.warehouse_path, key)
+
+    def open_ledger(self, data: Warehouse) -> Warehouse:
+        """Where the federation guard keeps its odometer and release log: the node's own
+        encrypted warehouse, the connection already open (one writer per database)."""
+        return data
 
 
 def _checked_key(key: str, source: str) -> str:

@@ -40,7 +40,10 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message}{fix}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; given the `command` about to run, only the modules up to the one that
+    registers it are imported (a whole `generate` process starts ~1 s sooner without the
+    analysis modules' scipy)."""
     parser = Parser(
         prog="python -m workloads",
         description="Sovereign federated genomics: the workloads a node runs.",
@@ -49,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+        if command is not None and command in sub.choices:
+            break
     return parser
 
 
@@ -66,8 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # are for this project's developers, not for the people running a command.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(next((w for w in words if not w.startswith("-")), None))
+    args = parser.parse_args(words)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -79,10 +79,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     synth = commands.add_parser(
         "synth",
         help="federated DP synthetic data (Gaussian copula) over local nodes",
-        description="Each node releases DP histograms and DP normal-score sums of the table, "
-        "masked so that only their totals are read; writes the synthetic table (CSV, Parquet), "
-        "its metadata and an SDMetrics quality report into --out. Every run is charged to "
-        "every node's privacy ledger.",
+        description="Through the federation protocol (in-process or Pub/Sub), each node's "
+        "worker releases DP histograms and DP normal-score sums of the table through its "
+        "guard, masked so that only their totals are read; writes the synthetic table (CSV, "
+        "Parquet), its metadata and an SDMetrics quality report into --out. Every run is "
+        "charged to every node's odometer, capped by its own policy's lifetime_epsilon.",
     )
     add_synth_arguments(synth)
     synth.set_defaults(func=run_synth)
@@ -120,7 +121,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "coordinator",
         help="the hub's coordinator over Pub/Sub (workers run elsewhere)",
         description="Runs statistics and the model against workers already pulling their "
-        "subscriptions. Needs PUBSUB_EMULATOR_HOST or Google credentials.",
+        "subscriptions, and writes the run's audit record to <root>/hub/results/runs/ "
+        "(docs/federation.md). Needs PUBSUB_EMULATOR_HOST or Google credentials.",
     )
     coordinator.add_argument("--nodes", default=DEFAULT_NODES, help="comma-separated node names")
     _root(coordinator)
@@ -419,5 +421,10 @@ def _coordinator(args: argparse.Namespace) -> int:
         create_resources(args.project, nodes)
     coordinator = Coordinator(PubSubHub(args.project), config, _signer(args, HUB),
                               _load_roster(args))
-    _products(coordinator, "both", args)
+    # The same audit record the cloud coordinator writes to the hub's results bucket.
+    from workloads.federation.service import run_and_record
+    from workloads.objectstore.folder import FolderStore
+
+    run_and_record(coordinator, ["stats", "fit"], None,
+                   FolderStore(args.root / "hub" / "results"), hub_project=args.project)
     return 0

@@ -10,7 +10,6 @@ from workloads.federation.defaults import (
     SYNTH_CLIP,
     SYNTH_DELTA,
     SYNTH_MARGINAL_SHARE,
-    SYNTH_NODE_EPSILON,
 )
 from workloads.local_node import DEFAULT_ROOT
 
@@ -33,9 +32,10 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default {SYNTH_MARGINAL_SHARE})")
     parser.add_argument("--clip", type=float, default=SYNTH_CLIP,
                         help=f"normal-score clip (default {SYNTH_CLIP})")
-    parser.add_argument("--node-max-epsilon", type=float, default=SYNTH_NODE_EPSILON,
-                        help=f"each node's lifetime cap on synthesis releases "
-                        f"(default {SYNTH_NODE_EPSILON})")
+    parser.add_argument("--transport", choices=("inprocess", "pubsub"), default="inprocess",
+                        help="in-process queues, or Pub/Sub (the emulator is started unless "
+                        "PUBSUB_EMULATOR_HOST is set); each node's cap is its own policy's "
+                        "lifetime_epsilon (federation_policy.toml), never a hub option")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (not the noise)")
     parser.add_argument("--no-quality", action="store_true",
                         help="skip the per-node SDMetrics scores (they are not DP)")

@@ -173,11 +173,20 @@ class Table:
     labels: dict[str, str] = field(default_factory=dict)
     foreign_keys: tuple[ForeignKey, ...] = ()
     external: ExternalParquet | None = None
+    # A REPEATED RECORD column the local warehouse stores as a table of its own, one row
+    # per element, behind a view of the declared shape (BigQuery keeps it nested): DuckDB
+    # holds a transaction's nested lists in memory, rows of scalars it streams to disk.
+    stored_long: str = ""
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names):
             raise ValueError(f"table {self.name}: duplicate column names")
+        if self.stored_long and not (
+            self.stored_long in names and self.column(self.stored_long).type == "RECORD"
+            and self.column(self.stored_long).mode == "REPEATED"
+        ):
+            raise ValueError(f"table {self.name}: stored_long names a REPEATED RECORD column")
         fk_columns = [c for fk in self.foreign_keys for c in fk.columns]
         hive_keys = self.external.hive_partition_keys if self.external else ()
         for key in (*self.primary_key, *self.clustering, *fk_columns, *hive_keys):

@@ -35,6 +35,7 @@ from workloads.federation.defaults import DEFAULT_K
 from workloads.federation.guard import NodePolicy, RefusedError, ReleaseClass, query_digest
 from workloads.federation.table_counts import TableCounts
 from workloads.robotics.federated import RoboticsCells
+from workloads.synthetic.federated import SynthMarginals, SynthMixture, SynthProducts
 
 P = TypeVar("P")
 PATIENTS = PATIENT_GENOMIC_DATA.name
@@ -422,6 +423,9 @@ REGISTRY[AnalysisGLM.name] = AnalysisGLM()  # a researcher's spec, pushed down (
 REGISTRY[AnalysisStats.name] = AnalysisStats()
 REGISTRY[TableCounts.name] = TableCounts()  # `federate nodes`: DP row counts per table
 REGISTRY[RoboticsCells.name] = RoboticsCells()  # robotics domain: workloads/robotics/federated.py
+REGISTRY[SynthMarginals.name] = SynthMarginals()  # synthesis: workloads/synthetic/federated.py
+REGISTRY[SynthProducts.name] = SynthProducts()
+REGISTRY[SynthMixture.name] = SynthMixture()
 
 
 def lookup(name: str) -> Algorithm:

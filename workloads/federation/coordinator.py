@@ -76,10 +76,16 @@ class RunConfig:
     max_rounds: int = DEFAULT_MAX_ROUNDS
     tolerance: float = 1e-8  # largest |Newton step| at convergence (scaled coefficients)
     dp: DPRequest | None = None
+    # Exact sums need three nodes; runs whose every release is DP (synthesis) may ask for
+    # fewer: each node's guard still decides (its policy's min_dp_participants).
+    min_nodes: int = 3
 
     def __post_init__(self) -> None:
         nodes = set(self.nodes)
-        if len(nodes) < 3:
+        if self.min_nodes < 3 and len(nodes) < max(self.min_nodes, 1):
+            raise UserError(f"this DP run needs at least {self.min_nodes} nodes, got "
+                            f"{sorted(nodes)}; fix: name more nodes")
+        if self.min_nodes >= 3 and len(nodes) < self.min_nodes:
             raise UserError(
                 f"a federated run needs at least three nodes, got {sorted(nodes)}; fix: name "
                 f"three or more (a sum over two nodes is the other node's value to either)"
@@ -134,6 +140,9 @@ class Coordinator:
     slot: int = 0
     bytes_per_round: list[int] = field(default_factory=list)
     dp_multipliers: list[float] = field(default_factory=list)
+    # The signed node messages every published value was computed from (uploads, commits,
+    # reveals, per-node releases): the run's audit record keeps them (results.py).
+    released_from: list[Message] = field(default_factory=list)
     _replays: ReplayGuard = field(default_factory=ReplayGuard)
 
     def __post_init__(self) -> None:
@@ -326,6 +335,7 @@ class Coordinator:
             commits = self._collect(check, "commit", survivors)
             proofs = {n: m.keys.get("commit", "") for n, m in commits.items()}
             self._need(len(proofs), "consistency check")
+            self.released_from += commits.values()
         unmask = self._send(
             "unmask",
             algorithm.name,
@@ -343,6 +353,7 @@ class Coordinator:
         total = secure_agg.unmask(total, b_seeds, s_secrets, s_publics,
                                   f"{self.config.run_id}|{slot}")
         self.alive = survivors
+        self.released_from += [uploads[n] for n in survivors] + list(reveals.values())
         return secure_agg.decode(total), survivors
 
     def _reconstruct(self, reveals: dict[str, Message], name: str) -> int:
@@ -368,6 +379,7 @@ class Coordinator:
                           params=algorithms.to_wire(params))
         refusals: dict[str, str] = {}
         answers = self._collect(step, "release", self.alive, refusals=refusals)
+        self.released_from += answers.values()
         for node, reason in refusals.items():
             log.warning("hub: node %s did not release %s: %s", node, algorithm.name, reason)
         return answers, refusals

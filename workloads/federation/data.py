@@ -10,8 +10,8 @@ import numpy as np
 from workloads.contracts.catalogue import table_named
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Column
-from workloads.local_node import LocalNode
-from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
+from workloads.federation.node_handle import NodeHandle
+from workloads.warehouse.base import Warehouse
 
 
 def column(table: str, name: str) -> Column:
@@ -60,10 +60,10 @@ class NodeData:
 
 
 def load(
-    node: LocalNode,
+    node: NodeHandle,
     table: str,
     columns: tuple[str, ...],
-    warehouse: DuckDBWarehouse | None = None,
+    warehouse: Warehouse | None = None,
 ) -> NodeData:
     """Read `columns` of `table` from the node's encrypted warehouse; every value must be
     inside its column's public bounds (else a refusal naming the column: the DP

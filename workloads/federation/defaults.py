@@ -12,9 +12,8 @@ PLANNED_RELEASES = {"stats": 1, "fit": 6, "both": 7, "robotics": 1}
 LOCAL_PROJECT = "sovereign-local"  # the Pub/Sub emulator's project id
 TRANSPORTS = ("inprocess", "pubsub")
 
-# Federated synthetic data (workloads/synthetic): the budget split and score clip of a run,
-# and a node's lifetime cap on synthesis releases.
+# Federated synthetic data (workloads/synthetic): the budget split and score clip of a run
+# (a node's cap is its policy's lifetime_epsilon, as for every DP release).
 SYNTH_DELTA = 1e-6
 SYNTH_MARGINAL_SHARE = 0.5  # DPCopula-style: half to the marginals, half to the dependence
 SYNTH_CLIP = 3.0  # normal scores are clipped at +-3 (bounds each row's product terms)
-SYNTH_NODE_EPSILON = 10.0

@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
@@ -33,14 +34,18 @@ from typing import Literal
 import numpy as np
 
 from workloads.contracts.errors import UserError
-from workloads.contracts.schema import Column, Table
+from workloads.contracts.federation_service import ODOMETER as ODOMETER  # re-exported
+from workloads.contracts.federation_service import RELEASE_LOG as RELEASE_LOG
 from workloads.federation import privacy, secure_agg
+from workloads.federation.node_handle import NodeHandle
 from workloads.local_node import LocalNode
-from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
+from workloads.warehouse.base import Warehouse
 
 POLICY_FILE = "federation_policy.toml"
-ReleaseClass = Literal["masked_sums", "clear_cells", "metrics"]
+ReleaseClass = Literal["masked_sums", "clear_cells", "metrics", "post_processing"]
 RELEASE_CLASSES: tuple[ReleaseClass, ...] = ("masked_sums", "clear_cells", "metrics")
+# post_processing: a masked sum computed only from this node's own earlier DP releases
+# (kept in its warehouse); it costs no privacy, so it is neither charged nor logged.
 
 
 class RefusedError(Exception):
@@ -59,6 +64,9 @@ class NodePolicy:
     # clear), metrics (exact per-node AUC). Everything else must be DP.
     exact_releases: tuple[str, ...] = ("masked_sums",)
     min_participants: int = 3  # never below 3: a sum over two is the other node's value
+    # A DP release protects this node by its own noise, whoever else is in the sum; a sum
+    # over fewer than this many nodes is still refused (1: one node's own DP release).
+    min_dp_participants: int = 2
     min_k: int = 10  # small-cell threshold floor (the hub may ask for more only)
     min_rows: int = 50  # a model round needs this many rows with non-saturated scores
     max_abs_score: float = 30.0  # refuse models whose scores leave (-30, 30) on any row
@@ -85,6 +93,8 @@ class NodePolicy:
             problems.append(f"exact_releases among {', '.join(RELEASE_CLASSES)} ({unknown})")
         if self.min_participants < 3:
             problems.append("min_participants >= 3")
+        if self.min_dp_participants < 1:
+            problems.append("min_dp_participants >= 1")
         if self.min_k < 1 or self.min_rows < 1 or self.metric_min_class < 1:
             problems.append("min_k, min_rows and metric_min_class >= 1")
         if problems:
@@ -95,19 +105,24 @@ def load_policy(node: LocalNode) -> NodePolicy:
     path = node.folder / POLICY_FILE
     if not path.exists():
         return NodePolicy()
+    return parse_policy(path.read_text(), str(path))
+
+
+def parse_policy(text: str, where: str) -> NodePolicy:
+    """A policy's TOML (a local node's file, or SOVEREIGN_POLICY in the cloud)."""
     try:
-        record = tomllib.loads(path.read_text())
+        record = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: {exc}; fix: correct the TOML") from None
+        raise UserError(f"{where}: {exc}; fix: correct the TOML") from None
     known = {f.name for f in fields(NodePolicy)}
     if unknown := set(record) - known:
-        raise UserError(f"{path}: unknown settings {sorted(unknown)}; fix: use {sorted(known)}")
+        raise UserError(f"{where}: unknown settings {sorted(unknown)}; fix: use {sorted(known)}")
     if "exact_releases" in record:
         record["exact_releases"] = tuple(record["exact_releases"])
     try:
         return NodePolicy(**record)
     except TypeError as exc:
-        raise UserError(f"{path}: {exc}; fix: correct the settings") from None
+        raise UserError(f"{where}: {exc}; fix: correct the settings") from None
 
 
 def write_policy(node: LocalNode, policy: NodePolicy) -> Path:
@@ -115,40 +130,16 @@ def write_policy(node: LocalNode, policy: NodePolicy) -> Path:
     lines = []
     for f in fields(NodePolicy):
         value = getattr(policy, f.name)
-        lines.append(f"{f.name} = {json.dumps(list(value) if isinstance(value, tuple) else value)}")
+        text = json.dumps(list(value) if isinstance(value, tuple) else value)
+        lines.append(f"{f.name} = {'inf' if value == float('inf') else text}")  # TOML's inf
     node.folder.mkdir(parents=True, exist_ok=True)
     path = node.folder / POLICY_FILE
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-# The guard's two tables live in the node's warehouse (encrypted under the node's key).
-ODOMETER = Table(
-    name="federation_odometer",
-    description="Every differentially private release of this node, per dataset, for life.",
-    columns=(
-        Column("dataset", "STRING", "REQUIRED", "The table released from"),
-        Column("run_id", "STRING", "REQUIRED", "Run of the release"),
-        Column("step", "INTEGER", "REQUIRED", "Round of the release"),
-        Column("algorithm", "STRING", "REQUIRED", "What was released"),
-        Column("noise_multiplier", "FLOAT", "REQUIRED", "sigma / L2 sensitivity"),
-        Column("epsilon_after", "FLOAT", "REQUIRED", "Lifetime epsilon after it"),
-        Column("released_at", "TIMESTAMP", "REQUIRED", "When"),
-    ),
-)
-RELEASE_LOG = Table(
-    name="federation_releases",
-    description="Every exact release: which query, over which participant set.",
-    columns=(
-        Column("dataset", "STRING", "REQUIRED", "The table released from"),
-        Column("query", "STRING", "REQUIRED", "sha256 of algorithm, parameters and model"),
-        Column("participants", "STRING", "REQUIRED", "Sorted comma-separated node set"),
-        Column("release_class", "STRING", "REQUIRED", "masked_sums | clear_cells | metrics"),
-        Column("run_id", "STRING", "REQUIRED", "Run of the release"),
-        Column("step", "INTEGER", "REQUIRED", "Round of the release"),
-        Column("released_at", "TIMESTAMP", "REQUIRED", "When"),
-    ),
-)
+# The guard's two tables (ODOMETER, RELEASE_LOG) are declared in the contracts layer, so the
+# node stack can declare them in LEDGER_DATASET; locally they live in the node's warehouse.
 
 
 def query_digest(algorithm: str, params: dict[str, str], model: tuple[float, ...]) -> str:
@@ -171,19 +162,35 @@ class Release:
     noise_multiplier: float | None  # requested; None: exact
 
 
+@contextmanager
+def _opened_ledger(node: NodeHandle) -> Iterator[Warehouse]:
+    data = node.open_warehouse(create=False)
+    try:
+        ledger = node.open_ledger(data)
+        try:
+            ledger.ensure_tables([ODOMETER, RELEASE_LOG])
+            yield ledger
+        finally:
+            if ledger is not data:
+                ledger.close()
+    finally:
+        data.close()
+
+
 @dataclass
 class Guard:
-    node: LocalNode
+    node: NodeHandle
     policy: NodePolicy = field(default_factory=NodePolicy)
 
-    # The worker's open warehouse, if it keeps one (else each call opens and closes one).
-    warehouse: DuckDBWarehouse | None = None
+    # The worker's open ledger (locally: the node's warehouse), if it keeps one (else each
+    # call opens and closes one: node.open_ledger).
+    warehouse: Warehouse | None = None
 
     # With a kept warehouse this guard is its node's only writer: the release log is read
     # once and mirrored in memory (every write still goes to the warehouse first).
     _log: dict[tuple[str, str], set[str]] | None = None
 
-    def _open(self) -> AbstractContextManager[DuckDBWarehouse]:
+    def _open(self) -> AbstractContextManager[Warehouse]:
         if self.warehouse is not None:
             if self._log is None:
                 self.warehouse.ensure_tables([ODOMETER, RELEASE_LOG])
@@ -197,19 +204,28 @@ class Guard:
                         row["participants"]
                     )
             return nullcontext(self.warehouse)
-        warehouse = self.node.open_warehouse(create=False)
-        warehouse.ensure_tables([ODOMETER, RELEASE_LOG])
-        return warehouse
+        return _opened_ledger(self.node)
 
     def lifetime_epsilon(self, dataset: str) -> float:
         with self._open() as warehouse:
             spent = self._multipliers(warehouse, dataset)
         return privacy.epsilon(spent, self.policy.lifetime_delta)
 
-    def _multipliers(self, warehouse: DuckDBWarehouse, dataset: str) -> list[float]:
+    def run_epsilon(self, dataset: str, run_id: str) -> float:
+        """What one run's DP releases of `dataset` cost, at the policy's delta (from the
+        odometer): what the node reports to the hub for the run's audit record."""
+        with self._open() as warehouse:
+            spent = self._multipliers(warehouse, dataset, run_id)
+        return privacy.epsilon(spent, self.policy.lifetime_delta) if spent else 0.0
+
+    def _multipliers(self, warehouse: Warehouse, dataset: str, run_id: str | None = None
+                     ) -> list[float]:
+        where, params = "dataset = ?", [dataset]
+        if run_id is not None:
+            where, params = where + " AND run_id = ?", [dataset, run_id]
         table = warehouse.query(
-            f"SELECT noise_multiplier FROM {warehouse.table_ref(ODOMETER)} WHERE dataset = ?",
-            [dataset],
+            f"SELECT noise_multiplier FROM {warehouse.table_ref(ODOMETER)} WHERE {where}",
+            params,
         )
         return [float(v) for v in table.column(0).to_pylist()]
 
@@ -225,10 +241,18 @@ class Guard:
         policy = self.policy
         members = tuple(sorted(set(release.participants)))
         dp = release.noise_multiplier is not None
-        if release.release_class == "masked_sums" and len(members) < policy.min_participants:
+        if release.release_class == "post_processing":
+            if dp or len(members) < policy.min_dp_participants:
+                raise RefusedError(
+                    f"post-processing over {len(members)} participants: this node's policy "
+                    f"needs at least {policy.min_dp_participants} (and no noise request)"
+                )
+            return None
+        needed = policy.min_dp_participants if dp else policy.min_participants
+        if release.release_class == "masked_sums" and len(members) < needed:
             raise RefusedError(
                 f"{len(members)} participants ({', '.join(members)}): this node's policy "
-                f"needs at least {policy.min_participants} for a masked release"
+                f"needs at least {needed} for a{' DP' if dp else 'n exact'} masked release"
             )
         with self._open() as warehouse:
             if not dp:
@@ -261,7 +285,7 @@ class Guard:
                     return None
                 warehouse.query(
                     f"INSERT INTO {warehouse.table_ref(RELEASE_LOG)} VALUES "
-                    f"(?, ?, ?, ?, ?, ?, now())",
+                    f"(?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP)",
                     [
                         release.dataset,
                         release.query,
@@ -286,7 +310,8 @@ class Guard:
                     f"{policy.lifetime_epsilon} (delta {policy.lifetime_delta:g})"
                 )
             warehouse.query(
-                f"INSERT INTO {warehouse.table_ref(ODOMETER)} VALUES (?, ?, ?, ?, ?, ?, now())",
+                f"INSERT INTO {warehouse.table_ref(ODOMETER)} VALUES "
+                f"(?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP)",
                 [
                     release.dataset,
                     release.run_id,

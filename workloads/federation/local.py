@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from workloads.federation import roster as rosters
 from workloads.federation.coordinator import Coordinator, RunConfig
 from workloads.federation.defaults import LOCAL_PROJECT
 from workloads.federation.identity import Signer, local_signer
-from workloads.federation.transport import Counted, HubEndpoint, InProcessBus
+from workloads.federation.transport import Counted, HubEndpoint, InProcessBus, NodeEndpoint
 from workloads.federation.worker import NodeWorker
 from workloads.local_node import LocalNode
 
@@ -53,14 +53,20 @@ def local_federation(
     transport: str = "inprocess",
     keep: bool = False,
     preload: bool = False,
+    wrap: Callable[[str, NodeEndpoint], NodeEndpoint] | None = None,
 ) -> Iterator[Hub]:
+    """`wrap` (in-process only) puts a node's endpoint behind another, e.g. a simulator's
+    straggler whose uploads arrive late."""
     roster = prepare(root, nodes)
     signer = local_signer(root, rosters.HUB)
     with ExitStack() as stack:
         workers = None
         if transport == "inprocess":
             bus = InProcessBus(nodes)
-            workers = [NodeWorker.local(LocalNode(n, root), bus.node(n)) for n in nodes]
+            workers = [
+                NodeWorker.local(LocalNode(n, root), wrap(n, bus.node(n)) if wrap else bus.node(n))
+                for n in nodes
+            ]
             if preload:
                 for worker in workers:
                     worker.preload()

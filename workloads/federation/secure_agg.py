@@ -41,12 +41,14 @@ class RangeError(ValueError):
 
 
 def threshold(n: int) -> int:
-    """Shares needed to reconstruct a seed: more than 2n/3, and at least 3.
+    """Shares needed to reconstruct a seed: more than 2n/3, and at least 3 (all of them
+    below three nodes: sums over one or two nodes are for DP releases only, which the node
+    guard allows only under its policy's `min_dp_participants`; no dropout is recoverable).
 
     With the consistency check, a hub colluding with fewer than 2t - n + 1 nodes cannot
     get both the b and the s shares of an honest node for one slot.
     """
-    return max(3, (2 * n) // 3 + 1)
+    return max(min(3, n), (2 * n) // 3 + 1)
 
 
 def private_from_secret(secret: int) -> X25519PrivateKey:

@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -40,6 +41,7 @@ from workloads.federation import data as node_data
 from workloads.federation.analysis_glm import PushDown
 from workloads.federation.guard import Guard, NodePolicy, RefusedError, Release, load_policy
 from workloads.federation.identity import Signer, local_signer, verify
+from workloads.federation.node_handle import NodeHandle
 from workloads.federation.protocol import (
     Message,
     MessageRejectedError,
@@ -51,7 +53,7 @@ from workloads.federation.roster import load as load_roster
 from workloads.federation.table_counts import TableCounts
 from workloads.federation.transport import NodeEndpoint
 from workloads.local_node import LocalNode
-from workloads.warehouse.duckdb_warehouse import DuckDBWarehouse
+from workloads.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 MAX_SLOTS = 64
@@ -108,7 +110,7 @@ class RunState:
 
 @dataclass
 class NodeWorker:
-    node: LocalNode
+    node: NodeHandle  # a local folder or a cloud node (node_handle.py)
     endpoint: NodeEndpoint
     signer: Signer
     roster: Roster
@@ -119,7 +121,8 @@ class NodeWorker:
     _answers: dict[tuple[str, int, str], bytes] = field(default_factory=dict)
     _data: dict[tuple[str, tuple[str, ...]], node_data.NodeData] = field(default_factory=dict)
     _replays: ReplayGuard = field(default_factory=ReplayGuard)
-    _warehouse: DuckDBWarehouse | None = None  # open while serving (guard and data share it)
+    _warehouse: Warehouse | None = None  # the node's tables, open while serving
+    _ledger: Warehouse | None = None  # the guard's (locally the same connection)
     _guard: Guard | None = None
     # The node's own catalogue: push-down analyses are re-validated against it.
     tables: Sequence[Table] = ANALYSABLE
@@ -148,8 +151,8 @@ class NodeWorker:
 
     @property
     def guard(self) -> Guard:
-        if self._guard is None or self._guard.warehouse is not self._warehouse:
-            self._guard = Guard(self.node, self.policy, self._warehouse)
+        if self._guard is None or self._guard.warehouse is not self._ledger:
+            self._guard = Guard(self.node, self.policy, self._ledger)
         return self._guard
 
     def data(self, table: str, columns: tuple[str, ...]) -> node_data.NodeData:
@@ -159,6 +162,9 @@ class NodeWorker:
         return self._data[key]
 
     def close(self) -> None:
+        if self._ledger is not None and self._ledger is not self._warehouse:
+            self._ledger.close()
+        self._ledger = None
         if self._warehouse is not None:
             self._warehouse.close()
             self._warehouse = None
@@ -183,9 +189,11 @@ class NodeWorker:
         """
         if self._warehouse is None:
             self._warehouse = self.node.open_warehouse(create=False)
-            # The guard's small writes need no thread pool; DuckDB's would compete with the
-            # node's own numpy work (and other nodes' workers, in-process).
-            self._warehouse.query("SET threads = 1")
+            self._ledger = self.node.open_ledger(self._warehouse)
+            if self._warehouse.dialect == "duckdb":
+                # The guard's small writes need no thread pool; DuckDB's would compete with
+                # the node's own numpy work (and other nodes' workers, in-process).
+                self._warehouse.query("SET threads = 1")
         try:
             self._serve(stop, exit_after_run=exit_after_run, idle_timeout=idle_timeout)
         finally:
@@ -434,6 +442,11 @@ class NodeWorker:
             noise_multiplier=algorithms.noise_of(params),
         )
         encoded = self.guard.release(release, vector, record=False)
+        keep = getattr(algorithm, "keep", None)  # its own DP release, for post-processing
+        if keep is not None and release.noise_multiplier is not None:
+            # Kept with the guard's state (the ledger: the one place a cloud worker writes).
+            with self._ledger_for_call() as ledger:
+                keep(ledger, params, m.run_id, self.name, secure_agg.decode(encoded))
         state.used_slots.add(slot)
         state.pending[m.round] = Pending(release, members, slot, release.noise_multiplier is None)
         if algorithm.name == algorithms.GLM.name:
@@ -444,17 +457,48 @@ class NodeWorker:
         )
         receipt = self.signer.sign(receipt_payload(m.run_id, m.round, members))
         return self._reply(
-            m, "masked", masked=tuple(secure_agg.to_wire(masked)), keys={"receipt": receipt.hex()}
+            m, "masked", masked=tuple(secure_agg.to_wire(masked)), keys={"receipt": receipt.hex()},
+            params=self._charge(release),
         )
+
+    @contextmanager
+    def _ledger_for_call(self) -> Iterator[Warehouse]:
+        """The ledger kept open while serving, else one opened (and closed) for this call."""
+        if self._ledger is not None:
+            yield self._ledger
+            return
+        data = self.node.open_warehouse(create=False)
+        ledger = self.node.open_ledger(data)
+        try:
+            yield ledger
+        finally:
+            if ledger is not data:
+                ledger.close()
+            data.close()
+
+    def _charge(self, release: Release) -> dict[str, str]:
+        """What this run's DP releases of the dataset cost so far, from the node's own
+        odometer (the hub keeps it in the run's audit record); nothing for exact releases."""
+        if release.noise_multiplier is None:
+            return {}
+        return {"dp_dataset": release.dataset,
+                "dp_epsilon": repr(self.guard.run_epsilon(release.dataset, release.run_id)),
+                "dp_delta": repr(self.policy.lifetime_delta)}
 
     def _compute(self, algorithm: algorithms.Algorithm, params: Any, model: np.ndarray
                  ) -> np.ndarray:
         """Push-down algorithms query the warehouse; the others get the rows in numpy."""
+        if getattr(algorithm, "reads_ledger", False):  # post-processing of kept DP releases
+            with self._ledger_for_call() as ledger:
+                return algorithm.compute_in(ledger, params, model, self.policy)  # type: ignore[attr-defined, no-any-return]
         if isinstance(algorithm, PushDown):
             if self._warehouse is not None:
                 return algorithm.compute_in(self._warehouse, params, model, self.policy)
-            with self.node.open_warehouse(create=False) as warehouse:
+            warehouse = self.node.open_warehouse(create=False)
+            try:
                 return algorithm.compute_in(warehouse, params, model, self.policy)
+            finally:
+                warehouse.close()
         data = self.data(params.table, algorithm.columns(params))
         return algorithm.compute(data, params, model, self.policy)
 
@@ -502,7 +546,9 @@ class NodeWorker:
         state.metric_done = True
         value = float(np.clip(secure_agg.decode(encoded), 0.0, 1.0)[0])
         return self._reply(
-            m, "release", values=(value,), params={"dp": "true" if multiplier else "false"}
+            m, "release", values=(value,),
+            params={"dp": "true" if multiplier else "false",
+                    **self._charge(release)},
         )
 
     # --- consistency and unmasking -----------------------------------------------------------
@@ -563,10 +609,10 @@ class NodeWorker:
         # exact release) before any share leaves.
         if pending.exact:
             self.guard.admit(replace(pending.release, participants=survivors), record=True)
-        elif len(survivors) < self.policy.min_participants:
+        elif len(survivors) < self.policy.min_dp_participants:
             raise RefusedError(
                 f"{len(survivors)} survivors: this node's policy needs "
-                f"{self.policy.min_participants} for a masked release"
+                f"{self.policy.min_dp_participants} for a DP masked release"
             )
         state.views[pending.slot] = ("reveal", survivors)
         keys: dict[str, str] = {}

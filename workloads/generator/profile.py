@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.special import expit, ndtr
 
 from workloads.contracts.errors import UserError
 from workloads.contracts.nodes import NODE_NAME, NODE_NAME_RULE
@@ -73,6 +71,8 @@ class Profile:
 
     def age_pmf(self) -> tuple[np.ndarray, np.ndarray]:
         """Every age the generator can produce and its exact probability."""
+        from scipy.special import ndtr  # here: scipy costs a whole process ~0.5 s to import
+
         low, high = int(self.age.low), int(self.age.high)
         ages = np.arange(low, high + 1, dtype=np.float64)
         # age = clip(floor(x), low, high): P(age = k) = P(k <= x < k + 1) inside the bounds.
@@ -84,6 +84,8 @@ class Profile:
 
 def expected_prevalence(profile: Profile, intercept: float) -> float:
     """E[P(cancer)] over the exact age distribution and the independent allele counts."""
+    from scipy.special import expit
+
     ages, age_p = profile.age_pmf()
     logit = intercept + profile.coefficients["age"] * (ages - profile.age_center)
     weight = age_p
@@ -97,6 +99,8 @@ def expected_prevalence(profile: Profile, intercept: float) -> float:
 
 def solve_intercept(profile: Profile, target: float) -> float:
     """The intercept whose expected prevalence is `target` (monotone, so one root)."""
+    from scipy.optimize import brentq
+
     low, high = _INTERCEPT_BRACKET
     root: float = brentq(
         lambda b: expected_prevalence(profile, b) - target, low, high, xtol=1e-12, rtol=1e-12

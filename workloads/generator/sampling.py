@@ -37,7 +37,12 @@ def block_rng(seed: int, node: str, block: int) -> np.random.Generator:
 def _categorical(u: np.ndarray, probs: tuple[float, ...]) -> np.ndarray:
     """Allele counts from uniforms by inverse CDF (0 .. len(probs) - 1)."""
     cdf = np.cumsum(probs)[:-1]  # the last category takes everything above: sums to 1
-    return np.searchsorted(cdf, u, side="right").astype(np.int64)
+    # The number of cut points <= u (= searchsorted(cdf, u, side="right")), by a compare
+    # per cut point: ~10x faster than a binary search for three categories.
+    counts = np.zeros(len(u), dtype=np.int64)
+    for cut in cdf:
+        counts += u >= cut
+    return counts
 
 
 def sample_block(profile: Profile, seed: int, block: int, rows: int) -> Columns:

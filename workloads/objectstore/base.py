@@ -40,6 +40,11 @@ class ObjectStore(Protocol):
 
     def write_bytes(self, key: str, data: bytes) -> None: ...
 
+    def write_new(self, key: str, data: bytes) -> None:
+        """Create an object that must not exist yet (an audit record): never replaces one;
+        raises UserError if the key is taken, even by a concurrent writer."""
+        ...
+
     def read_bytes(self, key: str) -> bytes: ...
 
     def copy(self, src: str, dst: str) -> None:

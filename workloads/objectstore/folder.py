@@ -118,6 +118,30 @@ class FolderStore:
         with self.open_write(key) as out:
             out.write(data)
 
+    def write_new(self, key: str, data: bytes) -> None:
+        # Sealed under the final name in a temporary file, then hard-linked into place:
+        # link() fails if the name exists, so a record is never replaced (not even in a race).
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}{TMP_MARK}{os.getpid()}-")
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                if self._key is None:
+                    raw.write(data)
+                else:
+                    with EncryptingWriter(raw, self._key, key) as sealed:
+                        sealed.write(data)
+                raw.flush()
+                os.fsync(raw.fileno())
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise UserError(f"{target} exists already and is never replaced; fix: write "
+                                f"the record under a new key") from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
     def read_bytes(self, key: str) -> bytes:
         with self.open_read(key) as f:
             if isinstance(f, DecryptingReader):

@@ -61,6 +61,16 @@ class GcsStore:
     def write_bytes(self, key: str, data: bytes) -> None:
         self.bucket.blob(self._name(key)).upload_from_string(data)
 
+    def write_new(self, key: str, data: bytes) -> None:
+        # ifGenerationMatch=0: GCS creates the object only if no live object has the name.
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:
+            self.bucket.blob(self._name(key)).upload_from_string(data, if_generation_match=0)
+        except PreconditionFailed:
+            raise UserError(f"{self.uri(key)} exists already and is never replaced; fix: "
+                            f"write the record under a new key") from None
+
     def read_bytes(self, key: str) -> bytes:
         return bytes(self.bucket.blob(self._name(key)).download_as_bytes())
 

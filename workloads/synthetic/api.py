@@ -40,7 +40,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,28 +51,31 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
+from workloads.federation.defaults import SYNTH_CLIP, SYNTH_DELTA
 from workloads.synthetic.columns import SynthColumn, synth_columns
 from workloads.synthetic.copula import CopulaModel
-from workloads.synthetic.dp import DEFAULT_CLIP, DEFAULT_DELTA, Spent
-from workloads.synthetic.ledger import NodeBudget, WarehouseLedger
-from workloads.synthetic.node import MemorySource, SynthesisNode
-from workloads.synthetic.protocol import (
-    Participation,
-    Settings,
+from workloads.synthetic.federated import (
+    Request,
     Training,
     build_model,
-    everyone,
+    finish,
     mixture,
-    train,
+    new_training,
+    run_round,
 )
 
 METHODS = ("gaussian_copula",)
 Strategy = Literal["proportional", "uniform", "weighted"]
 STRATEGIES = ("proportional", "uniform", "weighted")
+DEFAULT_DELTA = SYNTH_DELTA
+DEFAULT_CLIP = SYNTH_CLIP
+ROUND_TIMEOUT = 10.0  # seconds a step waits for the sites' answers (in-process)
+_REFUSED = re.compile(r"node (\S+) refused: (.*)", re.S)
 
 
 def _check_method(method: str) -> str:
@@ -82,12 +88,20 @@ def _check_method(method: str) -> str:
 class SiteConfig:
     name: str
     weight: float = 1.0
-    privacy_budget: float = 1.0  # the site's lifetime epsilon cap
+    privacy_budget: float = 1.0  # the site's lifetime epsilon cap (its policy)
     min_samples: int = 100
 
 
+@dataclass(frozen=True)
+class Spent:
+    """A site's lifetime spend on this table, read from its guard's odometer."""
+
+    epsilon: float
+    releases: int
+
+
 class DataSite:
-    """One site: its rows (kept inside), its ledger and its party in the protocol."""
+    """One site: a local node holding its rows, with its policy, guard and worker."""
 
     def __init__(self, name: str, data: pd.DataFrame, config: SiteConfig | None = None,
                  *, table: Table = PATIENT_GENOMIC_DATA, delta: float = DEFAULT_DELTA) -> None:
@@ -100,47 +114,117 @@ class DataSite:
         self.table = table
         self.delta = delta
         self._data = data
-        self.node: SynthesisNode | None = None
         self.method: str | None = None
+        self.root: Path | None = None
+        self._own_root: tempfile.TemporaryDirectory[str] | None = None
 
     def initialize(self, method: str = "gaussian_copula") -> DataSite:
         self.method = _check_method(method)
-        if self.node is None:
-            source = MemorySource(self.table, self._data)
-            budget = NodeBudget(self.config.privacy_budget, self.delta)
-            self.node = SynthesisNode(
-                self.name, source, self.table, synth_columns(self.table),
-                WarehouseLedger(self.name, source, budget), min_rows=self.config.min_samples,
-            )
         return self
 
-    @property
-    def party(self) -> SynthesisNode:
-        if self.node is None:
-            self.initialize()
-        assert self.node is not None
-        return self.node
+    def attach(self, root: Path) -> None:
+        """Become a local node under `root`: rows into its encrypted warehouse, its policy."""
+        from workloads.federation.guard import NodePolicy, write_policy
+        from workloads.local_node import LocalNode
 
-    @property
-    def ledger(self) -> WarehouseLedger:
-        odometer = self.party.odometer
-        assert isinstance(odometer, WarehouseLedger)
-        return odometer
+        if self.root is not None:
+            if self.root != root:
+                raise UserError(f"site {self.name} already belongs to another federation")
+            return
+        node = LocalNode(self.name, root)
+        rows = _rows(self.table, self._data, self.name)
+        with node.open_warehouse() as warehouse:
+            warehouse.ensure_tables([self.table])
+            warehouse.merge(self.table, rows)
+        write_policy(node, NodePolicy(
+            lifetime_epsilon=self.config.privacy_budget, lifetime_delta=self.delta,
+            min_noise_multiplier=0.0, min_rows=max(self.config.min_samples, 1),
+            min_dp_participants=1,
+        ))
+        self.root = root
+
+    def _ensure_root(self) -> Path:
+        if self.root is None:
+            self._own_root = tempfile.TemporaryDirectory(prefix=f"site-{self.name}-")
+            self.attach(Path(self._own_root.name))
+        assert self.root is not None
+        return self.root
 
     def spent(self) -> Spent:
-        return self.ledger.spent()
+        from workloads.federation.guard import ODOMETER, Guard, load_policy
+        from workloads.local_node import LocalNode
+
+        if self.root is None:
+            return Spent(0.0, 0)
+        node = LocalNode(self.name, self.root)
+        with node.open_warehouse(create=False) as warehouse:
+            guard = Guard(node, load_policy(node), warehouse)
+            epsilon = guard.lifetime_epsilon(self.table.name)
+            n = warehouse.query(f"SELECT count(*) FROM {warehouse.table_ref(ODOMETER)} "
+                                f"WHERE dataset = ?", [self.table.name]).column(0)[0].as_py()
+        return Spent(epsilon, int(n))
 
     def train_local(self, epsilon: float | None = None, *, seed: int | None = None,
                     clip: float = DEFAULT_CLIP) -> CopulaModel:
-        """The site's own Gaussian copula, released under DP (charged to its ledger)."""
-        local = SynthesisNode(self.name, self.party.source, self.table, self.party.columns,
-                              self.party.odometer, min_rows=self.config.min_samples,
-                              rng=np.random.default_rng(seed))
-        settings = Settings(epsilon=epsilon if epsilon is not None else self.config.privacy_budget,
-                            delta=self.delta, clip=clip, min_sites=1)
-        training = train([local], local.columns, settings)
-        assert training.model is not None
-        return training.model
+        """The site's own Gaussian copula: a one-node federation, DP, charged to it."""
+        root = self._ensure_root()
+        request = Request(self.table, synth_columns(self.table),
+                          epsilon if epsilon is not None else self.config.privacy_budget,
+                          self.delta, clip=clip,
+                          jitter_seed=int(np.random.default_rng(seed).integers(1 << 62)))
+        training = new_training(request)
+        run_federation(root, [self.name], min_sites=1,
+                       work=lambda c: run_round(c, request, training))
+        model = finish(training).model
+        assert model is not None
+        return model
+
+
+def _rows(table: Table, data: pd.DataFrame, site: str) -> pa.Table:
+    """The site's frame in the declared schema (fresh identifiers where it has none)."""
+    frame = data.reset_index(drop=True)
+    columns: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name in frame.columns:
+            columns[column.name] = frame[column.name]
+        elif column.name in table.primary_key and column.type == "STRING":
+            columns[column.name] = [f"{site.upper()}-{i:08d}" for i in range(len(frame))]
+        elif column.mode == "NULLABLE":
+            columns[column.name] = [None] * len(frame)
+        else:
+            raise UserError(f"site {site}'s data lacks column {column.name} of {table.name}; "
+                            f"fix: add it")
+    return pa.Table.from_pandas(pd.DataFrame(columns), schema=table.arrow_schema(),
+                                preserve_index=False)
+
+
+def run_federation(root: Path, sites: Sequence[str], *, min_sites: int,
+                   work: Callable[[Any], Any],
+                   wrap: Callable[[str, Any], Any] | None = None,
+                   round_timeout: float = ROUND_TIMEOUT) -> Any:
+    """One in-process federation run over `sites` (the same workers, guard and coordinator
+    as `federate synth`); `work(coordinator)` does the hub's side."""
+    from workloads.federation.coordinator import FederationStoppedError, RunConfig
+    from workloads.federation.local import local_federation
+
+    config = RunConfig(tuple(sites), min_nodes=min_sites, max_rounds=4,
+                       round_timeout=round_timeout)
+    with local_federation(root, list(sites), wrap=wrap) as hub:
+        coordinator = hub.coordinator(config)
+        try:
+            result = work(coordinator)
+        except FederationStoppedError:
+            raise
+        except UserError as exc:
+            coordinator.stop(str(exc))
+        coordinator.finish()
+    return result
+
+
+def refusal(exc: UserError) -> tuple[str, str] | None:
+    """(node, reason) when a run stopped because one node refused."""
+    found = _REFUSED.search(str(exc))
+    return (found.group(1), found.group(2)) if found else None
 
 
 @dataclass
@@ -151,25 +235,64 @@ class SecureAggregator:
     epsilon: float = 1.0
     delta: float = DEFAULT_DELTA
 
-    def settings(self, rounds: int) -> Settings:
-        return Settings(epsilon=self.epsilon, delta=self.delta, clip=self.clip_threshold,
-                        noise_scale=self.noise_scale, min_sites=self.min_sites, rounds=rounds)
+    def request(self, table: Table, columns: tuple[SynthColumn, ...], rounds: int,
+                jitter_seed: int) -> Request:
+        return Request(table, columns, self.epsilon, self.delta, clip=self.clip_threshold,
+                       rounds=rounds, jitter_seed=jitter_seed,
+                       noise_multiplier=self.noise_scale)
+
+
+# (round, invited sites) -> endpoint wrapper for the round's run (e.g. stragglers), or None
+Faults = Callable[[int, list[str]], Callable[[str, Any], Any] | None]
 
 
 @dataclass
 class ModelAggregator:
-    """The hub: secure sums only, then the copula."""
+    """The hub: runs the rounds over the sites' nodes, reads only secure sums."""
 
     secure: SecureAggregator = field(default_factory=SecureAggregator)
     trainings: list[Training] = field(default_factory=list)
 
-    def train(self, nodes: list[SynthesisNode], columns: tuple[SynthColumn, ...], rounds: int,
-              *, participation: Participation = everyone,
-              available: Any = None) -> Training:
-        training = train(nodes, columns, self.secure.settings(rounds),
-                         participation=participation, available=available)
+    def train(self, root: Path, table: Table, columns: tuple[SynthColumn, ...],
+              sites: Sequence[str], rounds: int, *, rng: np.random.Generator,
+              available: Callable[[int], set[str]] | None = None,
+              faults: Faults | None = None, round_timeout: float = ROUND_TIMEOUT
+              ) -> tuple[Training, dict[str, str], dict[int, dict[str, Any]]]:
+        """Each round is one federation run over the sites that are up; a site that refuses
+        (its cap, its min_samples) is left out and the round is run again without it."""
+        request = self.secure.request(table, columns, rounds, int(rng.integers(1 << 62)))
+        training = new_training(request)
+        refused: dict[str, str] = {}
+        log: dict[int, dict[str, Any]] = {}
+        for r in range(rounds):
+            up = [s for s in sites if s not in refused
+                  and (available is None or s in available(r))]
+            log[r] = {"invited": list(up), "void": None}
+            while True:
+                if len(up) < self.secure.min_sites:
+                    log[r]["void"] = (f"{len(up)} site(s) up, at least "
+                                      f"{self.secure.min_sites} must take part")
+                    break
+                wrap = faults(r, up) if faults else None
+                try:
+                    run_federation(root, up, min_sites=self.secure.min_sites,
+                                   work=lambda c: run_round(c, request, training), wrap=wrap,
+                                   round_timeout=round_timeout)
+                    break
+                except UserError as exc:
+                    who = refusal(exc)
+                    if who is None or who[0] not in up:
+                        log[r]["void"] = str(exc)
+                        break
+                    refused[who[0]] = who[1]
+                    up = [s for s in up if s != who[0]]
+                    log[r]["invited"] = list(up)
+        if training.product_total is None:
+            why = "; ".join(f"round {r}: {e['void']}" for r, e in log.items() if e["void"])
+            raise UserError(f"no round completed ({why}); fix: retry when enough sites are up")
+        finish(training)
         self.trainings.append(training)
-        return training
+        return training, refused, log
 
     def model(self, columns: tuple[SynthColumn, ...]) -> CopulaModel:
         if not self.trainings:
@@ -177,8 +300,6 @@ class ModelAggregator:
         histograms = [sum((t.histogram_total[j] for t in self.trainings), np.zeros(c.bins))
                       for j, c in enumerate(columns)]
         released = [t.product_total for t in self.trainings if t.product_total is not None]
-        if not released:
-            raise UserError("no round completed (too few sites each time); fix: retry")
         return build_model(columns, histograms, np.sum(released, axis=0),
                            self.secure.clip_threshold)
 
@@ -207,6 +328,9 @@ class FederatedGenerator:
         self.site_weights: dict[str, float] = {}
         self._rng = np.random.default_rng(seed)
         self._model: CopulaModel | None = None
+        self._folder = tempfile.TemporaryDirectory(prefix="federated-sites-")
+        self.root = Path(self._folder.name)
+        self._lock = threading.Lock()
 
     def add_site(self, site: DataSite) -> None:
         if site.name in self.sites:
@@ -214,22 +338,24 @@ class FederatedGenerator:
         if site.table.name != self.table.name:
             raise UserError(f"site {site.name} holds {site.table.name}, not {self.table.name}")
         site.initialize(self.method)
+        site.attach(self.root)
         self.sites[site.name] = site
 
-    def train(self, rounds: int = 1, *, participation: Participation = everyone,
-              available: Any = None) -> TrainResult:
+    def train(self, rounds: int = 1, *, available: Callable[[int], set[str]] | None = None,
+              faults: Faults | None = None, round_timeout: float = ROUND_TIMEOUT
+              ) -> TrainResult:
         if not self.sites:
             raise UserError("no sites; fix: add_site() first")
-        nodes = [s.party for s in self.sites.values()]
-        training = self.aggregator.train(nodes, self.columns, rounds,
-                                         participation=participation, available=available)
+        training, refused, self.last_log = self.aggregator.train(
+            self.root, self.table, self.columns, list(self.sites), rounds, rng=self._rng,
+            available=available, faults=faults, round_timeout=round_timeout)
         self._model = self.aggregator.model(self.columns)
         return TrainResult(
             n_sites=len(training.participants()),
             total_samples=max(round(self._model.rows_estimate), 0),
             rounds=rounds,
             sites=training.participants(),
-            refused=dict(training.refused),
+            refused=refused,
             epsilon_spent={name: s.spent().epsilon for name, s in self.sites.items()},
         )
 
@@ -258,10 +384,18 @@ class FederatedGenerator:
             unknown = sorted(set(chosen) - set(self.sites))
             if unknown:
                 raise UserError(f"weights name unknown sites {unknown}; fix: {sorted(self.sites)}")
-        return mixture([s.party for s in self.sites.values()], self.columns, chosen,
-                       min_sites=self.aggregator.secure.min_sites,
-                       context=f"synth|mixture|{strategy}|{self._rng.integers(1 << 62)}",
-                       clip=self.aggregator.secure.clip_threshold)
+        runs = sorted({r["run_id"] for t in self.aggregator.trainings for r in t.rounds})
+        taking_part = sorted({n for t in self.aggregator.trainings for n in t.participants()
+                              if chosen.get(n, 0) > 0})
+        if len(taking_part) < self.aggregator.secure.min_sites:
+            raise UserError(f"{len(taking_part)} trained site(s) with a positive weight; "
+                            f"fix: at least {self.aggregator.secure.min_sites}")
+        result: CopulaModel = run_federation(
+            self.root, taking_part, min_sites=self.aggregator.secure.min_sites,
+            work=lambda c: mixture(c, self.table, self.columns, runs,
+                                   {n: chosen[n] for n in taking_part},
+                                   self.aggregator.secure.clip_threshold))
+        return result
 
     def generate(self, n_samples: int, strategy: Strategy = "proportional",
                  weights: dict[str, float] | None = None) -> pd.DataFrame:
@@ -271,7 +405,8 @@ class FederatedGenerator:
 
     def metadata(self) -> dict[str, Any]:
         secure = self.aggregator.secure
-        plans = [t.plan for t in self.aggregator.trainings]
+        trainings = self.aggregator.trainings
+        spent = {name: s.spent() for name, s in self.sites.items()}
         return {
             "created": datetime.now(UTC).isoformat(),
             "method": self.method,
@@ -287,28 +422,24 @@ class FederatedGenerator:
                 "clip": secure.clip_threshold,
                 "noise_scale": secure.noise_scale,
                 "min_sites": secure.min_sites,
-                "rounds_plans": [
-                    {"marginal_scale": p.marginal_scale, "product_scale": p.product_scale,
-                     "product_sensitivity": p.product_sensitivity,
-                     "marginal_share": p.marginal_share} for p in plans
+                "noise_multipliers_per_round": [
+                    {"marginals": t.multipliers[0], "products": t.multipliers[1]}
+                    for t in trainings
                 ],
             },
             "sites": {
                 name: {
-                    "epsilon_spent": s.spent().epsilon,
+                    "epsilon_spent": spent[name].epsilon,
                     "delta": s.delta,
-                    "rho_spent": s.spent().rho,
-                    "events": s.spent().events,
+                    "releases": spent[name].releases,
                     "privacy_budget": s.config.privacy_budget,
                     "weight": self.site_weights.get(name, s.config.weight),
-                    "rounds_taken_part": sum(
-                        name in t.summed(r) for t in self.aggregator.trainings
-                        for r in range(t.settings.rounds)
-                    ),
+                    "rounds_taken_part": sum(name in r["products"] for t in trainings
+                                             for r in t.rounds),
                 }
                 for name, s in self.sites.items()
             },
-            "train_calls": len(self.aggregator.trainings),
+            "train_calls": len(trainings),
             "rows_estimate": self._model.rows_estimate if self._model else None,
         }
 

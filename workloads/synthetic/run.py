@@ -1,7 +1,9 @@
-"""Federated synthesis over local nodes: each node's own encrypted warehouse, in-process.
+"""Federated synthesis over local nodes, through the federation protocol.
 
-`federated_synthesis` runs the protocol (workloads/synthetic/protocol.py) with one party
-per node reading its own warehouse and charging its own ledger there, then writes the
+`federated_synthesis` starts the local federation (workloads/federation/local.py: a
+signed worker per node, in-process or over Pub/Sub), runs the synthesis rounds of
+workloads/synthetic/federated.py (each node's release through its own guard, charged to
+its odometer under its policy's cap; the hub reads only secure sums), then writes the
 export the user asked for into `out_dir`: the synthetic table as CSV and Parquet, its
 metadata JSON and an SDMetrics quality report. Files are written to a temporary name and
 renamed, so a crash leaves the old file or the new one, never half of one. Every run is a
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -32,13 +35,14 @@ import pyarrow.parquet as pq
 from workloads.contracts.catalogue import table_named
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
+from workloads.federation.coordinator import FederationStoppedError
+from workloads.federation.defaults import SYNTH_CLIP as DEFAULT_CLIP
+from workloads.federation.defaults import SYNTH_DELTA as DEFAULT_DELTA
+from workloads.federation.defaults import SYNTH_MARGINAL_SHARE as DEFAULT_MARGINAL_SHARE
 from workloads.local_node import DEFAULT_ROOT, LocalNode
 from workloads.synthetic.api import write_json_atomic
 from workloads.synthetic.columns import synth_columns
-from workloads.synthetic.dp import DEFAULT_CLIP, DEFAULT_DELTA, DEFAULT_MARGINAL_SHARE
-from workloads.synthetic.ledger import NodeBudget, WarehouseLedger
-from workloads.synthetic.node import SynthesisNode
-from workloads.synthetic.protocol import Settings, train
+from workloads.synthetic.federated import Request, train
 from workloads.synthetic.quality import QualityEvaluator
 
 log = logging.getLogger(__name__)
@@ -105,65 +109,79 @@ def federated_synthesis(
     delta: float = DEFAULT_DELTA,
     marginal_share: float = DEFAULT_MARGINAL_SHARE,
     clip: float = DEFAULT_CLIP,
-    node_budget: NodeBudget | None = None,
+    transport: str = "inprocess",
     min_sites: int = 2,
     seed: int | None = None,
     quality: bool = True,
+    round_timeout: float | None = None,
 ) -> SynthesisResult:
+    """One synthesis run over the federation protocol (workers, guard, secure sums)."""
+    from workloads.federation.coordinator import RunConfig
+    from workloads.federation.defaults import DEFAULT_ROUND_TIMEOUT
+    from workloads.federation.guard import Guard, load_policy
+    from workloads.federation.local import local_federation
+
     spec = _table(table)
     columns = synth_columns(spec)
     if rows <= 0:
         raise UserError(f"--rows {rows} is invalid; fix: a positive number of rows")
-    local = [n if isinstance(n, LocalNode) else LocalNode(n, root) for n in nodes]
-    if len({n.name for n in local}) != len(local):
+    names = [n.name if isinstance(n, LocalNode) else n for n in nodes]
+    if len(set(names)) != len(names):
         raise UserError("a node is named twice; fix: list each node once")
+    local = [LocalNode(n, root) for n in names]
     _complete(spec, pd.DataFrame({c.name: [] for c in columns}))  # fail early if unfillable
-    settings = Settings(epsilon=epsilon, delta=delta, marginal_share=marginal_share, clip=clip,
-                        min_sites=min_sites)
-    budget = node_budget or NodeBudget()
-    warehouses = []
-    try:
-        parties = []
-        for node in local:
-            warehouse = node.open_warehouse(create=False)
-            warehouses.append(warehouse)
+    for node in local:
+        with node.open_warehouse(create=False) as warehouse:
             present = warehouse.query(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
                 [spec.name],
             ).column(0)[0].as_py()
-            if not present:
-                raise UserError(
-                    f"node {node.name!r} has no table {spec.name} in {node.warehouse_path}; "
-                    f"fix: load it first (python -m workloads generate --node {node.name})"
-                )
-            ledger = WarehouseLedger(node.name, warehouse, budget)
-            parties.append(SynthesisNode(node.name, warehouse, spec, columns, ledger))
-        rng = np.random.default_rng(seed)
-        training = train(parties, columns, settings)
-        assert training.model is not None
-        synthetic = training.model.sample(rows, rng)
-        scores: dict[str, Any] = {}
-        if quality:
-            for party, warehouse in zip(parties, warehouses, strict=True):
+        if not present:
+            raise UserError(
+                f"node {node.name!r} has no table {spec.name} in {node.warehouse_path}; "
+                f"fix: load it first (python -m workloads generate --node {node.name})"
+            )
+    rng = np.random.default_rng(seed)
+    config = RunConfig(tuple(names), max_rounds=2, min_nodes=min_sites,
+                       round_timeout=round_timeout or DEFAULT_ROUND_TIMEOUT)
+    with local_federation(root, names, transport=transport) as hub:
+        coordinator = hub.coordinator(config)
+        try:
+            training = train(coordinator, Request(
+                spec, columns, epsilon, delta, marginal_share, clip,
+                jitter_seed=int(rng.integers(1 << 62)),
+            ))
+        except FederationStoppedError:
+            raise
+        except UserError as exc:
+            coordinator.stop(str(exc))  # tells the nodes, raises with the reason
+        coordinator.finish()
+    assert training.model is not None
+    synthetic = training.model.sample(rows, rng)
+    scores: dict[str, Any] = {}
+    spent: dict[str, float] = {}
+    for node in local:  # after the run: the workers have closed the warehouses
+        with node.open_warehouse(create=False) as warehouse:
+            if quality:
                 real = warehouse.query(f"SELECT * FROM {warehouse.table_ref(spec)}").to_pandas()
-                scores[party.name] = QualityEvaluator(real, synthetic, spec).summary()
-        spent = {p.name: p.odometer.spent() for p in parties}
-    finally:
-        for warehouse in warehouses:
-            warehouse.close()
+                scores[node.name] = QualityEvaluator(real, synthetic, spec).summary()
+            spent[node.name] = Guard(node, load_policy(node), warehouse).lifetime_epsilon(
+                spec.name)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     arrow = _complete(spec, synthetic)
     stem = f"{spec.name}.synthetic"
     csv = _atomic(out_dir / f"{stem}.csv", lambda p: arrow.to_pandas().to_csv(p, index=False))
     parquet = _atomic(out_dir / f"{stem}.parquet", lambda p: pq.write_table(arrow, p))
-    plan = training.plan
+    m_hist, m_prod = training.multipliers
     metadata: dict[str, Any] = {
         "table": spec.name,
         "rows": rows,
         "run_id": training.run_id,
+        "transport": transport,
         "method": "gaussian_copula (DP marginals + DP normal-score correlation)",
-        "nodes": [n.name for n in local],
+        "nodes": names,
+        "rounds": training.rounds,
         "schema": [{"name": c.name, "kind": c.kind, "type": c.type, "levels": list(c.levels),
                     "bounds": list(c.bounds) if c.kind != "categorical" else None,
                     "bins": c.bins} for c in columns],
@@ -172,13 +190,14 @@ def federated_synthesis(
             "neighbours": "add or remove one row of a node's table",
             "marginal_share": marginal_share,
             "clip": clip,
-            "marginal_scale": plan.marginal_scale,
-            "product_scale": plan.product_scale,
-            "product_sensitivity": plan.product_sensitivity,
-            "events_per_node": [e.__dict__ for e in plan.events("<node>", training.run_id,
-                                                                 [c.name for c in columns])],
-            "node_lifetime_spent": {n: {"epsilon": s.epsilon, "delta": s.delta, "rho": s.rho,
-                                        "events": s.events} for n, s in spent.items()},
+            "requested_noise_multipliers": {"marginals": m_hist, "products": m_prod},
+            "sensitivities": {"marginals": math.sqrt(len(columns)),
+                              "products": clip**2 * math.sqrt(len(columns) *
+                                                              (len(columns) - 1) / 2)},
+            "accounting": "each node's guard: at least its policy's noise multiplier, composed "
+                          "with its earlier DP releases of the table (RDP), refused past its "
+                          "policy's lifetime_epsilon",
+            "node_lifetime_epsilon": spent,
             "quality_scores_are_dp": False,
         },
         "rows_estimate": training.model.rows_estimate,
@@ -203,15 +222,15 @@ def run_synth_command(args: argparse.Namespace) -> int:
     result = federated_synthesis(
         nodes, args.table, args.rows, args.epsilon, out_dir=args.out, root=args.root,
         delta=args.delta, marginal_share=args.marginal_share, clip=args.clip,
-        node_budget=NodeBudget(args.node_max_epsilon, args.delta), seed=args.seed,
-        quality=not args.no_quality,
+        transport=args.transport, seed=args.seed, quality=not args.no_quality,
     )
-    spent = result.metadata_content["privacy"]["node_lifetime_spent"]
+    spent = result.metadata_content["privacy"]["node_lifetime_epsilon"]
     print(f"wrote {result.rows} synthetic rows: {result.csv}, {result.parquet}")
     quality = f"; quality: {result.quality}" if result.quality else ""
     print(f"metadata: {result.metadata}{quality}")
     for node, s in spent.items():
-        print(f"node {node}: this run charged epsilon {args.epsilon} (delta {args.delta}); "
-              f"lifetime spent epsilon {s['epsilon']:.3f} over {s['events']} events")
+        print(f"node {node}: this run asked for epsilon {args.epsilon} (delta {args.delta}); "
+              f"its guard's lifetime epsilon of {result.metadata_content['table']} is now "
+              f"{s:.3f} (cap: lifetime_epsilon in its federation_policy.toml)")
     print("a re-run is a new DP release: it is charged again and writes new rows")
     return 0

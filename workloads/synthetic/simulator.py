@@ -8,15 +8,20 @@
   round, each site fails (is down: not invited, not charged) with probability
   site_failure_rate; each invited site straggles with probability straggler_rate, taking
   straggler_delay times the normal time; one whose time exceeds `round_timeout` (default
-  1.5 normal round times) misses the deadline: its masked upload voids the secure sum,
-  which is re-run without it (it has released and been charged; the sum does not hold
-  it). The result lists, per round, who was invited, who failed, who straggled and who
-  is in the sums.
+  1.5 normal round times; a normal round time is `time_unit` seconds) misses the
+  deadline: its masked upload of the marginals arrives late, the coordinator treats it as
+  a dropout and recovers its pairwise masks (SecAgg+), so the sums go on without it (it
+  has released and been charged; the sums do not hold it); if too few sites survive for
+  the Shamir threshold, the round is void. The result lists, per round, who was invited,
+  who failed, who straggled and who is in the sums.
+- Every round is one run of the federation protocol over real local nodes (temporary
+  folder, encrypted warehouses, signed workers, guards) on the in-process transport.
 - `generate_synthetic(n, strategy)`: from the trained global DP copula.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +31,16 @@ import pandas as pd
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
+from workloads.federation.protocol import decode
 from workloads.synthetic.api import (
+    DEFAULT_DELTA,
     DataSite,
     FederatedGenerator,
     SecureAggregator,
     SiteConfig,
     Strategy,
 )
-from workloads.synthetic.dp import DEFAULT_DELTA
+from workloads.synthetic.federated import SynthMarginals
 from workloads.synthetic.quality import QualityEvaluator
 
 
@@ -47,7 +54,7 @@ class FederatedTrainingSimulator:
     def __init__(self, n_sites: int, *, table: Table = PATIENT_GENOMIC_DATA,
                  epsilon: float = 1.0, delta: float = DEFAULT_DELTA,
                  site_budget: float = 100.0, min_sites: int = 2, min_samples: int = 0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, time_unit: float = 2.0) -> None:
         if n_sites < 1:
             raise UserError(f"n_sites {n_sites} is invalid; fix: at least 1")
         self.n_sites = n_sites
@@ -58,6 +65,7 @@ class FederatedTrainingSimulator:
         self.min_sites = min_sites
         self.min_samples = min_samples
         self.seed = seed
+        self.time_unit = time_unit
         self._rng = np.random.default_rng(seed)
         self.partitions: list[pd.DataFrame] = []
         self.data: pd.DataFrame | None = None
@@ -130,26 +138,32 @@ class FederatedTrainingSimulator:
         def available(r: int) -> set[str]:
             return set(names) - plans[r].failed
 
-        def participation(r: int, phase: str, attempt: int, invited: list[str]) -> set[str]:
-            if phase == "marginals" and attempt == 0:
-                return set(invited) - plans[r].stragglers
-            return set(invited)
+        delay = straggler_delay * self.time_unit
 
-        result = generator.train(n_rounds, participation=participation, available=available)
+        def faults(r: int, invited: list[str]) -> Any:
+            late = plans[r].stragglers & set(invited)
+            if not late:
+                return None
+            return lambda name, endpoint: Late(endpoint, delay) if name in late else endpoint
+
+        result = generator.train(n_rounds, available=available, faults=faults,
+                                 round_timeout=round_timeout * self.time_unit)
         training = generator.aggregator.trainings[-1]
+        summed = {i: r for i, r in enumerate(training.rounds)}
         rounds = []
+        done = 0
         for r in range(n_rounds):
-            entries = [e for e in training.log if e.round == r]
-            last = [e for e in entries if e.phase == "products"]
+            entry = generator.last_log[r]
+            took_part = summed.get(done) if entry["void"] is None else None
+            done += entry["void"] is None
             rounds.append({
                 "round": r,
                 "failed": sorted(plans[r].failed),
-                "stragglers": sorted(plans[r].stragglers & set(entries[0].invited))
-                if entries else [],
-                "invited": entries[0].invited if entries else [],
-                "participants": last[-1].answered if last else [],
-                "samples_aggregated": training.round_rows[r] if r < len(training.round_rows)
-                else 0,
+                "stragglers": sorted(plans[r].stragglers & set(entry["invited"])),
+                "invited": entry["invited"],
+                "participants": took_part["products"] if took_part else [],
+                "samples_aggregated": took_part["rows"] if took_part else 0,
+                "void": entry["void"],
             })
         return {
             "n_sites": result.n_sites,
@@ -169,3 +183,24 @@ class FederatedTrainingSimulator:
         if self.data is None:
             raise UserError("no data; fix: setup first")
         return QualityEvaluator(self.data, synthetic, self.table)
+
+
+class Late:
+    """A straggler's endpoint: its masked marginals arrive `delay` seconds late."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+
+    def receive(self, timeout: float) -> list[bytes]:
+        got: list[bytes] = self.inner.receive(timeout)
+        return got
+
+    def upload(self, data: bytes) -> None:
+        message = decode(data)
+        if message.kind == "masked" and message.algorithm == SynthMarginals.name:
+            timer = threading.Timer(self.delay, self.inner.upload, [data])
+            timer.daemon = True
+            timer.start()
+            return
+        self.inner.upload(data)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -59,7 +59,10 @@ class BigQueryWarehouse:
     """A node's BigQuery dataset (the stack created it, its tables and its CMEK)."""
 
     def __init__(self, *, project: str, dataset: str, location: str | None = None,
-                 client: Any = None, node: str = "", kms_key: str = "") -> None:
+                 client: Any = None, node: str = "", kms_key: str = "",
+                 table_datasets: Mapping[str, str] | None = None) -> None:
+        """`table_datasets`: table name -> 'project.dataset' for tables outside `dataset`
+        (a node's domains each have their own dataset); jobs run in `project`."""
         if not project or not dataset:
             raise UserError("BigQuery needs a project and a dataset; fix: pass --project and "
                             "--dataset (the node stack's outputs)")
@@ -69,6 +72,7 @@ class BigQueryWarehouse:
         self.dialect = "bigquery"
         self._client = client
         self._staged: dict[str, str] = {}  # stage name -> scratch table
+        self.table_datasets = dict(table_datasets or {})
 
     @property
     def client(self) -> Any:
@@ -78,7 +82,7 @@ class BigQueryWarehouse:
 
     def table_id(self, table: Table | str) -> str:
         name = table.name if isinstance(table, Table) else table
-        return f"{self.project}.{self.dataset}.{name}"
+        return f"{self.table_datasets.get(name, f'{self.project}.{self.dataset}')}.{name}"
 
     def table_ref(self, table: Table | str) -> str:
         name = table.name if isinstance(table, Table) else table
@@ -87,6 +91,9 @@ class BigQueryWarehouse:
     def ensure_tables(self, tables: Iterable[Table]) -> None:
         for table in tables:
             bq_table = bigquery.Table(self.table_id(table), schema=schema_fields(table))
+            if self.kms_key:  # the node's CMEK org policy refuses tables without a key
+                bq_table.encryption_configuration = bigquery.EncryptionConfiguration(
+                    kms_key_name=self.kms_key)
             if table.clustering:
                 bq_table.clustering_fields = list(table.clustering)
             if table.partitioning is not None:  # the stack's partitioning, same source

@@ -10,27 +10,36 @@ Write within the common subset sqlglot maps faithfully: joins with `CROSS JOIN
 unnest(x) AS t(y)`, `CURRENT_TIMESTAMP`, `CAST`, `least`, CASE; no list lambdas (sqlglot
 turns `len(list_filter(..))` into LENGTH, which BigQuery applies only to strings) and no
 WHERE without FROM (BigQuery refuses it).
+
+Locally a table declared `stored_long` (processed_variants) is kept as rows + one row per
+call; `translate` reads it through joins instead of the nesting (long_layout.rewrite), so
+the same statement gives the same rows on either layout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 import sqlglot
 from sqlglot import exp
+
+from workloads.warehouse.long_layout import LongLayout, rewrite
 
 SOURCE_DIALECT = "duckdb"
 
 
 def translate(
-    sql: str, dialect: str, ref: Callable[[str], str], names: Collection[str]
+    sql: str, dialect: str, ref: Callable[[str], str], names: Collection[str],
+    long: Mapping[str, LongLayout] | None = None,
 ) -> list[str]:
-    """The statements of `sql` for `dialect`, each table in `names` replaced by ref(name)."""
+    """The statements of `sql` for `dialect`, each table in `names` replaced by ref(name);
+    tables in `long` read from their local long layout (workloads.warehouse.long_layout)."""
     wanted = set(names)
     statements = []
     for tree in sqlglot.parse(sql, read=SOURCE_DIALECT):
         if tree is None:
             continue
+        tree = rewrite(tree, long or {})
 
         def swap(node: exp.Expression) -> exp.Expression:
             if (isinstance(node, exp.Table) and not node.args.get("db")

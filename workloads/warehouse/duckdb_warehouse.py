@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +22,8 @@ from typing import Any
 import duckdb
 import duckdb_extension_httpfs
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from workloads.contracts.catalogue import ALL_TABLES
 from workloads.contracts.errors import UserError
@@ -29,9 +31,16 @@ from workloads.contracts.schema import Table
 from workloads.objectstore.base import ObjectStore
 from workloads.warehouse.base import LoadResult
 from workloads.warehouse.dialect import translate
+from workloads.warehouse.long_layout import ROW, LongLayout
 
 CATALOG = "node"
 CATALOGUE_NAMES = frozenset(t.name for t in ALL_TABLES)
+LONG_LAYOUTS = {t.name: LongLayout.of(t) for t in ALL_TABLES if t.stored_long}
+# Element rows (calls) committed per statement while a file is staged: DuckDB keeps an
+# uncommitted statement's rows in memory, so commits bound the peak (measured with
+# benchmarks/calls_store.py: 4M a commit and a 1 GB pool peaked at 1.9 GB for 115M calls).
+ELEMENTS_PER_COMMIT = 2_000_000
+STREAM_MEMORY_LIMIT = "300MB"
 
 
 def _httpfs_extension_path() -> str:
@@ -49,12 +58,18 @@ def _httpfs_extension_path() -> str:
 class DuckDBWarehouse:
     """One node's encrypted DuckDB database, attached under the catalog name `node`."""
 
-    def __init__(self, node: str, path: Path, key: str, *, memory_limit: str = "1GB") -> None:
+    def __init__(self, node: str, path: Path, key: str, *, memory_limit: str = "1GB",
+                 nested: bool = False) -> None:
+        """`nested`: keep `stored_long` tables nested as declared (the layout before the
+        long one; the benchmark's baseline and the tests' reference)."""
         self.node = node
         self.dialect = "duckdb"
+        self._long: dict[str, LongLayout] = {} if nested else dict(LONG_LAYOUTS)
+        self._staged_long: dict[str, LongLayout] = {}  # staged files like a long table
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(":memory:")
+        self._memory_limit = memory_limit
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
         # Signature checks stay on, so only DuckDB's own signed build of httpfs can load.
         unsigned = self._con.execute("SELECT current_setting('allow_unsigned_extensions')")
@@ -87,7 +102,21 @@ class DuckDBWarehouse:
     # -- schema -----------------------------------------------------------------
     def ensure_tables(self, tables: Iterable[Table]) -> None:
         for table in tables:
-            self._con.execute(table.duckdb_ddl(self.table_ref(table)))
+            layout = self._long.get(table.name)
+            if layout is None:
+                self._con.execute(table.duckdb_ddl(self.table_ref(table)))
+                continue
+            nested = self._con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND "
+                "schema_name = 'main' AND table_name = ?", [CATALOG, table.name]).fetchone()
+            if nested and nested[0]:
+                raise UserError(
+                    f"node {self.node!r} keeps {table.name} nested (written by an earlier "
+                    f"version); fix: python -m workloads node reset --node {self.node} --yes, "
+                    "then load the VCFs again")
+            for part in (layout.parent_table(), layout.child_table()):
+                self._con.execute(part.duckdb_ddl(self.table_ref(part)))
+            self._con.execute(layout.view_sql(self.table_ref))
 
     def table_ref(self, table: Table | str) -> str:
         name = table.name if isinstance(table, Table) else table
@@ -198,20 +227,104 @@ class DuckDBWarehouse:
         return self._con.execute(sql, params or []).to_arrow_table()
 
     def render(self, sql: str) -> list[str]:
-        return translate(sql, self.dialect, self.table_ref, CATALOGUE_NAMES)
+        names = CATALOGUE_NAMES | {n for lay in LONG_LAYOUTS.values() for n in
+                                   (lay.parent, lay.child)}
+        return translate(sql, self.dialect, self.table_ref, names,
+                         {**self._long, **self._staged_long})
 
     def stage_parquet(
         self, store: ObjectStore, key: str, name: str, like: Table, job_tag: str
     ) -> None:
         # Read through the store's decrypting reader: no plaintext copy is ever written.
+        if like.name in self._long:
+            self._staged_long[name] = self._long[like.name].staged(name)
+            try:
+                self._stage_long(store, key, self._staged_long[name])
+            except BaseException:
+                self.unstage(name)  # its calls so far go at once, not at the next load
+                raise
+            return
         # A dataset (unlike a stream) can be scanned by several statements, with projection.
+        import pyarrow.dataset as ds  # here: it imports pandas (~0.2 s a process)
+
         parquet = ds.ParquetFileFormat()
         fragment = parquet.make_fragment(pa.PythonFile(store.open_read(key), mode="r"))
         self._con.register(name, ds.FileSystemDataset(
             [fragment], fragment.physical_schema, parquet))
 
+    def _stage_long(self, store: ObjectStore, key: str, staged: LongLayout) -> None:
+        """Stream a staged file like a long-stored table into that layout: its rows into a
+        temporary table `<name>__rows`, its elements straight into the element table,
+        committed a few million at a time (flat memory). No `__rows` row of the table joins
+        them until the load commits; a load that never does leaves rows numbered past the
+        table's last, which the next staging (or `unstage`) deletes."""
+        self.ensure_tables([staged.table])
+        base = self._discard_uncommitted(staged)
+        column = staged.column.name
+        parent = f'temp.main."{staged.parent}"'
+        self._con.execute(f"CREATE OR REPLACE TEMP TABLE \"{staged.parent}\" AS "
+                          f"SELECT * FROM {self.table_ref(self._long[staged.table.name].parent)} "
+                          "LIMIT 0")
+        reader = pq.ParquetFile(store.open_read(key))
+        rows: list[pa.RecordBatch] = []
+
+        def elements() -> Iterator[pa.RecordBatch]:
+            start = base
+            # Row group by row group (the pipeline writes ~1M calls each): iter_batches
+            # counts rows, and 64K variants of 2,000 samples would be 131M calls at once.
+            groups = (reader.read_row_group(g).combine_chunks().to_batches()
+                      for g in range(reader.num_row_groups))
+            for batch in itertools.chain.from_iterable(groups):
+                numbers = pa.array(range(start, start + batch.num_rows), pa.int64())
+                nested = batch.column(column)
+                rows.append(batch.drop_columns([column]).append_column(ROW, numbers))
+                items = nested.flatten()  # ListArray.flatten honours offsets and slices
+                owner = pc.add(pc.list_parent_indices(nested), start)
+                yield pa.RecordBatch.from_arrays(
+                    [owner.cast(pa.int64()), *items.flatten()],
+                    [ROW, *(f.name for f in items.type)])
+                start += batch.num_rows
+
+        stream = elements()
+        # A smaller buffer pool while calls stream in: DuckDB would otherwise keep up to
+        # its memory_limit of written blocks cached on top of the uncommitted rows.
+        self._con.execute(f"SET memory_limit = '{STREAM_MEMORY_LIMIT}'")
+        try:
+            while (first := next(stream, None)) is not None:
+                self._insert(self.table_ref(staged.child),
+                             _upto(first, stream, ELEMENTS_PER_COMMIT))
+                self._insert(parent, iter(rows))  # the rows whose calls just went in
+                rows.clear()
+        finally:
+            self._con.execute(f"SET memory_limit = '{self._memory_limit}'")
+
+    def _insert(self, target: str, batches: Iterator[pa.RecordBatch]) -> None:
+        first = next(batches)
+        source = pa.RecordBatchReader.from_batches(
+            first.schema, itertools.chain([first], batches))
+        self._con.register("_incoming", source)
+        try:
+            self._con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _incoming")
+        finally:
+            self._con.unregister("_incoming")
+
+    def _discard_uncommitted(self, layout: LongLayout) -> int:
+        """Delete element rows no committed row owns (a crashed or refused load's); the
+        next free row number."""
+        parent = self.table_ref(self._long[layout.table.name].parent)
+        found = self._con.execute(f'SELECT max("{ROW}") FROM {parent}').fetchone()
+        base = 0 if not found or found[0] is None else int(found[0]) + 1
+        self._con.execute(f'DELETE FROM {self.table_ref(layout.child)} WHERE "{ROW}" >= ?',
+                          [base])
+        return base
+
     def unstage(self, name: str) -> None:
-        self._con.unregister(name)
+        staged = self._staged_long.pop(name, None)
+        if staged is None:
+            self._con.unregister(name)
+            return
+        self._con.execute(f'DROP TABLE IF EXISTS temp.main."{staged.parent}"')
+        self._discard_uncommitted(staged)  # a refused or failed load's elements
 
     def run_atomic(self, sql: str, *, job_id: str) -> None:
         self._con.execute("BEGIN TRANSACTION")
@@ -232,3 +345,16 @@ class DuckDBWarehouse:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _upto(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch], rows: int
+          ) -> Iterator[pa.RecordBatch]:
+    """`first`, then batches of `rest` until about `rows` rows have been given."""
+    given = 0
+    batch: pa.RecordBatch | None = first
+    while batch is not None:
+        yield batch
+        given += batch.num_rows
+        if given >= rows:
+            return
+        batch = next(rest, None)

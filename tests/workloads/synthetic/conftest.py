@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from tests.workloads.federation.conftest import pubsub_emulator  # noqa: F401 (a fixture)
 from tests.workloads.federation.federation_data import patient_rows
 
 

@@ -1,135 +1,113 @@
-"""The DP is real: the accountant's epsilon for the documented budget, the split, the noise
-scale against the sensitivity (empirically), and the sensitivities themselves."""
+"""The DP is real: the accountant's epsilon for the documented budget, the split, the
+sensitivities (an adversarial extra row), and the node's refusal of garbage marginals.
+The noise itself is the node guard's (workloads/federation/privacy.py); test_copula checks
+its scale on the hub's totals, test_protocol the charges over the protocol."""
 
 from __future__ import annotations
 
 import math
 
+import duckdb
 import numpy as np
-import opendp.prelude as dp
 import pandas as pd
 import pytest
 
 from workloads.contracts.errors import UserError
 from workloads.contracts.tables.genomics import PATIENT_GENOMIC_DATA
+from workloads.federation import privacy
+from workloads.federation.guard import RefusedError
 from workloads.synthetic.columns import synth_columns
-from workloads.synthetic.dp import (
-    BudgetExceededError,
-    epsilon_of,
-    noisy_counts,
-    noisy_vector,
-    opendp_rho,
-    plan,
-    rho_for,
+from workloads.synthetic.federated import (
+    FLOOR_MULTIPLIER,
+    Request,
+    SynthMarginals,
+    SynthParams,
+    SynthProducts,
+    check_marginals,
+    histograms,
+    multipliers,
+    normal_scores,
 )
-from workloads.synthetic.ledger import NodeBudget, WarehouseLedger
-from workloads.synthetic.node import MemorySource, SynthesisNode
 
 COLUMNS = synth_columns(PATIENT_GENOMIC_DATA)
 D = len(COLUMNS)
 
 
 @pytest.mark.parametrize("epsilon", [0.5, 1.0, 3.0, 10.0])
-def test_the_accountant_spends_exactly_the_documented_budget(epsilon: float) -> None:
-    p = plan(epsilon, 1e-6, D)
-    events = p.events("us", "run", [c.name for c in COLUMNS])
-    assert len(events) == D + 1
-    spent = epsilon_of([e.rho for e in events], 1e-6)
-    assert spent == pytest.approx(epsilon, rel=1e-6)
-    # OpenDP's own zCDP -> (epsilon, delta) conversion of the same total agrees
-    total = sum(e.rho for e in events)
-    gaussian = dp.m.make_gaussian(dp.atom_domain(T=float, nan=False),
-                                  dp.absolute_distance(T=float),
-                                  scale=math.sqrt(1 / (2 * total)))
-    curve = dp.c.make_zCDP_to_approxDP(gaussian).map(1.0)
-    assert curve.epsilon(1e-6) == pytest.approx(epsilon, rel=1e-3)
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_the_accountant_spends_exactly_the_documented_budget(epsilon: float, rounds: int
+                                                             ) -> None:
+    m_hist, m_prod = multipliers(epsilon, 1e-6, 0.5, rounds)
+    spent = privacy.epsilon([m_hist, m_prod] * rounds, 1e-6)  # the guard's own accountant
+    assert spent == pytest.approx(epsilon, rel=1e-4)
 
 
 def test_the_split_between_marginals_and_dependence_is_as_stated() -> None:
-    p = plan(1.0, 1e-6, D, marginal_share=0.3)
-    events = p.events("us", "run", [c.name for c in COLUMNS])
-    total = rho_for(1.0, 1e-6)
-    marginal = sum(e.rho for e in events if e.query.startswith("histogram("))
-    assert marginal == pytest.approx(0.3 * total, rel=1e-9)
-    assert events[-1].rho == pytest.approx(0.7 * total, rel=1e-9)
-    # every event's rho is what OpenDP itself computes for that measurement
-    assert opendp_rho(1, p.marginal_scale, integer=True) == pytest.approx(events[0].rho)
-    assert opendp_rho(p.product_sensitivity, p.product_scale, integer=False) == pytest.approx(
-        events[-1].rho)
-    assert p.product_sensitivity == pytest.approx(3.0**2 * math.sqrt(D * (D - 1) / 2))
-
-
-def test_noise_has_the_planned_scale() -> None:
-    """4,000 draws: the sample variance is within 10% of scale^2 (4.5 standard errors)."""
-    p = plan(1.0, 1e-6, D)
-    counts = noisy_counts(np.zeros(4000, dtype=np.int64), p.marginal_scale)
-    assert counts.dtype == np.int64  # the discrete Gaussian: integer counts
-    assert np.var(counts) == pytest.approx(p.marginal_scale**2, rel=0.10)
-    assert abs(np.mean(counts)) < 4 * p.marginal_scale / math.sqrt(4000)
-    floats = noisy_vector(np.zeros(4000), p.product_scale)
-    assert np.var(floats) == pytest.approx(p.product_scale**2, rel=0.10)
-    # more epsilon, less noise: the scale follows the budget
-    assert plan(10.0, 1e-6, D).marginal_scale < p.marginal_scale / 5
-
-
-def test_without_noise_only_when_epsilon_is_infinite() -> None:
-    p = plan(math.inf, 1e-6, D)
-    assert p.marginal_scale == 0 and p.product_scale == 0
-    assert all(math.isinf(e.rho) for e in p.events("us", "r", ["a"]))
-    assert list(noisy_counts(np.array([5, 7]), 0.0)) == [5, 7]
-
-
-def test_a_fixed_noise_scale_that_overspends_is_refused() -> None:
-    with pytest.raises(BudgetExceededError):
-        plan(1.0, 1e-6, D, noise_scale=0.5)
-    fixed = plan(100.0, 1e-6, D, noise_scale=2.0)
-    assert fixed.marginal_scale == 2.0
-    assert fixed.product_scale == pytest.approx(2.0 * fixed.product_sensitivity)
+    m_hist, m_prod = multipliers(1.0, 1e-6, 0.3, 1)
+    m = privacy.calibrate(1.0, 1, 1e-6)
+    # Gaussian RDP is alpha / (2 m^2): the shares of 1/m^2 are the shares of the budget
+    assert (1 / m_hist**2) / (1 / m**2) == pytest.approx(0.3, rel=1e-9)
+    assert (1 / m_prod**2) / (1 / m**2) == pytest.approx(0.7, rel=1e-9)
+    params = SynthParams.of(PATIENT_GENOMIC_DATA, COLUMNS, clip=3.0, noise_multiplier=1.0)
+    assert SynthMarginals().sensitivity(params) == pytest.approx(math.sqrt(D))
+    assert SynthProducts().sensitivity(params) == pytest.approx(9.0 * math.sqrt(D * (D - 1) / 2))
+    assert multipliers(math.inf, 1e-6, 0.5, 1) == (FLOOR_MULTIPLIER, FLOOR_MULTIPLIER)
     with pytest.raises(UserError):
-        plan(1.0, 1e-6, D, marginal_share=1.0)
+        multipliers(1.0, 1e-6, 1.0, 1)
 
 
-def _node(data: pd.DataFrame) -> SynthesisNode:
-    source = MemorySource(PATIENT_GENOMIC_DATA, data)
-    return SynthesisNode("us", source, PATIENT_GENOMIC_DATA, COLUMNS,
-                         WarehouseLedger("us", source, NodeBudget(math.inf)))
+def test_a_fixed_noise_multiplier_that_overspends_is_refused() -> None:
+    with pytest.raises(UserError, match="spends epsilon"):
+        Request(PATIENT_GENOMIC_DATA, COLUMNS, 1.0, noise_multiplier=0.5).multipliers()
+    assert Request(PATIENT_GENOMIC_DATA, COLUMNS, 100.0,
+                   noise_multiplier=2.0).multipliers() == (2.0, 2.0)
+
+
+class _Source:
+    def __init__(self, data: pd.DataFrame) -> None:
+        self.con = duckdb.connect()
+        self.con.register("patient_genomic_data", data)
+
+    def table_ref(self, table: object) -> str:
+        return "patient_genomic_data"
+
+    def query(self, sql: str) -> object:
+        return self.con.execute(sql).to_arrow_table()
 
 
 def test_sensitivities_hold_for_an_adversarial_extra_row(three_sites: dict[str, pd.DataFrame]
                                                           ) -> None:
-    """One extra row moves each histogram by exactly one count, and the product sums by at
-    most the stated L2 sensitivity, even for a row at the bounds' extremes."""
+    """One extra row moves each histogram by exactly one count, no other row's score, and
+    the product sums by at most the stated L2 sensitivity, even at the bounds' extremes."""
     base = three_sites["a"]
     extreme = base.iloc[:1].copy()
+    extreme["patient_id"] = "EXTRA"
     extreme[["age", "bmi", "variant_brca1", "variant_tp53", "variant_apoe4",
              "diagnosis_cancer"]] = [500, -3.0, 2, 2, 2, 1]  # out of bounds: clamped
-    with_row = pd.concat([base, extreme], ignore_index=True)
-    h0, h1 = _node(base).exact_histograms(), _node(with_row).exact_histograms()
+    with_row = pd.concat([extreme, base], ignore_index=True)  # first: shifts every row
+    h0 = histograms(_Source(base), PATIENT_GENOMIC_DATA, COLUMNS)
+    h1 = histograms(_Source(with_row), PATIENT_GENOMIC_DATA, COLUMNS)
     for a, b in zip(h0, h1, strict=True):
         assert np.abs(b - a).sum() == 1
-    p = plan(1.0, 1e-6, D)
     marginals = [np.full(c.bins, 1.0 / c.bins) for c in COLUMNS]
-    z0 = _node(base).normal_scores(marginals, p.clip, np.random.default_rng(0))
-    z1 = _node(with_row).normal_scores(marginals, p.clip, np.random.default_rng(1))
-    assert np.abs(z1).max() <= p.clip
-    # a row's score depends only on the row, the public marginals and its own jitter:
-    # the continuous column (no jitter) scores the other rows identically
-    bmi = [c.name for c in COLUMNS].index("bmi")
-    np.testing.assert_allclose(z1[:-1, bmi], z0[:, bmi])
-    # so, with the other rows' jitter the same, the sums move by the new row's products
+    z0 = normal_scores(_Source(base), PATIENT_GENOMIC_DATA, COLUMNS, marginals, 3.0, 11)
+    z1 = normal_scores(_Source(with_row), PATIENT_GENOMIC_DATA, COLUMNS, marginals, 3.0, 11)
+    assert np.abs(z1).max() <= 3.0
+    # each row's jitter is keyed by its own id: the other rows score exactly as before
+    np.testing.assert_array_equal(z1[1:], z0)
     iu = np.triu_indices(D, k=1)
-    last = z1[-1]
-    assert np.linalg.norm(np.outer(last, last)[iu]) <= p.product_sensitivity + 1e-9
-    worst = np.full(D, p.clip)  # a row at the clip in every column attains the bound
-    assert np.linalg.norm(np.outer(worst, worst)[iu]) == pytest.approx(p.product_sensitivity)
+    moved = (z1.T @ z1)[iu] - (z0.T @ z0)[iu]
+    params = SynthParams.of(PATIENT_GENOMIC_DATA, COLUMNS, clip=3.0, noise_multiplier=1.0)
+    assert np.linalg.norm(moved) <= SynthProducts().sensitivity(params) + 1e-9
+    worst = np.full(D, 3.0)  # a row at the clip in every column attains the bound
+    assert np.linalg.norm(np.outer(worst, worst)[iu]) == pytest.approx(
+        SynthProducts().sensitivity(params))
 
 
-def test_a_node_refuses_garbage_marginals_from_the_hub(three_sites: dict[str, pd.DataFrame]
-                                                       ) -> None:
-    node = _node(three_sites["a"])
+def test_a_node_refuses_garbage_marginals_from_the_hub() -> None:
     good = [np.full(c.bins, 1.0 / c.bins) for c in COLUMNS]
-    node.normal_scores(good, 3.0, np.random.default_rng(0))
-    for bad in (good[:-1], [*good[:-1], np.full(2, np.nan)], [*good[:-1], np.array([2.0, -1.0])],
-                [*good[:-1], np.full(5, 0.2)]):
-        with pytest.raises(UserError, match="refused"):
-            node.normal_scores(bad, 3.0, np.random.default_rng(0))
+    check_marginals(good, COLUMNS)
+    for bad in (good[:-1], [g * 2 for g in good], [np.full_like(g, np.nan) for g in good],
+                [-g if i == 0 else g for i, g in enumerate(good)]):
+        with pytest.raises(RefusedError):
+            check_marginals(bad, COLUMNS)

@@ -44,8 +44,9 @@ def test_writes_the_export_metadata_and_quality(root: Path) -> None:
     pd.testing.assert_frame_equal(csv, frame, check_dtype=False)
     meta = json.loads(result.metadata.read_text())
     assert meta["privacy"]["run_budget"] == {"epsilon": 3.0, "delta": 1e-6}
-    assert set(meta["privacy"]["node_lifetime_spent"]) == {"us", "eu"}
-    assert len(meta["privacy"]["events_per_node"]) == 7
+    assert meta["privacy"]["node_lifetime_epsilon"] == {"us": pytest.approx(3.0, rel=1e-4),
+                                                        "eu": pytest.approx(3.0, rel=1e-4)}
+    assert meta["rounds"][0]["products"] == ["eu", "us"]
     assert meta["rows_estimate"] == pytest.approx(2000, rel=0.05)
     assert result.quality is not None
     quality = json.loads(result.quality.read_text())
@@ -88,17 +89,20 @@ def test_command_line_and_its_errors(root: Path, capsys: pytest.CaptureFixture[s
     assert main(["--root", str(root), "--nodes", "us,eu", "--rows", "0", "--out",
                  str(out)]) == 2
     capsys.readouterr()
-    from workloads.synthetic.ledger import WarehouseLedger
+    with pytest.raises(SystemExit):  # the node's cap is its policy, not a hub option
+        main(["--root", str(root), "--nodes", "us,eu", "--node-max-epsilon", "100"])
+    capsys.readouterr()
 
-    def events() -> int:
+    def releases() -> int:
         with LocalNode("us", root).open_warehouse(create=False) as warehouse:
-            return WarehouseLedger("us", warehouse).spent().events
+            return int(warehouse.query("SELECT count(*) FROM federation_odometer")
+                       .column(0)[0].as_py())
 
-    before = events()
+    before = releases()
     assert main(["--root", str(root), "--nodes", "us", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "at least 2" in err and "nothing was charged" in err
-    assert events() == before
+    assert "needs at least 2 nodes" in err
+    assert releases() == before
 
 
 def test_federate_synth_runs_the_command(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
