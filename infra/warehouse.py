@@ -14,7 +14,9 @@ so a reviewer sees it there), contents kept on destroy, tables deletion-protecte
   Hive-partitioned (CUSTOM: keys and types from the contract; the keys come from the paths,
   so they are left out of the schema). Its bytes stay in the bucket under the bucket's
   CMEK (BigQuery stores none), so the table itself names no key;
-- a View: standard SQL with `{dataset}` bound to the domain's dataset; it stores nothing.
+- a View: standard SQL with `{dataset}` bound to the domain's dataset and
+  `{dataset:<domain>}` to another domain's; it stores nothing. Views come after every
+  domain's tables (a view may join domains).
 """
 
 from __future__ import annotations
@@ -189,19 +191,25 @@ class Warehouse(pulumi.ComponentResource):
                     name, project, dataset, table, kms_key, bucket_names, declared, child
                 )
             self.tables.update(declared)
+        # Views after every domain's tables: a view may join another domain's tables
+        # (`{dataset:<domain>}`), so each depends on all of them.
+        datasets = {d.name: d.dataset for d in domains}
+        for domain in domains:
             for view in domain.views:
                 self.views[view.name] = gcp.bigquery.Table(
                     f"{name}-{view.name}",
                     project=project,
-                    dataset_id=dataset.dataset_id,
+                    dataset_id=self.datasets[domain.name].dataset_id,
                     table_id=view.name,
                     description=view.description,
                     view=gcp.bigquery.TableViewArgs(
-                        query=view.bigquery_sql(project, domain.dataset), use_legacy_sql=False
+                        query=view.bigquery_sql(project, domain.dataset, datasets),
+                        use_legacy_sql=False,
                     ),
                     deletion_protection=True,
-                    # A view reads its tables: they exist first.
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(declared.values())),
+                    opts=pulumi.ResourceOptions(
+                        parent=self, depends_on=list(self.tables.values())
+                    ),
                 )
         self.register_outputs(
             {

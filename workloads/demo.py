@@ -36,7 +36,6 @@ from workloads.generator import NodeSummary, find_profile, generate_node, summar
 if TYPE_CHECKING:
     import numpy as np
 
-    from workloads.federation.coordinator import FitResult, StatsRow
 
 DEMO_NODES = DEFAULT_NODES
 DEFAULT_ROWS = 2000  # per node: enough that the carrier cells of the statistics are released
@@ -136,12 +135,21 @@ def node_tables(root: Path, node: str) -> dict[str, int]:
 # --- across the nodes -------------------------------------------------------------------------
 
 
+EXAMPLES = Path(__file__).resolve().parent / "analysis" / "examples"
+DEMO_SPEC = EXAMPLES / "cancer_risk_joined.yaml"  # the model: a researcher's analysis spec
+DEMO_STATS = EXAMPLES / "risk_factors_stats.yaml"  # the statistics: a statistics spec
+
+
 @dataclass
 class FederationResult:
-    stats: list[StatsRow]
-    fit: FitResult
-    pooled: np.ndarray
-    pooled_se: np.ndarray
+    counts: dict[str, dict[str, Any]]  # node -> table -> table_counts.Count (as released)
+    stats: Any  # workloads.analysis.statistics.StatsResult, NaN where not published
+    shown: np.ndarray  # which statistics cells were published
+    fit: Any  # workloads.analysis.glm.FitResult (federated)
+    pooled: Any  # analysis.report.Estimates: statsmodels over every node's rows (local check)
+    per_node: list[Any]  # Estimates of each node alone (local check), where estimable
+    per_node_notes: list[str]
+    truth: dict[str, dict[str, float]]  # "us, eu" -> term -> the generator's coefficient
     max_abs_diff: float
     bytes_to_hub: int
     steps: int
@@ -150,6 +158,27 @@ class FederationResult:
     text: str
     chart: Path | None = None
     robotics: Any = None  # workloads.robotics.federated.RoboticsTable
+
+
+def profile_truth(nodes: Sequence[str], terms: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The generator's true coefficients of the demo's model terms, grouped by the nodes whose
+    profiles share them: logit P(cancer) = intercept + age * (age - centre) + allele terms;
+    BMI and sex have no effect in the generator (0)."""
+    groups: dict[tuple[tuple[str, float], ...], list[str]] = {}
+    for node in nodes:
+        profile = find_profile(node)
+        coefficients = {"intercept": profile.intercept
+                        - profile.coefficients.get("age", 0.0) * profile.age_center}
+        for term in terms:
+            if term == "intercept":
+                continue
+            gene = term.removeprefix("variant_")
+            coefficients[term] = float(profile.coefficients.get(
+                "age" if term == "age" else gene if gene in ("brca1", "tp53", "apoe4") else "",
+                0.0))
+        key = tuple(sorted(coefficients.items()))
+        groups.setdefault(key, []).append(node)
+    return {", ".join(members): dict(key) for key, members in groups.items()}
 
 
 def federate(
@@ -161,46 +190,141 @@ def federate(
     chart: Path | None = None,
     robotics: bool = False,
 ) -> FederationResult:
-    """Federated statistics + model (+ the robotics table when the nodes hold fleets) over
-    `nodes` under `root`; prints and returns them (and draws the forest plot into `chart`)."""
+    """The researcher's workflow over `nodes` under `root`, every value through each node's
+    guard: released row counts (`federate nodes`), the statistics spec (`analysis_stats`),
+    the model spec (`analysis_glm`) over the joined view, and the robotics table when the
+    nodes hold fleets. Then the local checks (pooled and per-node fits, reading the nodes
+    directly) and the forest plot into `chart`."""
+    from contextlib import ExitStack
+
     import numpy as np
 
-    from workloads.federation import report
+    from workloads.analysis import glm, statistics
+    from workloads.analysis.pooled import pooled_estimates
+    from workloads.analysis.report import Estimates
+    from workloads.analysis.spec import load_spec, read_mapping
+    from workloads.federation.analysis_hub import fit_spec, stats_spec
     from workloads.federation.coordinator import RunConfig
     from workloads.federation.local import local_federation
+    from workloads.federation.table_counts import countable, format_counts, node_counts
     from workloads.local_node import LocalNode
 
+    spec = load_spec(DEMO_SPEC)
+    stats_request = statistics.from_dict(read_mapping(DEMO_STATS), where=str(DEMO_STATS))
     with local_federation(root, list(nodes), transport=transport) as hub:
-        coordinator = hub.coordinator(RunConfig(nodes=tuple(nodes)))
-        stats = coordinator.statistics()
-        fit = coordinator.fit()
-        # Complications by robot model x procedure category: the robotics_cells algorithm,
-        # through the same guard (each node's small-cell floor and margins rules).
+        coordinator = hub.coordinator(RunConfig(nodes=tuple(nodes), max_rounds=spec.max_iter))
+        counts = node_counts(coordinator)
+        stats, shown = stats_spec(coordinator, stats_request)
+        fit = fit_spec(coordinator, spec)
         from workloads.robotics import federated as robotics_federated
 
         table = robotics_federated.run(coordinator) if robotics else None
         coordinator.finish()
-    pooled, pooled_se = report.pooled_fit([LocalNode(n, root) for n in nodes])
-    diff = float(np.max(np.abs(fit.coefficients - pooled)))
-    text = "\n\n".join(
-        [
-            report.stats_table(stats, coordinator.config.k),
-            report.fit_table(fit, pooled),
-            *([table.text()] if table is not None else []),
-            f"Federated vs pooled: max |coefficient difference| = {diff:.1e} "
-            f"({'identical to 1e-6' if diff < 1e-6 else 'DIFFERENT'})",
-            f"Data never left the nodes: the hub received {hub.endpoint.bytes_received} bytes "
-            f"in {len(coordinator.bytes_per_round)} steps over {transport} - signed, masked "
-            f"aggregates only, readable only as sums over at least three nodes.",
-        ]
-    )
+    with ExitStack() as stack:
+        warehouses = {}
+        for name in nodes:
+            warehouses[name] = stack.enter_context(
+                LocalNode(name, root).open_warehouse(create=False))
+        pooled = pooled_estimates(warehouses, spec)
+        per_node, notes = [], []
+        for name, warehouse in warehouses.items():
+            try:
+                alone = glm.run_local_fit({name: warehouse}, spec)
+            except UserError as exc:
+                notes.append(f"{name} alone: not estimable ({exc})")
+                continue
+            per_node.append(Estimates.of(f"{name} alone (local check)", alone))
+    names = [t.name for t in fit.terms]
+    truth = profile_truth(nodes, names)
+    diff = float(np.max(np.abs(fit.coefficients - np.array([pooled.values[n][0]
+                                                            for n in names]))))
+    text = "\n\n".join([
+        "Row counts each node released (DP, rounded):\n" + format_counts(counts, countable()),
+        statistics_text(stats, shown),
+        fit_text(fit, pooled, truth),
+        *([table.text()] if table is not None else []),
+        f"Federated vs pooled (statsmodels): max |coefficient difference| = {diff:.1e} "
+        f"({'identical to 1e-6' if diff < 1e-6 else 'DIFFERENT'})",
+        f"Data never left the nodes: the hub received {hub.endpoint.bytes_received} bytes "
+        f"in {len(coordinator.bytes_per_round)} steps over {transport} - signed, masked "
+        f"aggregates and each node's guarded releases only.",
+    ])
     if out is not None:
         print(text, file=out)
+    result = FederationResult(
+        counts, stats, shown, fit, pooled, per_node, notes, truth, diff,
+        hub.endpoint.bytes_received, len(coordinator.bytes_per_round), coordinator.config.k,
+        coordinator.config.run_id, text, chart, table)
     if chart is not None:
-        write_chart(fit, pooled, pooled_se, chart)
-    return FederationResult(stats, fit, pooled, pooled_se, diff, hub.endpoint.bytes_received,
-                            len(coordinator.bytes_per_round), coordinator.config.k,
-                            coordinator.config.run_id, text, chart, table)
+        write_chart(result, chart)
+    return result
+
+
+def statistics_rows(stats: Any, shown: np.ndarray) -> list[list[str]]:
+    """Per level of each cross-tab with the outcome: patients, cases, rate ('*' unless both
+    of the level's cells were published)."""
+    cells = {(c.group, c.statistic): i for i, c in enumerate(stats.plan.cells)}
+    rows = []
+    for a, b in stats.plan.spec.crosstabs:
+        column = stats.plan.table.column(a)
+        outcome = stats.plan.table.column(b)
+        for level in column.levels:
+            index = [cells[("all", f"{a}={level},{b}={o}")] for o in outcome.levels]
+            if not all(shown[i] for i in index):
+                rows.append([f"{a} = {level}", "*", "*", "*"])
+                continue
+            values = [float(stats.combined[i]) for i in index]
+            n, cases = sum(values), values[-1]
+            rows.append([f"{a} = {level}", f"{n:.0f}", f"{cases:.0f}",
+                         f"{cases / n:.1%}" if n else "-"])
+    return rows
+
+
+def numeric_rows(stats: Any, shown: np.ndarray) -> list[list[str]]:
+    cells = {(c.group, c.statistic): i for i, c in enumerate(stats.plan.cells)}
+    summary = stats.summary()["all"]
+    rows = []
+    for name in stats.plan.spec.numeric:
+        needed = [cells[("all", f"{name}:{s}")] for s in ("count", "sum", "sum_squares")]
+        if not all(shown[i] for i in needed):
+            rows.append([name, "*", "*", "*"])
+            continue
+        entry = summary[name]
+        rows.append([name, f"{entry['count']:.0f}", f"{entry['mean']:.2f}", f"{entry['sd']:.2f}"])
+    return rows
+
+
+def statistics_text(stats: Any, shown: np.ndarray) -> str:
+    lines = [f"Statistics of {stats.plan.spec.table} as released ('*': not published)"]
+    lines += [f"  {r[0]:<22} patients {r[1]:>6}  cases {r[2]:>5}  rate {r[3]:>6}"
+              for r in statistics_rows(stats, shown)]
+    lines += [f"  {r[0]:<22} n {r[1]:>6}  mean {r[2]:>7}  SD {r[3]:>6}"
+              for r in numeric_rows(stats, shown)]
+    return "\n".join(lines)
+
+
+def fit_rows(fit: Any, pooled: Any, truth: dict[str, dict[str, float]]) -> list[list[str]]:
+    rows = []
+    for t in fit.terms:
+        p = pooled.values[t.name][0]
+        true = " / ".join(f"{values[t.name]:g}" for values in truth.values())
+        rows.append([t.name, f"{t.estimate:.6f}", f"{t.std_error:.6f}",
+                     f"[{t.ci_low:.4f}, {t.ci_high:.4f}]",
+                     "-" if t.name == "intercept" or t.ratio is None else f"{t.ratio:.3f}",
+                     f"{t.p_value:.2g}", f"{p:.6f}", f"{abs(t.estimate - p):.1e}", true])
+    return rows
+
+
+FIT_HEADER = ["term", "federated", "std err", "95% CI", "odds ratio", "p", "pooled",
+              "abs. difference", "true value"]
+
+
+def fit_text(fit: Any, pooled: Any, truth: dict[str, dict[str, float]]) -> str:
+    lines = [f"Logistic model of {fit.spec.outcome} on {fit.spec.table}: n = {fit.n:,}, "
+             f"{fit.iterations} rounds (true values: {' / '.join(truth)})",
+             "  " + "  ".join(FIT_HEADER)]
+    lines += ["  " + "  ".join(row) for row in fit_rows(fit, pooled, truth)]
+    return "\n".join(lines)
 
 
 @dataclass
@@ -280,21 +404,18 @@ def _distribution_plot(root: Path, nodes: Sequence[str], parquet: Path, path: Pa
     plt.close(figure)
 
 
-def write_chart(fit: FitResult, pooled: np.ndarray, pooled_se: np.ndarray, path: Path) -> None:
-    """The forest plot: each term's federated and pooled estimate with its 95% interval."""
+def write_chart(fed: FederationResult, path: Path) -> None:
+    """The forest plot: federated, pooled, each node alone, and the generator's true values."""
     from workloads.analysis.report import Estimates, forest_plot
 
-    def series(label: str, values: np.ndarray, errors: np.ndarray) -> Estimates:
-        return Estimates(label, {
-            name: (float(v), float(v - 1.96 * e), float(v + 1.96 * e))
-            for name, v, e in zip(fit.names, values, errors, strict=True)
-        })
-
-    forest_plot(
-        [series("federated (aggregates only)", fit.coefficients, fit.standard_errors),
-         series("pooled (all rows, local check)", pooled, pooled_se)],
-        path, title="Cancer risk (logistic): federated vs pooled",
-    )
+    truths = list(fed.truth.items())
+    series = [Estimates.of("federated (aggregates only)", fed.fit), fed.pooled, *fed.per_node]
+    truth = truths[0][1] if len(truths) == 1 else None
+    if truth is None:  # profiles differ: one series of points per group of nodes
+        series += [Estimates(f"true value ({nodes})", {k: (v, v, v) for k, v in values.items()})
+                   for nodes, values in truths]
+    forest_plot(series, path, truth=truth,
+                title="Cancer risk (logistic) on the joined genomic + clinical view")
 
 
 # --- budgets, releases, posture ---------------------------------------------------------------
@@ -303,13 +424,14 @@ def write_chart(fit: FitResult, pooled: np.ndarray, pooled_se: np.ndarray, path:
 @dataclass
 class NodeBudget:
     node: str
-    federation_epsilon: float  # lifetime, from the node's federation odometer
+    federation_epsilon: float  # lifetime, largest over the node's tables (its odometer)
     federation_delta: float
     dp_releases: int
     synthetic_epsilon: float  # its synthesis releases alone (synth_* rows of the odometer)
     synthetic_delta: float
     synthetic_events: int
     releases: list[dict[str, Any]] = field(default_factory=list)  # the release log, in order
+    federation_by_table: dict[str, float] = field(default_factory=dict)  # lifetime per table
 
 
 def budgets(root: Path, nodes: Sequence[str]) -> list[NodeBudget]:
@@ -323,7 +445,12 @@ def budgets(root: Path, nodes: Sequence[str]) -> list[NodeBudget]:
         policy = load_policy(node)
         with node.open_warehouse(create=False) as warehouse:
             guard = Guard(node, policy, warehouse)
-            epsilon = guard.lifetime_epsilon(PATIENTS)
+            # The odometer is per table (a dataset): each table's lifetime epsilon.
+            tables = warehouse.query(
+                f"SELECT DISTINCT dataset FROM {warehouse.table_ref(ODOMETER)} ORDER BY 1"
+            ).column(0).to_pylist()
+            by_table = {t: guard.lifetime_epsilon(t) for t in tables}
+            epsilon = max(by_table.values(), default=0.0)
             dp = warehouse.query(
                 f"SELECT count(*) FROM {warehouse.table_ref(ODOMETER)}").column(0)[0].as_py()
             # One row per run and kind of release, in order: the exact masked sums of the
@@ -343,7 +470,7 @@ def budgets(root: Path, nodes: Sequence[str]) -> list[NodeBudget]:
                 f"WHERE starts_with(algorithm, 'synth_')").column(0).to_pylist()
         out.append(NodeBudget(name, epsilon, policy.lifetime_delta, int(dp),
                               privacy.epsilon(synth, policy.lifetime_delta),
-                              policy.lifetime_delta, len(synth), releases))
+                              policy.lifetime_delta, len(synth), releases, by_table))
     return out
 
 
@@ -441,35 +568,53 @@ def report_blocks(result: DemoResult) -> list[Block]:
     blocks.append(("table", (["table", *cfg.nodes], [
         [f"`{t}`", *[f"{result.tables[n].get(t, 0):,}" for n in cfg.nodes]] for t in names
     ])))
+    from workloads.federation.guard import NodePolicy
+    from workloads.federation.table_counts import countable
+
+    policy = NodePolicy()
     blocks += [
-        ("h2", "2. Descriptive statistics, as released"),
-        ("p", f"Combined over the nodes by secure aggregation. A cell is released only if "
-              f"every node has at least {fed.k} patients, cases and non-cases in it (each "
-              f"node's guard applies its own policy, and the complement rule); `*` = "
-              f"suppressed."),
-        ("table", (["cell", "patients", "cases", "cancer rate", "mean age", "mean BMI"],
-                   [[row.label, *_fmt_cell(row.values["combined"])] for row in fed.stats])),
-        ("h2", "3. Federated logistic model vs pooled"),
-        ("p", "Cancer risk (`diagnosis_cancer`) on age, BMI and the BRCA1, TP53 and APOE e4 "
-              "allele counts of `patient_genomic_data`. The federation's GLM reads one table "
-              "per node, so BMI is the patients table's own column: the clinical records' BMI "
-              "(`clinical_features`) is not joined in by the federation engine yet. "
-              "Newton-Raphson over masked sums of gradient and Hessian; the pooled fit reads "
-              f"all rows (a local check only). {fed.fit.rounds} rounds; max |federated - "
-              f"pooled| = {fed.max_abs_diff:.1e}."),
-        ("img", ("forest", "forest plot: federated vs pooled")),
-        ("table", (["term", "federated", "std err", "95% CI", "pooled", "abs. difference"], [
-            [name, f"{c:.6f}", f"{e:.6f}", f"[{c - 1.96 * e:.4f}, {c + 1.96 * e:.4f}]",
-             f"{p:.6f}", f"{abs(c - p):.1e}"]
-            for name, c, e, p in zip(fed.fit.names, fed.fit.coefficients,
-                                     fed.fit.standard_errors, fed.pooled, strict=True)
+        ("p", f"What the hub may learn of each node's size (`python -m workloads federate "
+              f"nodes`): each node releases, through its own guard, a differentially private "
+              f"row count per declared table with a releasable column: noise of at least "
+              f"{policy.count_noise_multiplier:g} rows (default policy), charged to that "
+              f"table's odometer (at most epsilon {policy.count_epsilon:g} per table for "
+              f"life), rounded to {policy.count_rounding} rows, `< {policy.min_rows}` below "
+              f"the node's minimum. Exact counts stay inside the node (the table above)."),
+        ("table", (["table (released)", *cfg.nodes], [
+            [f"`{t}`", *[fed.counts[n][t].text() if n in fed.counts else "no answer"
+                         for n in cfg.nodes]] for t in countable()
         ])),
-        ("p", "AUC per node (computed inside each node on the final model, noised, charged to "
-              "its odometer): "
-              + ", ".join(f"{n} {v:.3f}" for n, v in sorted(fed.fit.auc.items()))
-              + (("; refused: " + ", ".join(f"{n} ({r})"
-                                            for n, r in fed.fit.auc_refused.items()))
-                 if fed.fit.auc_refused else "")),
+        ("h2", "2. Descriptive statistics, as released"),
+        ("p", f"The statistics spec `{DEMO_STATS.relative_to(DEMO_STATS.parents[3])}` over "
+              f"the joined view `{fed.stats.plan.spec.table}` (`analysis_stats`): one SQL "
+              f"aggregate per node, summed by secure aggregation. A cell is published only if "
+              f"every node's guard passed it: at least k = {fed.k} rows at every node (or "
+              f"none), and no single hidden cell recoverable from its family's total; `*` = "
+              f"suppressed."),
+        ("table", (["cell", "patients", "cases", "cancer rate"], statistics_rows(
+            fed.stats, fed.shown))),
+        ("table", (["column", "patients with a value", "mean", "SD"], numeric_rows(
+            fed.stats, fed.shown))),
+        ("h2", "3. Cancer risk model: federated vs pooled"),
+        ("p", f"The analysis spec `{DEMO_SPEC.relative_to(DEMO_SPEC.parents[3])}`: "
+              f"`{fed.fit.spec.outcome}` on the allele counts derived from each node's VCF "
+              f"and on age, BMI and sex from its FHIR records, joined inside each node by the "
+              f"declared view `{fed.fit.spec.table}` (no row leaves a node; the join runs in "
+              f"its warehouse). Fitted by the `analysis_glm` algorithm: each Newton round is "
+              f"one SQL aggregate per node (gradient and X'WX), through its guard, summed by "
+              f"secure aggregation; {fed.fit.iterations} rounds, {fed.fit.n:,} patients "
+              f"({sum(fed.fit.excluded_per_node.values()):,} left out for a missing or "
+              f"undeclared value, counted inside the nodes and released only as their sum). "
+              f"The pooled fit is statsmodels' GLM over every node's rows of the same "
+              f"view (a local check only; a real federation never can): max |federated - "
+              f"pooled| = {fed.max_abs_diff:.1e}. True values: the generator's profile "
+              f"coefficients ({'; '.join(fed.truth)}; BMI and sex have no effect there)."),
+        ("img", ("forest", "forest plot: federated, pooled, each node alone, true values")),
+        ("table", (FIT_HEADER, fit_rows(fed.fit, fed.pooled, fed.truth))),
+        ("p", "Each node alone (on the plot) is also a local check: a node's own fit is a "
+              "per-node release, which the default node policy does not allow over the "
+              "federation (exact releases only as masked sums over three or more nodes)."
+              + (" " + "; ".join(fed.per_node_notes) if fed.per_node_notes else "")),
         ("h2", "4. Robotics statistic"),
         *robotics_blocks(result.federation.robotics),
         ("h2", "5. Federated synthetic table"),
@@ -485,20 +630,25 @@ def report_blocks(result: DemoResult) -> list[Block]:
         ("p", "(The real side of these plots reads the nodes' rows directly: a local check, "
               "like the pooled fit.)"),
         ("h2", "6. Privacy budgets (each node's own odometer)"),
-        ("table", (["node", "federation epsilon (lifetime)", "federation DP releases",
+        ("table", (["node", "federation epsilon (lifetime, largest per table)",
+                    "federation DP releases",
                     "synthetic-data epsilon (lifetime)", "synthetic DP events", "delta"], [
             [b.node, f"{b.federation_epsilon:.3f}", str(b.dp_releases),
              f"{b.synthetic_epsilon:.3f}", str(b.synthetic_events), f"{b.federation_delta:g}"]
             for b in result.budgets
         ])),
         ("p", "Exact masked sums (statistics, model terms) cost no epsilon: each guard allows "
-              "them only as sums over at least three nodes; noised releases (the AUC, the "
-              "synthetic table) are charged to the node's lifetime budget."),
+              "them only as sums over at least three nodes; noised releases (the row counts of "
+              "`federate nodes`, one per table; the synthetic table) are charged to the node's "
+              "lifetime budget of the table they read. Per table: " + "; ".join(
+                  f"{b.node}: " + ", ".join(f"`{t}` {e:.3f}" for t, e in
+                                           b.federation_by_table.items())
+                  for b in result.budgets) + "."),
         ("h2", "7. What each node released, step by step"),
         ("p", "From each node's own records, written inside the node before each upload: "
-              "the release log (exact masked sums: the statistics at the first step, then one "
-              "per Newton round of the model) and the odometer (noised releases: the AUC, "
-              "and the synthetic table's marginals and correlation sums)."),
+              "the release log (exact masked sums: the statistics, then one per Newton round "
+              "of the model, then the robotics cells) and the odometer (noised releases: the "
+              "row counts, and the synthetic table's marginals and correlation sums)."),
     ]
     for budget in result.budgets:
         blocks.append(("b", budget.node))
@@ -725,7 +875,7 @@ def summary_text(result: DemoResult) -> str:
     from workloads.generator import format_summaries
 
     fed, syn = result.federation, result.synthetic
-    released = sum(row.values["combined"] is not None for row in fed.stats)
+    released = int(fed.shown.sum())
     overall = [s.get("overall_score") for s in syn.scores.values()]
     scores = [float(v) for v in overall if v is not None]
     return "\n".join([
@@ -735,7 +885,7 @@ def summary_text(result: DemoResult) -> str:
         "",
         f"Synthetic table: {syn.rows:,} rows, SDMetrics overall quality "
         f"{min(scores):.2f}-{max(scores):.2f} across the nodes (epsilon {syn.epsilon:g} each).",
-        f"Statistics: {released} of {len(fed.stats)} cells released.",
+        f"Statistics: {released} of {len(fed.shown)} cells released.",
         "Privacy budget spent (lifetime, from each node's odometer): " + ", ".join(
             f"{b.node} federation eps {b.federation_epsilon:.2f} + synthetic eps "
             f"{b.synthetic_epsilon:.2f}" for b in result.budgets),

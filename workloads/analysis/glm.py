@@ -20,7 +20,7 @@ from scipy import stats as scipy_stats
 
 from workloads.analysis import sql
 from workloads.analysis.spec import AnalysisSpec, Design, Family, validate
-from workloads.contracts.catalogue import ALL_TABLES
+from workloads.contracts.catalogue import ANALYSABLE
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
 
@@ -108,7 +108,7 @@ def node_aggregate(
     spec: AnalysisSpec,
     beta: Sequence[float] | np.ndarray,
     *,
-    tables: Sequence[Table] = ALL_TABLES,
+    tables: Sequence[Table] = ANALYSABLE,
     clip: bool = False,
 ) -> Aggregate:
     """The node side of one round: validate the spec against this node's own catalogue,
@@ -397,7 +397,7 @@ def run_local_fit(
     nodes: Mapping[str, Any],
     spec: AnalysisSpec,
     *,
-    tables: Sequence[Table] = ALL_TABLES,
+    tables: Sequence[Table] = ANALYSABLE,
     clip: bool = False,
 ) -> FitResult:
     """Fit over warehouses in this process (node name -> warehouse): the same node query

@@ -14,7 +14,7 @@ from workloads.analysis import sql
 from workloads.analysis.glm import unscale_matrix
 from workloads.analysis.report import Estimates
 from workloads.analysis.spec import AnalysisSpec, validate
-from workloads.contracts.catalogue import ALL_TABLES
+from workloads.contracts.catalogue import ANALYSABLE
 from workloads.contracts.schema import Table
 
 _FAMILIES = {"logistic": sm.families.Binomial, "linear": sm.families.Gaussian,
@@ -22,7 +22,7 @@ _FAMILIES = {"logistic": sm.families.Binomial, "linear": sm.families.Gaussian,
 
 
 def pooled_estimates(
-    warehouses: Mapping[str, Any], spec: AnalysisSpec, tables: Sequence[Table] = ALL_TABLES
+    warehouses: Mapping[str, Any], spec: AnalysisSpec, tables: Sequence[Table] = ANALYSABLE
 ) -> Estimates:
     design = validate(spec, tables)
     xs, ys = [], []

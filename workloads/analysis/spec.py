@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from workloads.analysis import cohort as cohort_lang
-from workloads.contracts.catalogue import ALL_TABLES
+from workloads.contracts.catalogue import ANALYSABLE
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Column, Table
 
@@ -212,7 +212,7 @@ def spec_from_args(args: argparse.Namespace) -> AnalysisSpec:
     return from_dict(data, where="--spec/flags")
 
 
-def resolve_table(name: str, tables: Sequence[Table] = ALL_TABLES) -> Table:
+def resolve_table(name: str, tables: Sequence[Table] = ANALYSABLE) -> Table:
     for table in tables:
         if table.name == name:
             return table
@@ -222,7 +222,7 @@ def resolve_table(name: str, tables: Sequence[Table] = ALL_TABLES) -> Table:
     )
 
 
-def validate(spec: AnalysisSpec, tables: Sequence[Table] = ALL_TABLES) -> Design:
+def validate(spec: AnalysisSpec, tables: Sequence[Table] = ANALYSABLE) -> Design:
     """Check every name and role against the declared columns; return the design's terms."""
     table = resolve_table(spec.table, tables)
     outcome = _column(table, spec.outcome, "outcome")

@@ -42,11 +42,45 @@ def dialect_of(warehouse: Any) -> Dialect:
 
 
 def table_expression(warehouse: Any, table: Table) -> exp.Table:
-    """The warehouse's own reference to the table, as a sqlglot Table node."""
+    """The warehouse's own reference to the table, as a sqlglot Table node.
+
+    A declared view (`catalogue.ANALYSABLE_VIEWS`) exists in BigQuery because the node
+    stack declares it; a local DuckDB warehouse gets it here on first use (`local_view`)."""
     dialect = dialect_of(warehouse)
+    if dialect == "duckdb":
+        local_view(warehouse, table.name)
     parsed = sqlglot.parse_one(warehouse.table_ref(table), into=exp.Table, read=dialect)
     assert isinstance(parsed, exp.Table)
     return parsed
+
+
+def local_view(warehouse: Any, name: str) -> None:
+    """Create (or bring up to date) a declared view in a local DuckDB warehouse: its BigQuery
+    SQL with every dataset bound to the warehouse's schema, transpiled. A no-op for tables
+    and for a view already current; fails (as a query would) if its tables are missing."""
+    from workloads.contracts.catalogue import view_named
+
+    view = view_named(name)
+    if view is None or not view.columns:
+        return
+    ref = warehouse.table_ref(name)
+    body = sqlglot.transpile(view.local_sql(ref[: ref.rindex(".")]), read="bigquery",
+                             write="duckdb")[0]
+    # The view's comment holds the digest of its definition: re-created only when it changed.
+    digest = hash_text(body)
+    current = warehouse.query(
+        "SELECT comment FROM duckdb_views() WHERE view_name = ? AND NOT internal", [name]
+    ).column(0).to_pylist()
+    if current == [digest]:
+        return
+    warehouse.query(f"CREATE OR REPLACE VIEW {ref} AS {body}")
+    warehouse.query(f"COMMENT ON VIEW {ref} IS '{digest}'")
+
+
+def hash_text(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def number(value: float) -> exp.Expr:

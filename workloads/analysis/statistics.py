@@ -26,7 +26,7 @@ from workloads.analysis import cohort as cohort_lang
 from workloads.analysis import sql
 from workloads.analysis.report import _atomic_write
 from workloads.analysis.spec import resolve_table
-from workloads.contracts.catalogue import ALL_TABLES
+from workloads.contracts.catalogue import ANALYSABLE
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Column, Table
 
@@ -146,7 +146,7 @@ def _is_level(column: Column, level: str | int | float) -> exp.Expr:
     return exp.EQ(this=sql.col(column.name), expression=sql.level_literal(column, level))
 
 
-def plan(spec: StatsSpec, tables: Sequence[Table] = ALL_TABLES) -> StatsPlan:
+def plan(spec: StatsSpec, tables: Sequence[Table] = ANALYSABLE) -> StatsPlan:
     """Validate against the declared columns (hub and node alike) and lay out the cells."""
     table = resolve_table(spec.table, tables)
     edges = dict(spec.edges)
@@ -234,7 +234,7 @@ def stats_query(stats_plan: StatsPlan, table: exp.Table) -> exp.Select:
 
 
 def node_statistics(
-    warehouse: Any, spec: StatsSpec, tables: Sequence[Table] = ALL_TABLES
+    warehouse: Any, spec: StatsSpec, tables: Sequence[Table] = ANALYSABLE
 ) -> np.ndarray:
     """The node side: validate here, run one aggregate, return the cells' values."""
     stats_plan = plan(spec, tables)
@@ -289,7 +289,7 @@ def combine_statistics(vectors: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def run_local_stats(
-    warehouses: Mapping[str, Any], spec: StatsSpec, tables: Sequence[Table] = ALL_TABLES
+    warehouses: Mapping[str, Any], spec: StatsSpec, tables: Sequence[Table] = ANALYSABLE
 ) -> StatsResult:
     stats_plan = plan(spec, tables)
     per_node = {name: node_statistics(w, spec, tables) for name, w in warehouses.items()}

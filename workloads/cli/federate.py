@@ -1,4 +1,5 @@
-"""`python -m workloads federate stats|fit|worker|coordinator|roster`: the federation engine."""
+"""`python -m workloads federate stats|fit|nodes|worker|coordinator|roster`: the federation
+engine."""
 
 from __future__ import annotations
 
@@ -54,6 +55,26 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                                 "for DP: the sensitivity is proportional to M; 0: all)")
             action.add_argument("--out", type=Path, default=None,
                                 help="also write the published table as JSON to this file")
+
+    nodes_cmd = commands.add_parser(
+        "nodes",
+        help="each node's declared tables and their released row counts (DP, through each "
+        "node's guard)",
+        description="Asks every node, over the signed protocol, for the row count of each "
+        "declared table (and analysable view) with a releasable column. Each node answers "
+        "through its own guard: noised (at least its count_noise_multiplier rows), charged "
+        "to that table's odometer (at most count_epsilon per table for life), rounded to its "
+        "count_rounding, and '< min_rows' below its min_rows (docs/analysis.md).",
+    )
+    _root(nodes_cmd)
+    nodes_cmd.add_argument("--nodes", default=DEFAULT_NODES,
+                           help=f"comma-separated node names (default {DEFAULT_NODES})")
+    nodes_cmd.add_argument("--transport", choices=TRANSPORTS, default=TRANSPORTS[0])
+    nodes_cmd.add_argument("--tables", default=None,
+                           help="comma-separated tables (default: every declared table with a "
+                           "releasable column)")
+    nodes_cmd.add_argument("--out", type=Path, metavar="FILE", help="also write JSON here")
+    nodes_cmd.set_defaults(func=_nodes)
 
     synth = commands.add_parser(
         "synth",
@@ -304,6 +325,37 @@ def _run(args: argparse.Namespace) -> int:
     config = _config(args, nodes, args.product)
     with local_federation(args.root, nodes, transport=args.transport) as hub:
         _products(hub.coordinator(config), args.product, args)
+    return 0
+
+
+def _nodes(args: argparse.Namespace) -> int:
+    import json
+
+    from workloads.analysis.report import _atomic_write
+    from workloads.federation.coordinator import RunConfig
+    from workloads.federation.local import local_federation
+    from workloads.federation.table_counts import countable, format_counts, node_counts
+
+    nodes = _node_list(args.nodes)
+    known = countable()
+    tables = known
+    if args.tables:
+        tables = tuple(t.strip() for t in args.tables.split(",") if t.strip())
+        if unknown := [t for t in tables if t not in known]:
+            raise UserError(f"--tables: {', '.join(unknown)} not declared with a releasable "
+                            f"column; fix: use some of {', '.join(known)}")
+    with local_federation(args.root, nodes, transport=args.transport) as hub:
+        coordinator = hub.coordinator(RunConfig(nodes=tuple(nodes)))
+        counts = node_counts(coordinator, tables)
+        coordinator.finish()
+    print("Declared tables and released row counts (each node's guard: DP-noised, rounded; "
+          "'< n': below the node's min_rows)")
+    print(format_counts(counts, tables))
+    if args.out:
+        payload = {node: {t: {"status": c.status, "rows": c.value, "detail": c.detail}
+                          for t, c in row.items()} for node, row in counts.items()}
+        _atomic_write(args.out, (json.dumps(payload, indent=2) + "\n").encode())
+        print(f"results: {args.out}")
     return 0
 
 

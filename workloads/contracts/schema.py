@@ -8,6 +8,8 @@ creates its tables from them (`duckdb_type`). Nothing restates a column elsewher
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -220,16 +222,46 @@ class Table:
 
 @dataclass(frozen=True)
 class View:
-    """A view over a domain's tables, written once in BigQuery standard SQL with `{dataset}`
-    standing for the domain's dataset; the local warehouse transpiles it (sqlglot)."""
+    """A view over a node's tables, written once in BigQuery standard SQL: `{dataset}` stands
+    for the view's own domain's dataset and `{dataset:<domain>}` for another domain's (a view
+    may join domains inside the node). The local warehouse transpiles it (sqlglot).
+
+    A view that declares its `columns` (with their meaning, as a Table's) can be analysed
+    like a table: `as_table()` is what the analysis and the federation validate against."""
 
     name: str
     description: str
     sql: str
+    columns: tuple[Column, ...] = ()
 
-    def bigquery_sql(self, project: str, dataset: str) -> str:
-        """The view's query with `{dataset}` bound to the domain's dataset in `project`."""
-        return self.sql.replace("{dataset}", f"`{project}.{dataset}`")
+    def bigquery_sql(self, project: str, dataset: str,
+                     datasets: Mapping[str, str] | None = None) -> str:
+        """The view's query with `{dataset}` bound to its domain's dataset in `project` and
+        `{dataset:<domain>}` to that domain's (`datasets`: domain name -> dataset)."""
+        known = dict(datasets or {})
+
+        def bind(match: re.Match[str]) -> str:
+            domain = match.group(1)
+            if domain is None:
+                return f"`{project}.{dataset}`"
+            if domain not in known:
+                raise ValueError(f"view {self.name}: no dataset for domain {domain!r}")
+            return f"`{project}.{known[domain]}`"
+
+        return _PLACEHOLDER.sub(bind, self.sql)
+
+    def local_sql(self, prefix: str) -> str:
+        """The query with every dataset placeholder bound to `prefix` (a local warehouse keeps
+        every domain's tables in one schema); still BigQuery's dialect."""
+        return _PLACEHOLDER.sub(lambda _: prefix, self.sql)
+
+    def as_table(self) -> Table:
+        if not self.columns:
+            raise ValueError(f"view {self.name} declares no columns")
+        return Table(self.name, self.description, self.columns)
+
+
+_PLACEHOLDER = re.compile(r"\{dataset(?::([a-z_][a-z0-9_]*))?\}")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from workloads.federation.analysis_glm import AnalysisGLM
 from workloads.federation.analysis_stats import AnalysisStats
 from workloads.federation.defaults import DEFAULT_K
 from workloads.federation.guard import NodePolicy, RefusedError, ReleaseClass, query_digest
+from workloads.federation.table_counts import TableCounts
 from workloads.robotics.federated import RoboticsCells
 from workloads.synthetic.federated import SynthMarginals, SynthMixture, SynthProducts
 
@@ -420,6 +421,7 @@ def auc(score: np.ndarray, positives: np.ndarray) -> float:
 REGISTRY: dict[str, Algorithm] = {a.name: a for a in (Stats(), GLM(), AUC())}
 REGISTRY[AnalysisGLM.name] = AnalysisGLM()  # a researcher's spec, pushed down (issue #11)
 REGISTRY[AnalysisStats.name] = AnalysisStats()
+REGISTRY[TableCounts.name] = TableCounts()  # `federate nodes`: DP row counts per table
 REGISTRY[RoboticsCells.name] = RoboticsCells()  # robotics domain: workloads/robotics/federated.py
 REGISTRY[SynthMarginals.name] = SynthMarginals()  # synthesis: workloads/synthetic/federated.py
 REGISTRY[SynthProducts.name] = SynthProducts()

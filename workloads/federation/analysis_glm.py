@@ -35,7 +35,7 @@ import numpy as np
 
 from workloads.analysis import glm
 from workloads.analysis.spec import AnalysisSpec, from_dict, validate
-from workloads.contracts.catalogue import ALL_TABLES
+from workloads.contracts.catalogue import ANALYSABLE
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
 from workloads.federation import data as node_data
@@ -108,7 +108,7 @@ def warehouse_answer(run: Callable[[], T], table: str) -> T:
         ) from None
 
 
-def size(params: AnalysisGLMParams, tables: Sequence[Table] = ALL_TABLES) -> int:
+def size(params: AnalysisGLMParams, tables: Sequence[Table] = ANALYSABLE) -> int:
     return len(validate(params.spec(), tables).terms)
 
 
@@ -117,7 +117,7 @@ class AnalysisGLM:
     params_type: ClassVar[type[Any]] = AnalysisGLMParams
     release_class: ClassVar[ReleaseClass] = "masked_sums"
 
-    def __init__(self, tables: Sequence[Table] = ALL_TABLES) -> None:
+    def __init__(self, tables: Sequence[Table] = ANALYSABLE) -> None:
         # The model size depends on the catalogue (levels): the hub resolves the spec against
         # its own, each node against its own (`for_catalogue`).
         self.tables = tuple(tables)

@@ -23,7 +23,7 @@ import numpy as np
 
 from workloads.analysis import glm, statistics
 from workloads.analysis.spec import AnalysisSpec, validate
-from workloads.contracts.catalogue import ALL_TABLES
+from workloads.contracts.catalogue import ANALYSABLE
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
 from workloads.federation import coordinator as hub
@@ -42,7 +42,7 @@ def rows_label(nodes: Sequence[str]) -> str:
 
 
 def fit_spec(
-    coordinator: hub.Coordinator, spec: AnalysisSpec, tables: Sequence[Table] = ALL_TABLES
+    coordinator: hub.Coordinator, spec: AnalysisSpec, tables: Sequence[Table] = ANALYSABLE
 ) -> glm.FitResult:
     """Federated GLM of `spec`; raises FitError / FederationStoppedError with the reason."""
     spec = replace(spec, tolerance=max(spec.tolerance, FIXED_POINT_TOLERANCE))
@@ -97,7 +97,7 @@ def _dp_fit(
 
 def stats_spec(
     coordinator: hub.Coordinator, spec: statistics.StatsSpec,
-    tables: Sequence[Table] = ALL_TABLES,
+    tables: Sequence[Table] = ANALYSABLE,
 ) -> tuple[statistics.StatsResult, np.ndarray]:
     """Federated statistics: the combined cells (a StatsResult without per-node values) and
     the mask of the published ones (every node passed them, or above k on noisy sums)."""

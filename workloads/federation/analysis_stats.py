@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from workloads.analysis import statistics
-from workloads.contracts.catalogue import ALL_TABLES
+from workloads.contracts.catalogue import ANALYSABLE
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
 from workloads.federation import data as node_data
@@ -107,7 +107,7 @@ class AnalysisStats:
     params_type: ClassVar[type[Any]] = AnalysisStatsParams
     release_class: ClassVar[ReleaseClass] = "masked_sums"
 
-    def __init__(self, tables: Sequence[Table] = ALL_TABLES) -> None:
+    def __init__(self, tables: Sequence[Table] = ANALYSABLE) -> None:
         self.tables = tuple(tables)
 
     def for_catalogue(self, tables: Sequence[Table]) -> AnalysisStats:

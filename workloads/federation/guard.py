@@ -72,11 +72,21 @@ class NodePolicy:
     max_abs_score: float = 30.0  # refuse models whose scores leave (-30, 30) on any row
     metric_noise_multiplier: float = 2.0  # noise of a DP metric, times its sensitivity
     metric_min_class: int = 50  # AUC only if both classes have this many rows
+    # Row counts per table (`federate nodes`, table_counts.py): DP with at least this noise
+    # (sigma in rows), at most this lifetime epsilon per table on counts (within the table's
+    # lifetime cap), released rounded to this many rows; below min_rows only as "< min_rows".
+    count_noise_multiplier: float = 20.0
+    count_epsilon: float = 1.0
+    count_rounding: int = 10
 
     def __post_init__(self) -> None:
         problems = []
         if not self.lifetime_epsilon > 0 or not 0 < self.lifetime_delta < 1:
             problems.append("lifetime_epsilon > 0 and 0 < lifetime_delta < 1")
+        if self.count_noise_multiplier <= 0 or not 0 < self.count_epsilon <= self.lifetime_epsilon:
+            problems.append("count_noise_multiplier > 0 and 0 < count_epsilon <= lifetime_epsilon")
+        if self.count_rounding < 1:
+            problems.append("count_rounding >= 1")
         if self.min_noise_multiplier < 0 or self.metric_noise_multiplier <= 0:
             problems.append("noise multipliers >= 0")
         if unknown := set(self.exact_releases) - set(RELEASE_CLASSES):

@@ -71,13 +71,15 @@ class CloudNode:
                 f"{', '.join(d.name for d in DOMAINS)} to its dataset id")
 
     def table_datasets(self) -> dict[str, str]:
-        """Table name -> 'project.dataset' of the domain that declares it."""
+        """Table (or view) name -> 'project.dataset' of the domain that declares it."""
         refs = {}
         for domain in DOMAINS:
             if domain.name in self.datasets:
                 project, dataset = dataset_ref(self.datasets[domain.name], self.project,
                                                f"dataset of {domain.name}")
                 refs.update({t.name: f"{project}.{dataset}" for t in domain.tables})
+                # Its views too (the stack declares them in the same dataset).
+                refs.update({v.name: f"{project}.{dataset}" for v in domain.views})
         return refs
 
     def open_warehouse(self, *, create: bool = False) -> Warehouse:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from workloads.contracts.catalogue import ALL_TABLES
+from workloads.contracts.catalogue import ANALYSABLE
 from workloads.contracts.errors import UserError
 from workloads.contracts.schema import Table
 from workloads.federation import algorithms, privacy, secure_agg, shamir
@@ -50,6 +50,7 @@ from workloads.federation.protocol import (
 )
 from workloads.federation.roster import HUB, Roster
 from workloads.federation.roster import load as load_roster
+from workloads.federation.table_counts import TableCounts
 from workloads.federation.transport import NodeEndpoint
 from workloads.local_node import LocalNode
 from workloads.warehouse.base import Warehouse
@@ -124,7 +125,7 @@ class NodeWorker:
     _ledger: Warehouse | None = None  # the guard's (locally the same connection)
     _guard: Guard | None = None
     # The node's own catalogue: push-down analyses are re-validated against it.
-    tables: Sequence[Table] = ALL_TABLES
+    tables: Sequence[Table] = ANALYSABLE
 
     @classmethod
     def local(cls, node: LocalNode, endpoint: NodeEndpoint) -> NodeWorker:
@@ -406,6 +407,12 @@ class NodeWorker:
         model = np.asarray(m.values, dtype=np.float64)
         if model.shape != (algorithm.model_size(params),):
             raise RefusedError(f"expected a model of {algorithm.model_size(params)} values")
+        if isinstance(algorithm, TableCounts):  # `federate nodes`: a DP count per table
+            if self._warehouse is None:
+                raise RefusedError("table counts are answered only while serving")
+            values, status = algorithm.answer(self._warehouse, self.guard, self.name, params,
+                                              m.run_id, m.round)
+            return self._reply(m, "release", values=values, params=status)
         if algorithm.release_class == "metrics":
             data = self.data(params.table, algorithm.columns(params))
             return self._metric(m, state, algorithm, params, data, model)

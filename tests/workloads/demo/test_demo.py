@@ -11,19 +11,29 @@ import io
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from workloads.demo import PATIENTS, QUICK_PROCEDURES, QUICK_ROWS, DemoConfig, DemoResult, run_demo
+from workloads.analysis.spec import load_spec
+from workloads.demo import (
+    DEMO_SPEC,
+    PATIENTS,
+    QUICK_PROCEDURES,
+    QUICK_ROWS,
+    DemoConfig,
+    DemoResult,
+    run_demo,
+)
 from workloads.federation import privacy
-from workloads.federation import report as fed_report
 from workloads.federation.guard import ODOMETER, load_policy
+from workloads.federation.table_counts import RELEASED, countable
 from workloads.local_node import LocalNode
 
 pytestmark = pytest.mark.slow  # one whole --quick run: ~30 s
 
 NODES = ("us", "eu", "sg")
 SECTIONS = ("1. Inside each node", "2. Descriptive statistics, as released",
-            "3. Federated logistic model vs pooled", "4. Robotics statistic",
+            "3. Cancer risk model: federated vs pooled", "4. Robotics statistic",
             "5. Federated synthetic table", "6. Privacy budgets",
             "7. What each node released, step by step", "8. Offline posture of the stacks")
 
@@ -57,6 +67,7 @@ def test_the_report_is_one_self_contained_page_with_every_section(
     assert not re.search(r"(src|href)=['\"](?!data:)", html)
     assert str(result.html) in printed and "Report:" in printed
     assert "identical to 1e-6" in printed
+    assert "Row counts each node released" in printed
 
 
 def test_every_node_built_every_domain(demo: tuple[DemoResult, str]) -> None:
@@ -70,41 +81,110 @@ def test_every_node_built_every_domain(demo: tuple[DemoResult, str]) -> None:
         assert tables["surgical_procedures"] == QUICK_PROCEDURES
 
 
-def test_the_federated_fit_equals_the_pooled_fit(demo: tuple[DemoResult, str]) -> None:
+VIEW = "patient_risk_factors"
+
+
+def joined_rows(result: DemoResult) -> pd.DataFrame:
+    """The model's rows recomputed independently of the view: each node's base tables read
+    with pandas and joined here (genotype from variant_features, age from the FHIR birthDate
+    on the record's generated date, sex, BMI and diagnosis from the flattened records)."""
+    frames = []
+    for node in NODES:
+        with LocalNode(node, result.root).open_warehouse(create=False) as warehouse:
+            def read(table: str, columns: str) -> pd.DataFrame:
+                return warehouse.query(
+                    f"SELECT {columns} FROM {warehouse.table_ref(table)}").to_pandas()
+
+            genotype = read("variant_features", "*")
+            patients = read("patients", "patient_id, gender, birth_date, "
+                            "strftime(generated_ts AT TIME ZONE 'UTC', '%Y-%m-%d') AS day")
+            clinical = read("clinical_features", "patient_id, diagnosis_cancer, bmi")
+        frame = genotype.merge(patients, on="patient_id").merge(clinical, on="patient_id")
+        born = pd.to_datetime(frame["birth_date"], errors="coerce")
+        day = pd.to_datetime(frame["day"])
+        frame["age"] = day.dt.year - born.dt.year - (
+            (day.dt.month * 100 + day.dt.day) < (born.dt.month * 100 + born.dt.day)).astype(int)
+        frame["node"] = node
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_the_federated_fit_equals_statsmodels_on_the_independently_joined_rows(
+    demo: tuple[DemoResult, str],
+) -> None:
+    import statsmodels.api as sm
+
     result, _ = demo
-    pooled, _ = fed_report.pooled_fit([LocalNode(n, result.root) for n in NODES])
-    rows = table_rows(result.markdown.read_text(), "3. Federated logistic model vs pooled")
-    assert [r[0] for r in rows] == list(result.federation.fit.names)
-    federated = np.array([float(r[1]) for r in rows])
-    np.testing.assert_allclose(federated, pooled, atol=1e-6)  # as printed: 6 decimals
-    np.testing.assert_allclose(result.federation.fit.coefficients, pooled, atol=1e-8)
+    spec = load_spec(DEMO_SPEC)
+    assert spec.table == VIEW
+    rows = joined_rows(result).dropna(subset=["age", "bmi", "variant_apoe4"])
+    rows = rows[rows["gender"].isin(["female", "male"])]
+    x = pd.DataFrame({"intercept": 1.0, **{c: rows[c].astype(float) for c in spec.covariates},
+                      "sex[male]": (rows["gender"] == "male").astype(float)})
+    pooled = sm.GLM(rows["diagnosis_cancer"].astype(float), x,
+                    family=sm.families.Binomial()).fit(tol=1e-12)
+    fit = result.federation.fit
+    assert [t.name for t in fit.terms] == list(x.columns)
+    assert fit.n == len(rows)
+    np.testing.assert_allclose(fit.coefficients, pooled.params.to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(fit.std_errors, pooled.bse.to_numpy(), rtol=1e-5)
+    table = table_rows(result.markdown.read_text(), "3. Cancer risk model: federated vs pooled")
+    assert [r[0] for r in table] == list(x.columns)
+    np.testing.assert_allclose([float(r[1]) for r in table], pooled.params, atol=1e-6)
+    np.testing.assert_allclose([float(r[6]) for r in table], pooled.params, atol=1e-6)
+    # The true values are the generator's profile coefficients (us and eu share theirs).
+    assert table[3][-1].split(" / ")[0] == "0.8"  # variant_brca1, us and eu
+    assert result.chart.exists()
 
 
 def test_released_cells_satisfy_every_node_policy_and_match_the_data(
     demo: tuple[DemoResult, str],
 ) -> None:
     result, _ = demo
-    rows = table_rows(result.markdown.read_text(), "2. Descriptive statistics, as released")
-    released = [r for r in rows if r[1] != "*"]
-    assert len(released) >= 3  # not mostly suppressed: the overall row and level-0 cells
-    for label, n_text, cases_text, *_ in released:
-        where = "TRUE" if label == "all" else label.replace("=", " = ")
+    rows = joined_rows(result)
+    table = table_rows(result.markdown.read_text(), "2. Descriptive statistics, as released")
+    released = [r for r in table if r[1] != "*"]
+    assert len(released) >= 4  # not mostly suppressed
+    for label, n_text, cases_text, _ in released:
+        column, level = (part.strip() for part in label.split("="))
+        column_name = "gender" if column == "sex" else column
+        value = level if column == "sex" else int(level)
         total_n = total_cases = 0
         for node in NODES:
-            local = LocalNode(node, result.root)
-            policy = load_policy(local)
-            with local.open_warehouse(create=False) as warehouse:
-                ref = warehouse.table_ref(PATIENTS)
-                n, cases = warehouse.query(
-                    f"SELECT count(*), sum(diagnosis_cancer) FROM {ref} WHERE {where}"
-                ).to_pylist()[0].values()
-            # Every node's own cell passes its own small-cell floor.
-            assert n >= policy.min_k and cases >= policy.min_k and n - cases >= policy.min_k
-            total_n += n
+            policy = load_policy(LocalNode(node, result.root))
+            mine = rows[(rows["node"] == node) & (rows[column_name] == value)]
+            cases = int(mine["diagnosis_cancer"].sum())
+            # Each of the level's two cells passes the node's own floor (or is empty).
+            for count in (cases, len(mine) - cases):
+                assert count == 0 or count >= max(policy.min_k, result.federation.k)
+            total_n += len(mine)
             total_cases += cases
         assert (int(n_text), int(cases_text)) == (total_n, total_cases)
-    hidden = [r for r in rows if r[1] == "*"]
-    assert all(set(r[1:]) == {"*"} for r in hidden)
+    assert all(set(r[1:]) == {"*"} for r in table if r[1] == "*")
+
+
+def test_released_row_counts_are_noised_rounded_and_charged(
+    demo: tuple[DemoResult, str],
+) -> None:
+    """`federate nodes` in the report: every released count is rounded to the node's
+    granularity, near the true count (noise of ~20 rows), and charged once per table."""
+    result, _ = demo
+    counts = result.federation.counts
+    for node in NODES:
+        policy = load_policy(LocalNode(node, result.root))
+        for table in countable():
+            count = counts[node][table]
+            true = result.tables[node].get(table)
+            if count.status == RELEASED:
+                assert count.value is not None and count.value % policy.count_rounding == 0
+                assert true is not None and abs(count.value - true) < 8 * 20 + 10
+        with LocalNode(node, result.root).open_warehouse(create=False) as warehouse:
+            charged = warehouse.query(
+                f"SELECT dataset, count(*) AS n FROM {warehouse.table_ref(ODOMETER)} "
+                f"WHERE algorithm = 'table_counts' GROUP BY ALL").to_pylist()
+        assert {r["dataset"] for r in charged} <= set(countable())
+        assert all(r["n"] == 1 for r in charged)
+    assert counts["us"][VIEW].status == RELEASED  # the joined view is counted too
 
 
 def test_the_budgets_match_each_node_odometer(demo: tuple[DemoResult, str]) -> None:
@@ -115,15 +195,19 @@ def test_the_budgets_match_each_node_odometer(demo: tuple[DemoResult, str]) -> N
         local = LocalNode(node, result.root)
         delta = load_policy(local).lifetime_delta
         with local.open_warehouse(create=False) as warehouse:
-            multipliers = warehouse.query(
-                f"SELECT noise_multiplier FROM {warehouse.table_ref(ODOMETER)}"
-            ).column(0).to_pylist()
+            entries = warehouse.query(
+                f"SELECT dataset, noise_multiplier FROM {warehouse.table_ref(ODOMETER)}"
+            ).to_pylist()
             synthetic = warehouse.query(
                 f"SELECT noise_multiplier FROM {warehouse.table_ref(ODOMETER)} "
                 f"WHERE starts_with(algorithm, 'synth_')").column(0).to_pylist()
-        expected = privacy.epsilon(multipliers, delta) if multipliers else 0.0
+        per_table: dict[str, list[float]] = {}
+        for entry in entries:
+            per_table.setdefault(entry["dataset"], []).append(entry["noise_multiplier"])
+        expected = max((privacy.epsilon(m, delta) for m in per_table.values()), default=0.0)
+        assert expected > 0  # the row counts and the synthetic table were charged
         assert float(rows[node][1]) == pytest.approx(expected, abs=5e-4)
-        assert int(rows[node][2]) == len(multipliers)
+        assert int(rows[node][2]) == len(entries)
         assert float(rows[node][3]) == pytest.approx(privacy.epsilon(synthetic, delta),
                                                      abs=5e-4)
         assert len(synthetic) == 2  # the synthetic table was charged (marginals, products)

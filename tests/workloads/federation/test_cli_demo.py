@@ -10,6 +10,7 @@ import pytest
 from tests.workloads.federation.conftest import Federation
 from workloads.cli import main
 from workloads.demo import federate
+from workloads.federation.coordinator import FederationStoppedError
 
 
 def test_help_lists_every_action(capsys: pytest.CaptureFixture[str]) -> None:
@@ -17,7 +18,7 @@ def test_help_lists_every_action(capsys: pytest.CaptureFixture[str]) -> None:
         main(["federate", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for action in ("stats", "fit", "worker", "coordinator", "roster"):
+    for action in ("stats", "fit", "nodes", "worker", "coordinator", "roster"):
         assert action in out
 
 
@@ -49,14 +50,12 @@ def test_two_nodes_are_refused_before_anything_runs(
     assert "at least three nodes" in capsys.readouterr().err
 
 
-def test_demo_reports_the_federated_model_equal_to_the_pooled_one(
+def test_the_demo_federation_without_the_joined_tables_stops_with_the_nodes_reason(
     three_nodes: Federation, tmp_path: Path
 ) -> None:
+    """The demo's analyses read the joined view (VCF features + FHIR records); nodes that
+    hold only patients refuse at once with a signed abort naming it (the full demo is
+    tested in tests/workloads/demo)."""
     root, _ = three_nodes
-    out = io.StringIO()
-    result = federate(root, ["us", "eu", "sg"], out=out, chart=tmp_path / "coefficients.png")
-    assert result.max_abs_diff < 1e-6
-    assert result.chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    text = out.getvalue()
-    assert "Data never left the nodes" in text and "identical to 1e-6" in text
-    assert "AUC per node" in text
+    with pytest.raises(FederationStoppedError, match="could not answer over patient_risk_factors"):
+        federate(root, ["us", "eu", "sg"], out=io.StringIO(), chart=tmp_path / "forest.png")

@@ -6,7 +6,10 @@ BigQuery; the local DuckDB warehouse creates them from the same objects.
 
 from __future__ import annotations
 
-from workloads.contracts.schema import Column, Domain, Partitioning, Table
+from dataclasses import replace
+
+from workloads.contracts.schema import Column, Domain, Partitioning, Table, View
+from workloads.contracts.tables.clinical import CLINICAL_FEATURES
 
 ALLELE_COUNT_LEVELS = (0, 1, 2)
 
@@ -175,10 +178,68 @@ VARIANT_FEATURES = Table(
     primary_key=("patient_id",),
 )
 
+# -- the research view: genomic features joined with clinical covariates, inside the node ---
+# Age in whole years on the day the clinical record was extracted (its generated time, else
+# when it was merged), in UTC, from the FHIR birthDate; a partial birthDate ("1970") gives
+# NULL, which an analysis leaves out and counts. Computed from strings and UTC parts only,
+# so BigQuery and DuckDB (whatever its session time zone) give the same number.
+_EXTRACTED = "COALESCE(p.generated_ts, p.ingestion_ts)"
+_BORN = "SAFE_CAST(p.birth_date AS DATE)"
+
+
+def _part(part: str, value: str, utc: bool) -> str:
+    zone = " AT TIME ZONE 'UTC'" if utc else ""
+    return f"EXTRACT({part} FROM {value}{zone})"
+
+
+_AGE_SQL = (
+    f"{_part('YEAR', _EXTRACTED, True)} - {_part('YEAR', _BORN, False)} - IF("
+    f"{_part('MONTH', _EXTRACTED, True)} * 100 + {_part('DAY', _EXTRACTED, True)} < "
+    f"{_part('MONTH', _BORN, False)} * 100 + {_part('DAY', _BORN, False)}, 1, 0)"
+)
+SEX_LEVELS = ("female", "male")  # FHIR administrative gender; other codes are left out
+
+PATIENT_RISK_FACTORS = View(
+    name="patient_risk_factors",
+    description=(
+        "One row per patient with both a VCF-derived genotype and a FHIR record: the allele "
+        "counts derived from the VCF pipeline (variant_features) joined, inside the node, "
+        "with the clinical covariates of the FHIR records (age from Patient.birthDate, sex, "
+        "latest BMI Observation and the cancer diagnosis, via clinical_features). The "
+        "analysis-ready table of the cancer-risk model."
+    ),
+    sql=(
+        "SELECT f.patient_id, c.diagnosis_cancer, "
+        f"CAST({_AGE_SQL} AS INT64) AS age, "
+        "c.bmi, p.gender AS sex, f.variant_brca1, f.variant_tp53, f.variant_apoe4 "
+        "FROM {dataset}.variant_features AS f "
+        "JOIN {dataset:clinical}.patients AS p ON p.patient_id = f.patient_id "
+        "JOIN {dataset:clinical}.clinical_features AS c ON c.patient_id = f.patient_id"
+    ),
+    columns=(
+        Column("patient_id", "STRING", "REQUIRED", "Patient id (never leaves the node)",
+               role="identifier"),
+        CLINICAL_FEATURES.column("diagnosis_cancer"),
+        Column("age", "INTEGER", "NULLABLE",
+               "Age in whole years when the FHIR record was extracted (from birthDate; NULL "
+               "for a partial birthDate)",
+               role="covariate", unit="a", bounds=(18, 90), releasable=True),
+        CLINICAL_FEATURES.column("bmi"),
+        Column("sex", "STRING", "NULLABLE", "FHIR Patient.gender", role="category",
+               levels=SEX_LEVELS, releasable=True),
+        *(replace(PATIENT_GENOMIC_DATA.column(name), mode="NULLABLE",
+                  description=f"{PATIENT_GENOMIC_DATA.column(name).description}, derived from "
+                  "the node's VCF (variant_features)")
+          for name in ("variant_brca1", "variant_tp53", "variant_apoe4")),
+    ),
+)
+
 GENOMICS = Domain(
     name="genomics",
     dataset="hospital_data",  # the seed's dataset name, kept for its readers
     description="Patients' genomic features and the VCF pipeline's variants.",
     # In creation order: a table comes after any table its foreign keys reference.
     tables=(PATIENT_GENOMIC_DATA, PROCESSED_VARIANTS, SAMPLE_APOE, VCF_LOADS, VARIANT_FEATURES),
+    # Joins the clinical domain's tables: the stack creates views after every domain's tables.
+    views=(PATIENT_RISK_FACTORS,),
 )
