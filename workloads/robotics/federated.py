@@ -329,11 +329,9 @@ def combine(total: np.ndarray, params: RoboticsParams, participants: tuple[str, 
 def run(coordinator: Any, *, max_per_patient: int = 0,
         measures: tuple[str, ...] = RATE_MEASURES) -> RoboticsTable:
     """One robotics_cells aggregation on a coordinator (its run's k and DP request)."""
-    from workloads.federation.algorithms import REGISTRY
-
     dp = coordinator.config.dp
     params = RoboticsParams(measures=measures, max_per_patient=max_per_patient,
                             k=coordinator.config.k,
                             noise_multiplier=dp.noise_multiplier if dp else 0.0)
-    total, survivors = coordinator.aggregate(REGISTRY[RoboticsCells.name], params)
+    total, survivors = coordinator.aggregate(RoboticsCells(), params)
     return combine(total, params, tuple(survivors), dp is not None)
