@@ -154,6 +154,11 @@ class _Synthesis:
 
     def _rows(self, warehouse: Any, table: Table, policy: NodePolicy) -> None:
         """A node with fewer than its policy's min_rows rows does not take part (one bit)."""
+        if warehouse.dialect != "duckdb":
+            # The synthesis statements (bins, keyed jitter with DuckDB's hash) are written
+            # for DuckDB and not yet rendered for BigQuery: refuse plainly, never half-run.
+            raise RefusedError(f"synthesis runs on local (DuckDB) nodes only; this node's "
+                               f"warehouse is {warehouse.dialect}")
         n = int(warehouse.query(f"SELECT count(*) FROM {warehouse.table_ref(table)}")
                 .column(0)[0].as_py())
         if n < policy.min_rows:
