@@ -52,7 +52,7 @@ from workloads.synthetic.copula import (
 
 MAX_CLIP = 10.0
 FLOOR_MULTIPLIER = 1e-3  # the guard's floor: "epsilon = inf" (benchmarks) asks for this
-_UNIT = 2.0**53  # DuckDB hash >> 11 -> 53 uniform bits
+_UNIT = 2.0**53  # (63-bit hash) >> 10 -> 53 uniform bits
 
 
 def column_spec(column: SynthColumn) -> str:
@@ -154,13 +154,7 @@ class _Synthesis:
 
     def _rows(self, warehouse: Any, table: Table, policy: NodePolicy) -> None:
         """A node with fewer than its policy's min_rows rows does not take part (one bit)."""
-        if warehouse.dialect != "duckdb":
-            # The synthesis statements (bins, keyed jitter with DuckDB's hash) are written
-            # for DuckDB and not yet rendered for BigQuery: refuse plainly, never half-run.
-            raise RefusedError(f"synthesis runs on local (DuckDB) nodes only; this node's "
-                               f"warehouse is {warehouse.dialect}")
-        n = int(warehouse.query(f"SELECT count(*) FROM {warehouse.table_ref(table)}")
-                .column(0)[0].as_py())
+        n = int(_query(warehouse, f"SELECT count(*) FROM {table.name}").column(0)[0].as_py())
         if n < policy.min_rows:
             raise RefusedError(f"fewer rows than this node's policy minimum ({policy.min_rows})")
 
@@ -332,11 +326,19 @@ class SynthMixture:
 # --- the node's statistics (SQL in its warehouse, numpy inside the node) --------------------
 
 
+def _query(warehouse: Any, sql: str) -> Any:
+    """One statement written in DuckDB's dialect naming tables plainly, rendered for the
+    node's backend (workloads.warehouse.dialect: BigQuery in the cloud) and run there."""
+    [statement] = warehouse.render(sql)
+    return warehouse.query(statement)
+
+
 def histograms(source: Any, table: Table, columns: Sequence[SynthColumn]) -> list[np.ndarray]:
-    ref = source.table_ref(table)
+    ref = table.name
     out = []
     for column in columns:
-        result = source.query(
+        result = _query(
+            source,
             f"SELECT bin, count(*) AS n FROM (SELECT {column.bin_sql()} AS bin FROM {ref}) "
             f"WHERE bin IS NOT NULL GROUP BY bin"
         )
@@ -355,19 +357,20 @@ def normal_scores(source: Any, table: Table, columns: Sequence[SynthColumn],
     a uniform keyed by (seed, column, the row's primary key): each row's own, so adding or
     removing a row changes no other row's score (the sensitivity analysis holds), and the
     same request gives the same scores whatever the transport."""
-    ref = source.table_ref(table)
-    key = ", ".join(f'"{k}"' for k in table.primary_key)
+    ref = table.name
+    # the row's key as one string (DuckDB's multi-argument hash combines the arguments'
+    # hashes so that two columns' jitters come out strongly correlated); `hash` is
+    # FARM_FINGERPRINT in BigQuery (dialect.translate), the top bit dropped (signed there)
+    key = ", '|', ".join(f'CAST("{k}" AS VARCHAR)' for k in table.primary_key)
     exprs = []
     for j, column in enumerate(columns):
         exprs.append(f"{column.bin_sql()} AS b{j}")
         if column.kind == "continuous":
             exprs.append(f"{column.fraction_sql()} AS f{j}")
         elif key:
-            # one string hashed (DuckDB's multi-argument hash combines the arguments'
-            # hashes so that two columns' jitters come out strongly correlated)
-            exprs.append(f"CAST(hash(concat_ws('|', {int(jitter_seed)}, {j}, {key})) >> 11 "
-                         f"AS DOUBLE) / {_UNIT!r} AS f{j}")
-    result = source.query(f"SELECT {', '.join(exprs)} FROM {ref}")
+            exprs.append(f"CAST((hash(concat('{int(jitter_seed)}|{j}|', {key})) "
+                         f"& 9223372036854775807) >> 10 AS DOUBLE) / {_UNIT!r} AS f{j}")
+    result = _query(source, f"SELECT {', '.join(exprs)} FROM {ref}")
     keep = np.ones(result.num_rows, dtype=bool)
     for j in range(len(columns)):
         keep &= ~np.asarray(result.column(f"b{j}").is_null())

@@ -51,8 +51,20 @@ def translate(
                 return table
             return node
 
-        statements.append(tree.transform(swap).sql(dialect=dialect))
+        tree = tree.transform(swap)
+        if dialect == "bigquery":
+            tree = tree.transform(_bigquery_functions)
+        statements.append(tree.sql(dialect=dialect))
     return statements
+
+
+def _bigquery_functions(node: exp.Expression) -> exp.Expression:
+    """DuckDB functions BigQuery names otherwise: `hash(string)` (a 64-bit hash, keyed
+    jitter in synthesis) is FARM_FINGERPRINT there; both are deterministic per engine,
+    which is all their callers need (not equal values across engines)."""
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() == "hash":
+        return exp.Anonymous(this="FARM_FINGERPRINT", expressions=node.expressions)
+    return node
 
 
 def literal(value: str | int) -> str:

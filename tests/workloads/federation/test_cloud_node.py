@@ -79,7 +79,7 @@ class BigQueryStandIn:
             for tree in trees:
                 assert tree is not None
                 self.sent.append((tree, job_config))
-                table = self.db.execute(tree.sql(dialect="duckdb"), params).to_arrow_table()
+                table = self.db.execute(_in_duckdb(tree), params).to_arrow_table()
         return _Job(table)
 
     def create_table(self, table: Any, exists_ok: bool = False) -> None:
@@ -91,6 +91,17 @@ class BigQueryStandIn:
 
     def close(self) -> None:
         pass
+
+
+def _in_duckdb(tree: exp.Expression) -> str:
+    """The BigQuery statement in DuckDB; FARM_FINGERPRINT (no DuckDB twin) runs as DuckDB's
+    64-bit `hash`, which is all its callers need (a deterministic keyed hash)."""
+    def swap(node: exp.Expression) -> exp.Expression:
+        if type(node).__name__ == "FarmFingerprint":  # sqlglot's node for it
+            return exp.Anonymous(this="hash", expressions=node.expressions)
+        return node
+
+    return tree.transform(swap).sql(dialect="duckdb")
 
 
 def _rows(node: LocalNode) -> pa.Table:
@@ -183,3 +194,52 @@ def test_dataset_ids_in_every_form_the_stacks_may_give() -> None:
     assert node.table_datasets()["surgical_procedures"] == "p2.robotics"
     with pytest.raises(UserError, match="unknown domains"):
         CloudNode("us", "p0", "r", {"genome": "x"}, "l", KEY)
+
+
+def test_synthesis_runs_on_a_cloud_node_with_bigquery_sql_and_charges_its_ledger(
+    make_federation: Callable[[dict[str, int]], Federation],
+) -> None:
+    """Federated synthesis with one node in "BigQuery": its histograms, normal scores and
+    keyed jitter go as BigQuery SQL (FARM_FINGERPRINT), its DP charges and kept releases
+    land in the ledger dataset, and the hub's totals match the rows (up to the DP noise)."""
+    from workloads.synthetic.columns import synth_columns
+    from workloads.synthetic.federated import Request, histograms, train
+
+    root, nodes = make_federation({"us": 900, "eu": 700, "sg": 600})
+    standin = BigQueryStandIn()
+    standin.load(f"{PROJECT}.{GENOMICS.dataset}.{PATIENT_GENOMIC_DATA.name}", _rows(nodes[0]))
+    cloud = CloudNode("us", PROJECT, "us-central1", {"genomics": GENOMICS.dataset},
+                      f"{PROJECT}.{LEDGER_DATASET}", KEY, client=standin)
+    pinned = roster.load(root)
+    bus = InProcessBus(["us", "eu", "sg"])
+    workers = [NodeWorker(cloud, bus.node("us"), local_signer(root, "us", create=False),
+                          pinned, NodePolicy())]
+    workers += [NodeWorker.local(n, bus.node(n.name)) for n in nodes[1:]]
+    columns = synth_columns(PATIENT_GENOMIC_DATA)
+    with _threads(workers):
+        coordinator = Coordinator(bus.hub(), RunConfig(nodes=("us", "eu", "sg"),
+                                                       round_timeout=30, max_rounds=2),
+                                  local_signer(root, "hub"), pinned)
+        training = train(coordinator, Request(PATIENT_GENOMIC_DATA, columns, 3.0,
+                                              jitter_seed=7))
+        coordinator.finish()
+
+    exact = 0
+    for node in nodes:
+        with node.open_warehouse(create=False) as warehouse:
+            exact += np.concatenate(histograms(warehouse, PATIENT_GENOMIC_DATA, columns))
+    total = np.concatenate(training.histogram_total)
+    assert np.abs(total - exact).max() < 80  # DP noise at epsilon 3, not a missing node
+    assert training.model is not None and training.product_total is not None
+
+    sent = [tree.sql("bigquery") for tree, _ in standin.sent]
+    assert any("FARM_FINGERPRINT" in q for q in sent)  # the keyed jitter, BigQuery's hash
+    ledger = f"{PROJECT}.{LEDGER_DATASET}"
+    charged = standin.db.execute(f"SELECT DISTINCT algorithm FROM {ledger}.federation_odometer"
+                                 ).fetchall()
+    assert sorted(charged) == [("synth_marginals",), ("synth_products",)]
+    writes = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop)
+    for tree, job_config in standin.sent:
+        if isinstance(tree, writes):
+            assert {t.db for t in tree.find_all(exp.Table)} == {LEDGER_DATASET}, tree.sql()
+        assert job_config.destination_encryption_configuration.kms_key_name == KEY

@@ -88,6 +88,9 @@ def _exact(data: pd.DataFrame) -> list[np.ndarray]:
         def table_ref(self, table: object) -> str:
             return "patient_genomic_data"
 
+        def render(self, sql: str) -> list[str]:  # DuckDB, the table registered by name
+            return [sql]
+
         def query(self, sql: str) -> object:
             return con.execute(sql).to_arrow_table()
 

@@ -71,6 +71,9 @@ class _Source:
     def table_ref(self, table: object) -> str:
         return "patient_genomic_data"
 
+    def render(self, sql: str) -> list[str]:  # DuckDB, the table registered by name
+        return [sql]
+
     def query(self, sql: str) -> object:
         return self.con.execute(sql).to_arrow_table()
 

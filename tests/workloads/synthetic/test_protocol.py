@@ -138,22 +138,3 @@ def test_pubsub_gives_the_statistics_of_in_process(tmp_path: Path, pubsub_emulat
     pooled = sum(len(patient_rows(n, k, 0)) for n, k in SIZES.items())
     assert local.model.rows_estimate == pytest.approx(pooled, abs=0.1)
 
-
-def test_a_node_whose_warehouse_is_not_duckdb_refuses_synthesis_before_any_query() -> None:
-    """The synthesis statements are DuckDB's; a BigQuery node refuses (a signed abort at the
-    worker) instead of sending SQL its engine would misread ("col" is a string there)."""
-    from workloads.federation.guard import RefusedError
-    from workloads.synthetic.federated import SynthProducts
-
-    class BigQueryLike:
-        dialect = "bigquery"
-
-        def query(self, sql: str, params: object = None) -> None:
-            raise AssertionError(f"no statement may be sent: {sql}")
-
-    params = SynthParams(table=TABLE.name, columns=tuple(c.name for c in COLUMNS),
-                         bins=tuple(column_spec(c) for c in COLUMNS), epsilon=1.0,
-                         noise_multiplier=2.0)
-    for algorithm in (SynthMarginals(), SynthProducts()):
-        with pytest.raises(RefusedError, match="local \\(DuckDB\\) nodes only"):
-            algorithm.compute_in(BigQueryLike(), params, np.zeros(0), NodePolicy())
