@@ -163,7 +163,8 @@ class Release:
 
 
 @contextmanager
-def _opened_ledger(node: NodeHandle) -> Iterator[Warehouse]:
+def opened_ledger(node: NodeHandle) -> Iterator[Warehouse]:
+    """The node's ledger (with the guard's tables), opened for one call and closed after."""
     data = node.open_warehouse(create=False)
     try:
         ledger = node.open_ledger(data)
@@ -204,7 +205,7 @@ class Guard:
                         row["participants"]
                     )
             return nullcontext(self.warehouse)
-        return _opened_ledger(self.node)
+        return opened_ledger(self.node)
 
     def lifetime_epsilon(self, dataset: str) -> float:
         with self._open() as warehouse:

@@ -25,8 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,7 +39,14 @@ from workloads.contracts.schema import Table
 from workloads.federation import algorithms, privacy, secure_agg, shamir
 from workloads.federation import data as node_data
 from workloads.federation.analysis_glm import PushDown
-from workloads.federation.guard import Guard, NodePolicy, RefusedError, Release, load_policy
+from workloads.federation.guard import (
+    Guard,
+    NodePolicy,
+    RefusedError,
+    Release,
+    load_policy,
+    opened_ledger,
+)
 from workloads.federation.identity import Signer, local_signer, verify
 from workloads.federation.node_handle import NodeHandle
 from workloads.federation.protocol import (
@@ -461,20 +468,9 @@ class NodeWorker:
             params=self._charge(release),
         )
 
-    @contextmanager
-    def _ledger_for_call(self) -> Iterator[Warehouse]:
+    def _ledger_for_call(self) -> AbstractContextManager[Warehouse]:
         """The ledger kept open while serving, else one opened (and closed) for this call."""
-        if self._ledger is not None:
-            yield self._ledger
-            return
-        data = self.node.open_warehouse(create=False)
-        ledger = self.node.open_ledger(data)
-        try:
-            yield ledger
-        finally:
-            if ledger is not data:
-                ledger.close()
-            data.close()
+        return nullcontext(self._ledger) if self._ledger is not None else opened_ledger(self.node)
 
     def _charge(self, release: Release) -> dict[str, str]:
         """What this run's DP releases of the dataset cost so far, from the node's own
