@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                             help="inprocess: workers as threads; pubsub: workers as processes "
                             "over the Pub/Sub emulator (started here unless "
                             "PUBSUB_EMULATOR_HOST is set)")
-        _model_options(action)
+        model_options(action)
         if name == "fit":
             _spec_options(action)
         elif name == "stats":
@@ -133,7 +133,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                              help="sign with this Cloud KMS key version instead of a key file")
     coordinator.add_argument("--create-topics", action="store_true",
                              help="emulator only: create the hub's topics and subscriptions")
-    _model_options(coordinator)
+    model_options(coordinator)
     coordinator.set_defaults(func=_coordinator)
 
 
@@ -142,7 +142,7 @@ def _root(parser: argparse.ArgumentParser) -> None:
                         help=f"folder of local nodes, keys and roster (default: {DEFAULT_ROOT})")
 
 
-def _model_options(parser: argparse.ArgumentParser) -> None:
+def model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=defaults.DEFAULT_K,
                         help=f"small-cell threshold (default {defaults.DEFAULT_K}; each node "
                         "applies at least its own policy's min_k)")
@@ -201,7 +201,7 @@ def _spec_stats(args: argparse.Namespace, nodes: list[str]) -> int:
 
     spec = statistics.spec_from_args(args)
     statistics.plan(spec)  # a bad spec fails before any node is asked
-    config = _config(args, nodes, "stats")
+    config = run_config(args, nodes, "stats")
     with local_federation(args.root, nodes, transport=args.transport) as hub:
         coordinator = hub.coordinator(config)
         result, shown = stats_spec(coordinator, spec)
@@ -244,7 +244,7 @@ def _spec_fit(args: argparse.Namespace, nodes: list[str]) -> int:
     from workloads.federation.local import local_federation
 
     spec = spec_from_args(args)
-    config = _config(args, nodes, "fit")
+    config = run_config(args, nodes, "fit")
     config.max_rounds = max(config.max_rounds, spec.max_iter)
     with local_federation(args.root, nodes, transport=args.transport) as hub:
         coordinator = hub.coordinator(config)
@@ -260,7 +260,7 @@ def _spec_fit(args: argparse.Namespace, nodes: list[str]) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace, nodes: list[str], product: str) -> Any:
+def run_config(args: argparse.Namespace, nodes: list[str], product: str) -> Any:
     from workloads.federation.coordinator import DPRequest, RunConfig
     from workloads.federation.defaults import PLANNED_RELEASES
 
@@ -273,7 +273,7 @@ def _config(args: argparse.Namespace, nodes: list[str], product: str) -> Any:
                      max_rounds=args.max_rounds, dp=dp)
 
 
-def _node_list(text: str) -> list[str]:
+def node_list(text: str) -> list[str]:
     from workloads.local_node import LocalNode
 
     nodes = [n.strip() for n in text.split(",") if n.strip()]
@@ -317,12 +317,12 @@ def _robotics(coordinator: Any, args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     from workloads.federation.local import local_federation
 
-    nodes = _node_list(args.nodes)
+    nodes = node_list(args.nodes)
     if args.product == "fit" and _has_spec(args):
         return _spec_fit(args, nodes)
     if args.product == "stats" and (args.spec is not None or args.table is not None):
         return _spec_stats(args, nodes)
-    config = _config(args, nodes, args.product)
+    config = run_config(args, nodes, args.product)
     with local_federation(args.root, nodes, transport=args.transport) as hub:
         _products(hub.coordinator(config), args.product, args)
     return 0
@@ -336,7 +336,7 @@ def _nodes(args: argparse.Namespace) -> int:
     from workloads.federation.local import local_federation
     from workloads.federation.table_counts import countable, format_counts, node_counts
 
-    nodes = _node_list(args.nodes)
+    nodes = node_list(args.nodes)
     known = countable()
     tables = known
     if args.tables:
@@ -362,7 +362,7 @@ def _nodes(args: argparse.Namespace) -> int:
 def _roster(args: argparse.Namespace) -> int:
     from workloads.federation import roster
 
-    pinned = roster.write_local(args.root, _node_list(args.nodes))
+    pinned = roster.write_local(args.root, node_list(args.nodes))
     print(f"roster {roster.path(args.root)}: hub and {', '.join(pinned.nodes)}")
     return 0
 
@@ -413,8 +413,8 @@ def _coordinator(args: argparse.Namespace) -> int:
     from workloads.federation.roster import HUB
     from workloads.federation.transport import PubSubHub
 
-    nodes = _node_list(args.nodes)
-    config = _config(args, nodes, "both")
+    nodes = node_list(args.nodes)
+    config = run_config(args, nodes, "both")
     if args.create_topics:
         from workloads.federation.transport import create_resources
 

@@ -246,7 +246,7 @@ def results_store(location: str, local: bool) -> Any:
 
 
 def coordinator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from workloads.cli.federate import _config, _node_list
+    from workloads.cli.federate import node_list, run_config
     from workloads.federation.coordinator import Coordinator
     from workloads.federation.roster import HUB
     from workloads.federation.transport import PubSubHub
@@ -262,8 +262,8 @@ def coordinator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         from workloads.federation.identity import KmsSigner
 
         signer = KmsSigner(settings.signing_key)
-    nodes = _node_list(args.nodes) if args.nodes else list(roster.nodes)
-    config = _config(args, nodes, args.product)
+    nodes = node_list(args.nodes) if args.nodes else list(roster.nodes)
+    config = run_config(args, nodes, args.product)
     store = results_store(settings.results_bucket, local=bool(root))
     hub = Coordinator(PubSubHub(settings.hub_project), config, signer, roster)
     run_and_record(hub, [args.product], args.spec, store, hub_project=settings.hub_project)
@@ -278,7 +278,7 @@ def _now() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from workloads.cli.federate import _model_options
+    from workloads.cli.federate import model_options
 
     parser = argparse.ArgumentParser(
         prog="python -m workloads.federation.service",
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an analysis spec (fit) or statistics spec (stats), JSON or YAML")
     hub.add_argument("--nodes", default=None,
                      help="comma-separated node names (default: every node in the roster)")
-    _model_options(hub)
+    model_options(hub)
     hub.set_defaults(func=coordinator)
     return parser
 
