@@ -106,9 +106,8 @@ def _pipeline(src: str, root: str, out: Any) -> None:
     children = _ChildPeaks()
     start, cpu = time.perf_counter(), _cpu_s()
     staged_id = fingerprint(Path(src))
-    with tempfile.TemporaryDirectory(prefix="vcf-task-") as work:
-        rows, samples, digest = convert_file(Path(src), store, staged_id=staged_id,
-                                             genes=GeneIndex.from_bed(), work=Path(work))
+    rows, samples, digest = convert_file(Path(src), store, staged_id=staged_id,
+                                         genes=GeneIndex.from_bed())
     store.write_bytes(staged_keys(staged_id)["manifest"], json.dumps(
         {"fingerprint": digest, "source": src, "variant_rows": rows,
          "samples": samples}).encode())

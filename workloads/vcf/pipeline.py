@@ -76,7 +76,6 @@ def convert_file(
     *,
     staged_id: str,
     genes: GeneIndex,
-    work: Path,
     known_samples: Collection[str] | None = None,
     name: str | None = None,
     threads: int = 0,
@@ -92,9 +91,8 @@ def convert_file(
     hold it while numpy releases and retakes it at every call).
     Nothing is committed to the store unless validation passed and bcftools succeeded.
     Errors name the first cause: the validation's (it names the line), then bcftools',
-    then the conversion's. No plaintext temporary is written (`work` is unused).
+    then the conversion's. No plaintext temporary is written.
     """
-    del work
     keys = staged_keys(staged_id)
     with child_pool(1) as pool, split_stream(src, threads=threads) as split:
         checked = pool.submit(validate_vcf, src, known_samples=known_samples, name=name)
@@ -212,7 +210,7 @@ def process_shard(
                                done["samples"], staged_id=staged_id)
         try:
             rows, samples, digest = convert_file(
-                local, staging, staged_id=staged_id, genes=genes, work=Path(tmp),
+                local, staging, staged_id=staged_id, genes=genes,
                 known_samples=known_samples, name=source, threads=threads)
         except VcfInputError as exc:
             copy = quarantine(staging, local, source, staged_id, exc)

@@ -117,7 +117,7 @@ def test_streamed_pipeline_writes_what_the_file_path_wrote(tmp_path: Path, name:
     table, digest, apoe, rows = _before(normalise(src, tmp_path / "split.bcf"))
     store = FolderStore(tmp_path / "bucket")
     got_rows, samples, got_digest = convert_file(
-        src, store, staged_id="f" * 64, genes=GeneIndex.from_bed(), work=tmp_path)
+        src, store, staged_id="f" * 64, genes=GeneIndex.from_bed())
     assert (got_rows, got_digest) == (rows, digest)
     assert samples == len(table.column("call")[0])
     keys = staged_keys("f" * 64)
@@ -167,8 +167,7 @@ def test_bcftools_failing_mid_stream_is_bad_input_and_nothing_is_committed(
     src = _hostile(tmp_path, records)
     store = FolderStore(tmp_path / "bucket")
     with pytest.raises(VcfInputError, match="bcftools norm -m -any failed"):
-        convert_file(src, store, staged_id="f" * 64, genes=GeneIndex.from_bed(),
-                     work=tmp_path)
+        convert_file(src, store, staged_id="f" * 64, genes=GeneIndex.from_bed())
     assert not store.list("staging/")
 
 
@@ -178,7 +177,7 @@ def test_the_validation_error_wins_over_bcftools(tmp_path: Path) -> None:
     src.write_bytes(gzip.compress(text.encode()))
     with pytest.raises(VcfInputError, match=r"bad.vcf.gz:\d+: POS 'forty'"):
         convert_file(src, FolderStore(tmp_path / "bucket"), staged_id="f" * 64,
-                     genes=GeneIndex.from_bed(), work=tmp_path, name=str(src))
+                     genes=GeneIndex.from_bed(), name=str(src))
 
 
 def test_a_failing_writer_stops_the_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -190,7 +189,7 @@ def test_a_failing_writer_stops_the_stream(tmp_path: Path, monkeypatch: pytest.M
     before = _children()
     with pytest.raises(OSError, match="disk full"):
         convert_file(_hostile(tmp_path), FolderStore(tmp_path / "bucket"),
-                     staged_id="f" * 64, genes=GeneIndex.from_bed(), work=tmp_path)
+                     staged_id="f" * 64, genes=GeneIndex.from_bed())
     deadline = time.monotonic() + 10  # killed children may take a moment to go
     while _children() - before and time.monotonic() < deadline:
         time.sleep(0.05)
