@@ -34,6 +34,28 @@ def die_with_parent(parent: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with open(f"{task.path}/children") as listing:
+                found += [int(c) for c in listing.read().split()]
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a worker and everything it started, its children first. The worker is
+    stopped meanwhile so it starts nothing new; a grandchild still starting up (a spawn
+    child reading its set-up from the worker) would otherwise find its parent gone and
+    print a traceback over the command's own message."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGSTOP)
+    for child in _children(pid):
+        kill_tree(child)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def child_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A spawn-context process pool whose workers never outlive this process."""
@@ -44,8 +66,8 @@ def child_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
         yield pool
     except BaseException:
         for process in list(getattr(pool, "_processes", {}).values()):
-            with contextlib.suppress(Exception):
-                process.kill()
+            if process.pid is not None:
+                kill_tree(process.pid)
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
