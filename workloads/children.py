@@ -36,10 +36,10 @@ def die_with_parent(parent: int | None = None) -> None:
 
 def _children(pid: int) -> list[int]:
     found: list[int] = []
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # the process is gone
         for task in os.scandir(f"/proc/{pid}/task"):
-            with open(f"{task.path}/children") as listing:
-                found += [int(c) for c in listing.read().split()]
+            with contextlib.suppress(OSError), open(f"{task.path}/children") as listing:
+                found += [int(c) for c in listing.read().split()]  # (a thread may end)
     return found
 
 

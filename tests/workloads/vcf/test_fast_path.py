@@ -138,13 +138,17 @@ def _children() -> set[int]:
     me = os.getpid()
     found: set[int] = set()
     for task in os.listdir(f"/proc/{me}/task"):
-        with open(f"/proc/{me}/task/{task}/children") as f:
-            for pid in f.read().split():
-                with contextlib.suppress(OSError):
-                    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                    tracker = b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                    if state != "Z" and not tracker:
-                        found.add(int(pid))
+        try:
+            with open(f"/proc/{me}/task/{task}/children") as f:
+                pids = f.read().split()
+        except FileNotFoundError:  # a thread that ended meanwhile had no children to list
+            continue
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                tracker = b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                if state != "Z" and not tracker:
+                    found.add(int(pid))
     return found
 
 
